@@ -1,0 +1,170 @@
+"""Typed configuration: dataclass defaults < conf/*.yaml < command-line overrides (Hydra).
+
+The dataclasses are registered in Hydra's ConfigStore as the schema of conf/config.yaml, so a typo'd
+key or a wrongly typed value fails at compose time. Semantic checks (ranges, allowed values) run in
+`validate()` when `to_run_config` turns the composed DictConfig into objects, before any model is
+loaded. Every error names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from docvlm.paths import cache_dir
+
+MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ValueError(f"invalid config value {key}={value!r}: allowed {allowed}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny_internvl"
+    family: str = "internvl"  # registry key of the adapter (docvlm/models)
+    path: str = ""  # local folder with config.json + safetensors + processor files
+    hub_id: str = ""  # where real weights come from; used in "how to get the weights" messages
+    tiny: bool = False  # build a tiny random model of `family` at `path` on first use (tests, demo)
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False  # never on unless the user says so
+    allow_pickle_weights: bool = False  # safetensors only unless explicitly allowed
+    max_tiles: int = 12  # copied from processing.max_tiles by to_run_config
+
+    def validate(self) -> None:
+        if self.family not in MODEL_FAMILIES:
+            _fail("model.family", self.family, f"one of {MODEL_FAMILIES}")
+        if not self.path:
+            _fail("model.path", self.path, "a folder holding the model (config.json, *.safetensors)")
+        if self.dtype not in DTYPES:
+            _fail("model.dtype", self.dtype, f"one of {DTYPES}")
+
+
+@dataclass
+class DataConfig:
+    dir: str = "???"  # folder of document images (searched recursively)
+    ground_truth: Optional[str] = None  # CSV or JSONL; enables evaluation and the report
+    extensions: list[str] = field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"])
+    make_samples: bool = False  # generate the synthetic sample set into `dir` if it is missing
+    sample_seed: int = 0
+
+    def validate(self) -> None:
+        if not self.dir or self.dir == "???":
+            _fail("data.dir", self.dir, "a folder of document images")
+
+
+@dataclass
+class TokenBudgets:
+    detect: int = 96
+    extract: int = 768
+    bank_headers: int = 64
+    bank_rows: int = 1536
+
+
+@dataclass
+class ProcessingConfig:
+    batch_size: Optional[int] = None  # per-rank batch; null = chosen from the device (auto)
+    num_gpus: int = 0  # 0 = all visible, 1 = single GPU, N = exactly N (error if fewer visible)
+    device: str = "auto"  # auto: cuda when visible, else cpu
+    max_tiles: int = 12  # image tiles per document (InternVL/Mllama) / pixel cap (Qwen)
+    max_new_tokens: TokenBudgets = field(default_factory=TokenBudgets)
+    force_length: bool = False  # generate exactly the budget (benchmarks: fixed lengths)
+    group_window: int = 4  # batches of documents detected before extraction groups them by type
+    dist_timeout_s: int = 1800  # collectives give up after this long (a hung rank ends the job)
+    max_retries: int = 1  # a document that ended in an error is redone this many times on resume
+
+    def validate(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            _fail("processing.batch_size", self.batch_size, "null (auto) or an integer >= 1")
+        if self.num_gpus < 0:
+            _fail("processing.num_gpus", self.num_gpus, "0 (all visible GPUs) or an integer >= 1")
+        if self.device not in DEVICES:
+            _fail("processing.device", self.device, f"one of {DEVICES}")
+        if self.max_tiles < 1:
+            _fail("processing.max_tiles", self.max_tiles, "an integer >= 1")
+        for stage, budget in vars(self.max_new_tokens).items():
+            if budget < 1:
+                _fail(f"processing.max_new_tokens.{stage}", budget, "an integer >= 1")
+        if self.group_window < 1:
+            _fail("processing.group_window", self.group_window, "an integer >= 1")
+        if self.max_retries < 0:
+            _fail("processing.max_retries", self.max_retries, "an integer >= 0")
+        if self.dist_timeout_s < 1:
+            _fail("processing.dist_timeout_s", self.dist_timeout_s, "seconds >= 1")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs/${docvlm_run_id:}"  # same on every rank (see docvlm_run_id below)
+    overwrite: bool = False  # true: delete this project's files in `dir` first; false: resume
+
+
+@dataclass
+class DebugConfig:
+    limit: Optional[int] = None  # process only the first N documents
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            _fail("debug.limit", self.limit, "null or an integer >= 1")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    schema: Any = None  # conf/schema/*.yaml (docvlm.schema.load_schema)
+    prompts: Any = None  # conf/prompts/*.yaml (docvlm.prompts.load_prompts)
+
+    def validate(self) -> None:
+        for section in (self.model, self.data, self.processing, self.debug):
+            section.validate()
+
+
+def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
+    """Resolve and validate a composed config (raises ValueError naming key, value, allowed)."""
+    if isinstance(cfg, RunConfig):
+        return cfg
+    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+    run_cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    run_cfg.model.max_tiles = run_cfg.processing.max_tiles  # one knob for users, the adapter reads it here
+    run_cfg.validate()
+    return run_cfg
+
+
+def run_id() -> str:
+    """A name for this run that every rank computes identically, without communication."""
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm-{os.environ['SLURM_JOB_ID']}"
+    elastic_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if elastic_id != "none":
+        return f"torchrun-{elastic_id[:8]}"
+    return time.strftime("local-%Y-%m-%d_%H-%M-%S")
+
+
+def hydra_subdir() -> Optional[str]:
+    """Only rank 0 writes Hydra's `.hydra/` snapshot: the other ranks would race on the same files."""
+    return ".hydra" if os.environ.get("RANK", "0") == "0" else None
+
+
+def register() -> None:
+    """Register the config schema and the resolvers conf/config.yaml uses (idempotent)."""
+    ConfigStore.instance().store(name="docvlm_base", node=RunConfig)
+    OmegaConf.register_new_resolver("docvlm_run_id", run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("docvlm_hydra_subdir", hydra_subdir, replace=True)
+    OmegaConf.register_new_resolver("docvlm_cache", lambda: str(cache_dir()), replace=True)
+
+
+register()

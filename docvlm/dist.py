@@ -1,0 +1,123 @@
+"""Process-group plumbing for torchrun: one rank per GPU, contiguous shards, gather to rank 0.
+
+world_size == 1 (plain `python launch.py`) is the degenerate case: no process group, every
+collective is a local no-op, so the same code path serves one process and N.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Optional, TypeVar
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) without torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_gpu_request(num_gpus: int, device: str, ranks_per_node: int, available: int) -> str:
+    """Decide the device kind for this job from processing.num_gpus / processing.device.
+
+    Returns "cuda" or "cpu"; raises ValueError naming both numbers when the request cannot be met.
+    """
+    if device == "cpu":
+        return "cpu"
+    if available == 0:
+        if device == "cuda" or num_gpus > 0:
+            raise ValueError(f"processing.num_gpus={num_gpus} (device={device}) but 0 GPUs are visible "
+                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                             "use processing.device=cpu or processing.num_gpus=0")
+        return "cpu"
+    if num_gpus > available:
+        raise ValueError(f"processing.num_gpus={num_gpus} but only {available} GPUs are visible")
+    wanted = num_gpus or available
+    if ranks_per_node > wanted:
+        raise ValueError(f"torchrun started {ranks_per_node} ranks per node but processing.num_gpus={num_gpus} "
+                         f"allows {wanted} GPUs ({available} visible); one rank per GPU")
+    return "cuda"
+
+
+def init_distributed(device_kind: str, timeout_s: int) -> DistContext:
+    """Bind this rank's device, then join the process group (once; reused across Hydra multirun jobs)."""
+    rank, world, local_rank = env_world()
+    if device_kind == "cuda":
+        torch.cuda.set_device(local_rank)  # BEFORE init: NCCL must see the right device
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        # gather_object of Python records travels over gloo; tensors (if any) over NCCL.
+        backend = "cpu:gloo,cuda:nccl" if device_kind == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        log.debug("process group up: rank %d/%d backend %s", rank, world, backend)
+    return DistContext(rank, world, local_rank, device)
+
+
+def shard_range(n_items: int, rank: int, world_size: int) -> range:
+    """Contiguous slice of `n_items` for `rank`; sizes differ by at most one, earlier ranks larger."""
+    base, extra = divmod(n_items, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def gather_to_rank0(obj: T, ctx: DistContext) -> Optional[list[T]]:
+    """torch.distributed.gather_object to rank 0: a list ordered by rank there, None elsewhere."""
+    if not ctx.distributed:
+        return [obj]
+    out: Optional[list[Any]] = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_from_rank0(obj: T, ctx: DistContext) -> T:
+    if not ctx.distributed:
+        return obj
+    box = [obj if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]  # type: ignore[return-value]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def store() -> Optional[dist.Store]:
+    """The process group's key-value store (for the cross-rank progress counter), if any."""
+    if not dist.is_initialized():
+        return None
+    return dist.distributed_c10d._get_default_store()
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

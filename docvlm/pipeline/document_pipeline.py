@@ -1,0 +1,68 @@
+"""One rank's work: load -> batched detection -> batched extraction grouped by flow -> records.
+
+Documents go through in windows of `batch_size * group_window`: the window is detected first, then
+its documents are regrouped by flow (single-prompt types vs bank statements) so that extraction
+batches are homogeneous. Records leave in input order, window by window, so the part file grows
+steadily and a crash loses at most one window of work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterator, Sequence
+
+from docvlm.inputs import Document, InputError, load_image
+from docvlm.pipeline.batching import chunks, run_in_batches
+from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch
+from docvlm.records import DocumentRecord
+
+log = logging.getLogger(__name__)
+
+
+class DocumentPipeline:
+    def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int) -> None:
+        self.ctx = ctx
+        self.batch_size = batch_size
+        self.window = batch_size * group_window
+        self.rank = rank
+
+    def process(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
+        for window in chunks(docs, self.window):
+            items = [self._load(doc) for doc in window]
+            self._run_window([it for it in items if it.record.ok])
+            for item in items:
+                item.record.timings["total_s"] = round(sum(item.record.timings.values()), 6)
+                yield item.record
+
+    def _load(self, doc: Document) -> WorkItem:
+        record = DocumentRecord(index=doc.index, image=doc.id, rank=self.rank)
+        start = time.perf_counter()
+        try:
+            image = load_image(doc)
+        except InputError as err:
+            record.error = {"kind": "input", "stage": "load", "message": str(err)}
+            return WorkItem(doc, None, record)
+        record.timings["load_s"] = time.perf_counter() - start
+        return WorkItem(doc, image, record)
+
+    def _run_window(self, items: list[WorkItem]) -> None:
+        self._stage("detect", items, detect_batch)
+        flows = {"single": [], "bank": []}
+        for item in items:
+            if item.record.ok:
+                flow = self.ctx.schema.type_spec(item.record.document_type or self.ctx.schema.default_type).flow
+                flows[flow].append(item)
+        # Same type next to each other: prompts (and so prompt lengths) match within a batch.
+        singles = sorted(flows["single"], key=lambda it: (it.record.document_type or "", it.doc.index))
+        self._stage("extract", singles, extract_batch)
+        self._stage("bank", flows["bank"], bank_batch)
+
+    def _stage(self, stage: str, items: list[WorkItem], run_batch) -> None:
+        def fail(item: WorkItem, err: BaseException) -> None:
+            failed = DocumentRecord.failed(item.doc.index, item.doc.id, stage, err, self.rank)
+            item.record.error = failed.error
+            item.record.fields = {}
+
+        if items:
+            run_in_batches(items, self.batch_size, lambda batch: run_batch(self.ctx, batch), fail)

@@ -1,0 +1,58 @@
+"""summary.json: what happened in this run, in numbers (counts, stage timings, throughput, config)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any, Optional
+
+from docvlm.config import RunConfig
+from docvlm.records import DocumentRecord
+
+
+def build_summary(run_cfg: RunConfig, records: list[DocumentRecord], rank_stats: list[dict[str, Any]],
+                  evaluation: Optional[dict[str, Any]], elapsed_s: float, gather_s: float, world: int,
+                  snapshot: dict[str, Any]) -> dict[str, Any]:
+    processed = sum(s["documents"] for s in rank_stats)  # this run's work (resumed ones excluded)
+    return {
+        "model": {"name": run_cfg.model.name, "family": run_cfg.model.family, "path": run_cfg.model.path},
+        "world_size": world,
+        "documents": len(records),
+        "processed_this_run": processed,
+        "ok": sum(r.ok for r in records),
+        "errors": sum(not r.ok for r in records),
+        "errors_by_kind": dict(Counter(r.error["kind"] for r in records if r.error)),
+        "document_types": dict(Counter(r.document_type or "UNKNOWN" for r in records if r.ok)),
+        "elapsed_s": round(elapsed_s, 3),
+        "gather_s": round(gather_s, 4),
+        "documents_per_s": round(processed / elapsed_s, 4) if elapsed_s > 0 else 0.0,
+        "stages": _stages(rank_stats),
+        "ranks": [{k: v for k, v in s.items() if k != "stages"} for s in rank_stats],
+        "evaluation": _headline(evaluation),
+        "config": snapshot,
+    }
+
+
+def _stages(rank_stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per stage: totals summed over ranks, batch statistics averaged over the ranks that ran it."""
+    merged: dict[str, Any] = {}
+    names = sorted({name for s in rank_stats for name in s.get("stages", {})})
+    for name in names:
+        per_rank = [s["stages"][name] for s in rank_stats if name in s.get("stages", {})]
+        merged[name] = {
+            "batches": sum(p["batches"] for p in per_rank),
+            "documents": sum(p["documents"] for p in per_rank),
+            "seconds_sum": round(sum(p["seconds"] for p in per_rank), 4),
+            "prefill_s_sum": round(sum(p["prefill_s"] for p in per_rank), 4),
+            "decode_s_sum": round(sum(p["decode_s"] for p in per_rank), 4),
+            "new_tokens": sum(p["new_tokens"] for p in per_rank),
+            "mean_batch_size_over_ranks": round(statistics.mean(p["mean_batch_size"] for p in per_rank), 3),
+            "mean_seconds_over_ranks": round(statistics.mean(p["seconds"] for p in per_rank), 4),
+        }
+    return merged
+
+
+def _headline(evaluation: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    if evaluation is None:
+        return None
+    return {k: evaluation[k] for k in ("overall", "documents_scored") if k in evaluation}
