@@ -1,0 +1,194 @@
+"""report.md and its PNG plots, from the content of evaluation.json and the result records.
+
+Per-field tables come first: a per-document mean hides which fields fail (on bank statements two of
+five fields are nearly always right, so the document mean has a floor). Plots use matplotlib's Figure
+API with the Agg canvas: no display and no global pyplot state.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from docvlm.evaluate import times_by_type
+from docvlm.outputs import atomic_write_text
+
+PLOTS_DIR = "plots"
+WORST_SHOWN = 10  # lowest-scoring documents listed in the report
+
+
+def write_report(evaluation: dict[str, Any], records: list[dict[str, Any]], out_dir: Path) -> Path:
+    """Write out_dir/report.md and out_dir/plots/*.png; return the report's path."""
+    out_dir = Path(out_dir)
+    plots = _write_plots(evaluation, records, out_dir / PLOTS_DIR)
+    path = out_dir / "report.md"
+    atomic_write_text(path, _markdown(evaluation, plots))
+    return path
+
+
+# ---------------------------------------------------------------- markdown
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "–" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def _markdown(ev: dict[str, Any], plots: dict[str, str]) -> str:
+    overall = ev["overall"]
+    lines = [
+        "# Evaluation report", "",
+        f"Ground truth: `{ev['ground_truth']}`. Documents scored: {overall['documents']}; "
+        f"without ground truth: {len(ev['documents_without_ground_truth'])}; "
+        f"with errors: {len(ev['documents_with_errors'])}.", "",
+    ]
+    lines += _field_section(ev, plots)
+    lines += _type_section(ev)
+    lines += _confusion_section(ev, plots)
+    lines += _timing_section(ev, plots)
+    lines += _document_section(ev)
+    lines += ["## Definitions", ""] + [f"- **{k}**: {v}" for k, v in ev["definitions"].items()] + [""]
+    return "\n".join(lines)
+
+
+def _field_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    lines = ["## Field F1 by document type", ""]
+    if "field_f1" in plots:
+        lines += [f"![per-field F1]({plots['field_f1']})", ""]
+    for doc_type, fields in ev["per_field"].items():
+        rows = [[name, _num(s["mean"]), _num(s["sd"]), _ci(s["ci95"]), str(s["n"])] for name, s in fields.items()]
+        lines += [f"### {doc_type}", ""] + _table(["field", "mean F1", "SD", "95% CI", "n"], rows)
+    return lines
+
+
+def _type_section(ev: dict[str, Any]) -> list[str]:
+    o = ev["overall"]
+    rows = [[t, str(s["documents"]), _num(s["macro_f1"]), _num(s["micro_f1"]),
+             _num(s["document_f1_mean"]), _num(s["document_f1_median"])] for t, s in ev["per_type"].items()]
+    rows.append(["**all**", str(o["documents"]), _num(o["macro_f1"]), _num(o["micro_f1"]),
+                 _num(o["document_f1_mean"]), _num(o["document_f1_median"])])
+    header = ["true type", "documents", "macro F1", "micro F1", "document F1 mean", "document F1 median"]
+    return ["## By document type", ""] + _table(header, rows) + [
+        f"Document-type accuracy: {_num(o['type_accuracy'])}. "
+        f"95% CI of the mean document F1: {_ci(o['document_f1_ci95'])}.", ""]
+
+
+def _confusion_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    cm = ev["confusion_matrix"]
+    lines = ["## Document-type confusion (rows: true, columns: predicted)", ""]
+    if "confusion" in plots:
+        lines += [f"![confusion matrix]({plots['confusion']})", ""]
+    rows = [[t] + [str(c) for c in row] for t, row in zip(cm["true"], cm["matrix"])]
+    return lines + _table(["true \\ predicted"] + cm["predicted"], rows)
+
+
+def _timing_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
+    tp = ev["throughput"]
+    lines = ["## Throughput", "",
+             f"{tp['documents']} documents in {_num(tp['elapsed_s'], 1)} s: "
+             f"{_num(tp['docs_per_s'], 3)} documents/s ({_num(tp['docs_per_min'], 1)} documents/min).", ""]
+    if "timing" in plots:
+        lines += [f"![time per document]({plots['timing']})", ""]
+    rows = [[t, str(s["n"]), _num(s["mean"], 2), _num(s["median"], 2), _num(s["sd"], 2)]
+            for t, s in tp["time_per_document_s"].items()]
+    return lines + _table(["predicted type", "n", "mean s", "median s", "SD s"], rows)
+
+
+def _document_section(ev: dict[str, Any]) -> list[str]:
+    worst = sorted(ev["documents"], key=lambda d: d["f1"])[:WORST_SHOWN]
+    rows = [[f"`{d['image']}`", d["true_type"], str(d["predicted_type"]), _num(d["f1"])] for d in worst]
+    lines = [f"## Lowest-scoring documents (up to {WORST_SHOWN})", ""]
+    lines += _table(["image", "true type", "predicted type", "F1"], rows)
+    for title, items in (("Documents without ground truth", ev["documents_without_ground_truth"]),
+                         ("Ground-truth entries without a result", ev["ground_truth_without_results"]),
+                         ("Documents with errors", ev["documents_with_errors"])):
+        lines += [f"## {title} ({len(items)})", ""] + ([f"- `{item}`" for item in items] or ["None."]) + [""]
+    return lines
+
+
+# ---------------------------------------------------------------- plots
+
+def _save(fig: Figure, path: Path) -> None:
+    """Render to a temp file beside the target, then rename (atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    with os.fdopen(fd, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def _write_plots(ev: dict[str, Any], records: list[dict[str, Any]], plot_dir: Path) -> dict[str, str]:
+    """Plots that have data; returns name -> path relative to the report."""
+    written = {}
+    if ev["per_field"]:
+        _save(_field_plot(ev["per_field"]), plot_dir / "field_f1.png")
+        written["field_f1"] = f"{PLOTS_DIR}/field_f1.png"
+    if ev["overall"]["documents"]:
+        _save(_confusion_plot(ev["confusion_matrix"]), plot_dir / "confusion_matrix.png")
+        written["confusion"] = f"{PLOTS_DIR}/confusion_matrix.png"
+    times = times_by_type(records)
+    if times:
+        _save(_timing_plot(times), plot_dir / "time_per_document.png")
+        written["timing"] = f"{PLOTS_DIR}/time_per_document.png"
+    return written
+
+
+def _field_plot(per_field: dict[str, dict[str, Any]]) -> Figure:
+    heights = [max(1.5, 0.32 * len(fields) + 0.8) for fields in per_field.values()]
+    fig = Figure(figsize=(8, sum(heights)))
+    axes = fig.subplots(len(per_field), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, (doc_type, fields) in zip(axes, per_field.items()):
+        names = list(fields)[::-1]  # schema order from the top
+        means = [fields[n]["mean"] for n in names]
+        low = [m - fields[n]["ci95"][0] if fields[n]["ci95"] else 0 for n, m in zip(names, means)]
+        high = [fields[n]["ci95"][1] - m if fields[n]["ci95"] else 0 for n, m in zip(names, means)]
+        ax.barh(names, means, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
+        for y, mean in enumerate(means):  # the number too: a zero bar is otherwise invisible
+            ax.text(0.01, y, f"{mean:.2f}", va="center", fontsize=7, color="white" if mean > 0.08 else "black")
+        ax.set_xlim(0, 1.05)
+        ax.set_title(f"{doc_type} (n = {max(f['n'] for f in fields.values())})", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[-1].set_xlabel("mean F1 (bars: 95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def _confusion_plot(cm: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(1.6 * len(cm["predicted"]) + 2, 1.0 * len(cm["true"]) + 1.5))
+    ax = fig.subplots()
+    ax.imshow(cm["matrix"], cmap="Blues")
+    ax.set_xticks(range(len(cm["predicted"])), cm["predicted"], rotation=30, ha="right")
+    ax.set_yticks(range(len(cm["true"])), cm["true"])
+    peak = max(max(row) for row in cm["matrix"]) or 1
+    for i, row in enumerate(cm["matrix"]):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax.set_xlabel("predicted type")
+    ax.set_ylabel("true type")
+    fig.tight_layout()
+    return fig
+
+
+def _timing_plot(times: dict[str, list[float]]) -> Figure:
+    fig = Figure(figsize=(1.8 * len(times) + 2, 4))
+    ax = fig.subplots()
+    ax.boxplot(list(times.values()), showmeans=True)
+    ax.set_xticks(range(1, len(times) + 1), [f"{t}\n(n = {len(v)})" for t, v in times.items()])
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("seconds per document")
+    ax.set_title("Time per document by predicted type")
+    fig.tight_layout()
+    return fig
