@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from docvlm.paths import CONF_DIR
 
+_DETECTION_TYPES = {"bank_columns": "BANK_STATEMENT", "paid": "RECEIPT", "not_paid": "INVOICE"}
 FIELD_KINDS = ("money", "date", "date_range", "id", "boolean", "number", "text", "doc_type")
 
 
@@ -46,6 +47,16 @@ class Schema:
     bank_header_roles: dict[str, tuple[str, ...]]
     bank_marker_roles: tuple[str, ...]
     comparators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bank_merged_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    field_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    true_words: tuple[str, ...] = ()
+    false_words: tuple[str, ...] = ()
+    months: dict[str, int] = field(default_factory=dict)  # lower-case month name -> 1..12
+    paid_cues: tuple[str, ...] = ()
+    bank_opening_rows: tuple[str, ...] = ()
+    bank_skip_rows: tuple[str, ...] = ()
+    bank_balance_tolerance: float = 0.01
+    detection_types: dict[str, str] = field(default_factory=lambda: dict(_DETECTION_TYPES))
 
     @property
     def all_field_names(self) -> list[str]:
@@ -88,6 +99,16 @@ def load_schema(source: Mapping[str, Any] | DictConfig | str | Path | None = Non
             bank_header_roles={role: tuple(str(k).lower() for k in kws) for role, kws in raw.get("bank_header_roles", {}).items()},
             bank_marker_roles=tuple(raw.get("bank_marker_roles", ())),
             comparators=dict(raw.get("comparators", {})),
+            bank_merged_roles={role: tuple(parts) for role, parts in raw.get("bank_merged_roles", {}).items()},
+            field_aliases={str(k).upper(): _as_tuple(v) for k, v in raw.get("field_aliases", {}).items()},
+            true_words=_lower_tuple(raw.get("boolean_words", {}).get("true", ())),
+            false_words=_lower_tuple(raw.get("boolean_words", {}).get("false", ())),
+            months={str(name).lower(): i + 1 for i, names in enumerate(raw.get("months", [])) for name in names},
+            paid_cues=_lower_tuple(raw.get("paid_cues", ())),
+            bank_opening_rows=_lower_tuple(raw.get("bank_opening_rows", ())),
+            bank_skip_rows=_lower_tuple(raw.get("bank_skip_rows", ())),
+            bank_balance_tolerance=float(raw.get("bank_balance_tolerance", 0.01)),
+            detection_types={**_DETECTION_TYPES, **raw.get("detection_types", {})},
         )
     except KeyError as err:
         raise ValueError(f"schema: missing key {err}") from None
@@ -108,6 +129,14 @@ def _to_dict(source: Mapping[str, Any] | DictConfig | str | Path | None) -> dict
     return dict(source)
 
 
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
+def _lower_tuple(values: Any) -> tuple[str, ...]:
+    return tuple(str(v).strip().lower() for v in values)
+
+
 def _lookup(fields: dict[str, FieldSpec], name: str, doc_type: str) -> FieldSpec:
     if name not in fields:
         raise ValueError(f"schema: type {doc_type} lists field {name!r} that is not declared under `fields`")
@@ -123,6 +152,15 @@ def _validate(schema: Schema) -> None:
     for alias, target in schema.type_aliases.items():
         if target not in schema.types:
             raise ValueError(f"schema: alias {alias!r} points to unknown type {target!r}")
+    for alias, targets in schema.field_aliases.items():
+        unknown = [t for t in targets if t not in schema.fields]
+        if unknown:
+            raise ValueError(f"schema: field alias {alias!r} points to undeclared field(s) {unknown}")
+    for outcome, target in schema.detection_types.items():
+        if target not in schema.types:
+            raise ValueError(f"schema: detection_types.{outcome} is {target!r}, not one of {sorted(schema.types)}")
+    if schema.months and len(set(schema.months.values())) != 12:
+        raise ValueError("schema: `months` must list names for all 12 months, January first")
     for spec in schema.types.values():
         if spec.flow not in ("single", "bank"):
             raise ValueError(f"schema: type {spec.name} has flow {spec.flow!r}; allowed: single, bank")

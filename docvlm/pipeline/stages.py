@@ -94,7 +94,7 @@ def detect_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect) for it in items])
     _share_time(items, "detect_s", time.perf_counter() - start)
     for item, reply in zip(items, result.replies):
-        found = detection.parse_detection(reply.text, ctx.schema)
+        found = detection.parse_detection(reply.text, ctx.schema, ctx.prompts)
         item.record.document_type = found.document_type
         item.record.raw["detect"] = reply.text
         item.record.details["detection"] = {"fell_back": found.fell_back, "evidence": found.evidence}
@@ -126,7 +126,7 @@ def bank_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     turn1 = ctx.continue_("bank_rows", turn0, [p.prompt for p in plans], ctx.budgets.bank_rows)
     _share_time(items, "extract_s", time.perf_counter() - start)
     for item, plan, headers_reply, rows_reply in zip(items, plans, turn0.replies, turn1.replies):
-        fields, details = bank.finish_statement(plan, rows_reply.text, ctx.schema)
+        fields, details = bank.finish_statement(plan, rows_reply.text, ctx.schema, finished=rows_reply.finished)
         item.record.raw["bank_headers"] = headers_reply.text
         item.record.raw["bank_rows"] = rows_reply.text
         item.record.fields = {**fields, "DOCUMENT_TYPE": item.record.document_type or "BANK_STATEMENT"}
