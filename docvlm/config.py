@@ -53,13 +53,17 @@ class ModelConfig:
 class DataConfig:
     dir: str = "???"  # folder of document images (searched recursively)
     ground_truth: Optional[str] = None  # CSV or JSONL; enables evaluation and the report
-    extensions: list[str] = field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"])
+    # Supported formats; any other file becomes an error record ("unsupported_format"), never skipped.
+    extensions: list[str] = field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf"])
+    pdf_dpi: int = 150  # each PDF page is one document, rendered at this resolution
     make_samples: bool = False  # generate the synthetic sample set into `dir` if it is missing
     sample_seed: int = 0
 
     def validate(self) -> None:
         if not self.dir or self.dir == "???":
             _fail("data.dir", self.dir, "a folder of document images")
+        if not 36 <= self.pdf_dpi <= 600:
+            _fail("data.pdf_dpi", self.pdf_dpi, "36 to 600")
 
 
 @dataclass

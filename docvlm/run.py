@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from docvlm import dist, outputs
 from docvlm.config import RunConfig, to_run_config
-from docvlm.inputs import Document, discover
+from docvlm.inputs import DEFAULT_IGNORE, Document, LoadOptions, discover
 from docvlm.logs import setup_logging
 from docvlm.models import check_model_path, load_model
 from docvlm.pipeline.document_pipeline import DocumentPipeline
@@ -51,7 +51,7 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
     _prepare_output(run_cfg, ctx, out_dir)
     _prepare_samples(run_cfg, ctx)
     truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere, no hang
-    docs = discover(run_cfg.data.dir, run_cfg.data.extensions)[: run_cfg.debug.limit]
+    docs = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))[: run_cfg.debug.limit]
     check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
 
     mine = [docs[i] for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)]
@@ -80,6 +80,13 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
 
 def _local_world_size(world: int) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
+def _ignore(run_cfg: RunConfig, out_dir: Path) -> tuple[str, ...]:
+    """An output folder inside the data folder must not feed its own plots back in as documents."""
+    data_dir = Path(run_cfg.data.dir).resolve()
+    inside = out_dir.resolve().is_relative_to(data_dir) and out_dir.resolve() != data_dir
+    return (*DEFAULT_IGNORE, out_dir.resolve().relative_to(data_dir).parts[0]) if inside else DEFAULT_IGNORE
 
 
 def _snapshot(cfg: DictConfig | RunConfig) -> dict[str, Any]:
@@ -139,7 +146,8 @@ def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts:
     stats["load_model_s"] = round(time.perf_counter() - load_start, 3)
     batch_size = run_cfg.processing.batch_size or auto_batch_size(ctx.device)
     stage_ctx = StageContext(model, schema, prompts, run_cfg.processing.max_new_tokens, run_cfg.processing.force_length)
-    pipeline = DocumentPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank)
+    pipeline = DocumentPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank,
+                                LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi))
     attempts = {doc.id: n for doc, n in todo}
     records: list[DocumentRecord] = []
     busy_start = time.perf_counter()

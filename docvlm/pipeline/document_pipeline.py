@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Iterator, Sequence
 
-from docvlm.inputs import Document, InputError, load_image
+from docvlm.inputs import Document, InputError, LoadOptions, load_image
 from docvlm.pipeline.batching import chunks, run_in_batches
 from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch
 from docvlm.records import DocumentRecord
@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class DocumentPipeline:
-    def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int) -> None:
+    def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
+                 load_options: LoadOptions | None = None) -> None:
         self.ctx = ctx
+        self.load_options = load_options
         self.batch_size = batch_size
         self.window = batch_size * group_window
         self.rank = rank
@@ -39,9 +41,9 @@ class DocumentPipeline:
         record = DocumentRecord(index=doc.index, image=doc.id, rank=self.rank)
         start = time.perf_counter()
         try:
-            image = load_image(doc)
+            image = load_image(doc, self.load_options)
         except InputError as err:
-            record.error = {"kind": "input", "stage": "load", "message": str(err)}
+            record.error = {"kind": err.kind, "stage": "load", "message": str(err)}
             return WorkItem(doc, None, record)
         record.timings["load_s"] = time.perf_counter() - start
         return WorkItem(doc, image, record)
