@@ -54,7 +54,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
     from docvlm.models.tiny import build_all
     from docvlm.paths import cache_dir
 
-    for path in build_all(args.cache or cache_dir()):
+    for path in build_all(args.cache or cache_dir()).values():
         print(f"tiny model ready: {path}")
     return 0
 

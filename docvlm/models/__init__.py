@@ -1,0 +1,85 @@
+"""Model layer: the protocol the pipeline codes against, a family registry and model loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from docvlm.models.protocol import (
+    BatchResult,
+    Conversations,
+    ModelNotFoundError,
+    ModelSpec,
+    Reply,
+    Request,
+    VisionLanguageModel,
+)
+
+_FAMILIES: dict[str, type] = {}
+
+
+def register_family(name: str):
+    """Class decorator: adapters register themselves under their config `family` key."""
+
+    def register(cls: type) -> type:
+        cls.family = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return register
+
+
+def known_families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def _adapter(family: str) -> type:
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(known_families())}")
+    return _FAMILIES[family]
+
+
+def check_model_path(cfg: ModelSpec) -> Path:
+    """Fail fast, before any weights load, when the model folder is missing or not a model."""
+    _adapter(cfg.family)
+    path = Path(cfg.path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if cfg.tiny and not (path.exists() and any(path.iterdir())):
+        return path  # load_model builds the tiny model here
+    problem = "does not exist" if not path.exists() else "has no config.json"
+    weights = getattr(cfg, "hub_id", "") or _adapter(cfg.family).weights
+    raise ModelNotFoundError(
+        f"model folder {path} {problem} (family {cfg.family}). Get the weights with: "
+        f"huggingface-cli download {weights} --local-dir {path}"
+        + ("" if cfg.tiny else "   (or set model.tiny=true for a tiny random model)")
+    )
+
+
+def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
+    """Load the model of `cfg.family` from `cfg.path` onto `device` (building the tiny one if asked)."""
+    path = check_model_path(cfg)
+    if cfg.tiny:
+        from docvlm.models.tiny import ensure_tiny_model
+
+        ensure_tiny_model(cfg.family, path)
+    return _adapter(cfg.family).load(cfg, path, torch.device(device))
+
+
+__all__ = [
+    "BatchResult",
+    "Conversations",
+    "ModelNotFoundError",
+    "ModelSpec",
+    "Reply",
+    "Request",
+    "VisionLanguageModel",
+    "check_model_path",
+    "known_families",
+    "load_model",
+    "register_family",
+]
+
+# Imported last: the adapters register themselves through `register_family` above.
+from docvlm.models import families as _families  # noqa: E402,F401

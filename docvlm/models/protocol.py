@@ -1,0 +1,97 @@
+"""What the pipeline codes against: requests, replies, batch results and the model protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+
+class ModelNotFoundError(ValueError):
+    """The configured model folder is missing or holds no model (no config.json)."""
+
+
+@dataclass
+class ModelSpec:
+    """The model part of the config; `docvlm.config.ModelConfig` has the same fields (duck typed)."""
+
+    family: str  # "internvl" | "qwen3_vl" | "mllama"
+    path: str  # local folder with config.json, safetensors and processor files
+    tiny: bool = False  # build the tiny model of `family` at `path` if nothing is there yet
+    dtype: str = "auto"  # "auto" (bf16 on cuda, fp32 on cpu) | "bfloat16" | "float16" | "float32"
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False
+    allow_pickle_weights: bool = False
+    max_tiles: int = 12  # InternVL max_patches / Mllama max_image_tiles / Qwen max_pixels (256 tokens a tile)
+
+
+@dataclass
+class Request:
+    image: Image.Image  # RGB, already upright
+    prompt: str  # user text; the adapter adds the image and the chat template
+    max_new_tokens: int  # per-request budget (rows of one batch may differ)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class Reply:
+    text: str  # decoded generated text, special tokens stripped
+    token_ids: list[int]  # generated ids (incl. the end-of-turn token if produced)
+    prompt_tokens: int  # real (unpadded) prompt length of this row for this turn
+    finished: bool  # True if it ended with an end-of-turn token, False if the budget was hit
+
+
+@dataclass
+class Conversations:
+    """Batch state for multi-turn continuation; opaque to the pipeline.
+
+    The KV cache covers `ids[:, :-1]` (generate never feeds the last sampled token). `mask` is 0 on
+    left padding AND on every position after a row's real end (pad tokens generate fed after EOS or
+    budget), so continuing gives the same positions and attention as recomputing the conversation.
+    Continuing a state extends its cache in place: a state can be continued once.
+    """
+
+    cache: Any  # transformers Cache
+    ids: torch.Tensor  # (batch, length) prompt + generated ids, left padded, garbage included
+    mask: torch.Tensor  # (batch, length) 1 on real tokens only
+    ended_with_turn_end: list[bool]  # per row: did the last reply end with the end-of-turn token
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # family state (rope deltas, cross mask)
+    consumed: bool = False
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+@dataclass
+class BatchResult:
+    replies: list[Reply]
+    state: Conversations | None  # present when keep_state=True
+    prefill_s: float  # device-synchronised time to the first generated token
+    decode_s: float  # device-synchronised time for the remaining tokens
+    new_tokens: int  # real generated tokens over all rows
+
+
+class VisionLanguageModel(Protocol):
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    def generate(
+        self, requests: Sequence[Request], keep_state: bool = False, force_length: bool = False
+    ) -> BatchResult: ...
+
+    def continue_(
+        self,
+        state: Conversations,
+        prompts: Sequence[str],
+        max_new_tokens: Sequence[int],
+        keep_state: bool = False,
+        force_length: bool = False,
+    ) -> BatchResult:
+        """Row i of `state` gets the new user turn prompts[i] (text only); the KV cache is reused."""
+        ...

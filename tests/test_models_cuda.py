@@ -1,0 +1,45 @@
+"""The engine on a GPU (skipped without CUDA): device placement, bf16 inputs, synced timings, cache reuse."""
+
+import pytest
+import torch
+from test_models_engine import FAMILIES, recompute, requests
+
+from docvlm.models import ModelSpec, load_model
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    """cuDNN convolutions (the patch embeddings) default to TF32; the equality checks need plain fp32."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fp32_on_cuda_batches_and_continues_exactly(tiny_models, family):
+    engine = load_model(ModelSpec(family=family, path=str(tiny_models[family]), dtype="float32", max_tiles=4), "cuda")
+    assert next(engine.model.parameters()).device.type == "cuda"
+    batch = requests([5, 9, 7])
+    first = engine.generate(batch, keep_state=True)
+    singles = [engine.generate([request]).replies[0].token_ids for request in batch]
+    assert [reply.token_ids for reply in first.replies] == singles
+    prompts = ["GST_AMOUNT?", "TOTAL_AMOUNT:", "PAYER_NAME"]
+    second = engine.continue_(first.state, prompts, [4, 6, 5])
+    for row, request in enumerate(batch):
+        history = first.replies[row].token_ids + engine.turn_ids(prompts[row], first.state.ended_with_turn_end[row])
+        reference = recompute(engine, request, history, [4, 6, 5][row])
+        assert second.replies[row].token_ids == reference
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bf16_by_default_on_cuda(tiny_models, family):
+    engine = load_model(ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=4), torch.device("cuda"))
+    assert engine.dtype == torch.bfloat16
+    result = engine.generate(requests([6, 6, 6]), keep_state=True)
+    assert [len(reply.token_ids) for reply in result.replies] == [6, 6, 6]
+    assert result.prefill_s > 0 and result.decode_s > 0 and result.new_tokens == 18
+    follow = engine.continue_(result.state, ["a", "b", "c"], [3, 3, 3], force_length=True)
+    assert [len(reply.token_ids) for reply in follow.replies] == [3, 3, 3]
