@@ -35,18 +35,22 @@ def detection_prompt(prompts: Prompts, schema: Schema) -> str:
 def parse_detection(text: str, schema: Schema, prompts: Optional[Prompts] = None) -> Detection:
     """The document type from a detection answer (see the module docstring for the rule)."""
     evidence = read_evidence(text, schema, prompts)
-    outcome = schema.detection_types  # rule -> type, from the schema
     markers = marker_roles(evidence.get("headers") or [], schema)
     if markers:
-        return Detection(outcome["bank_columns"], False, {**evidence, "rule": "bank_columns", "marker_roles": markers})
+        return Detection(_type_for("bank_columns", schema), False, {**evidence, "rule": "bank_columns", "marker_roles": markers})
     if evidence.get("type"):
         return Detection(evidence["type"], False, {**evidence, "rule": "explicit_type"})
     if evidence.get("paid") is not None:
         rule = "paid" if evidence["paid"] else "not_paid"
-        return Detection(outcome[rule], False, {**evidence, "rule": rule})
+        return Detection(_type_for(rule, schema), False, {**evidence, "rule": rule})
     if "headers" in evidence:  # a table but no word on payment: not shown as paid
-        return Detection(outcome["not_paid"], False, {**evidence, "rule": "no_paid_cue"})
+        return Detection(_type_for("not_paid", schema), False, {**evidence, "rule": "no_paid_cue"})
     return Detection(schema.default_type, True, {**evidence, "rule": "default"})
+
+
+def _type_for(rule: str, schema: Schema) -> str:
+    """The type a detection rule leads to (schema.detection_types in YAML); default_type if unset."""
+    return schema.detection_types.get(rule, schema.default_type)
 
 
 def read_evidence(text: str, schema: Schema, prompts: Optional[Prompts] = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from docvlm.paths import CONF_DIR
 
-_DETECTION_TYPES = {"bank_columns": "BANK_STATEMENT", "paid": "RECEIPT", "not_paid": "INVOICE"}
 FIELD_KINDS = ("money", "date", "date_range", "id", "boolean", "number", "text", "doc_type")
 
 
@@ -56,7 +55,7 @@ class Schema:
     bank_opening_rows: tuple[str, ...] = ()
     bank_skip_rows: tuple[str, ...] = ()
     bank_balance_tolerance: float = 0.01
-    detection_types: dict[str, str] = field(default_factory=lambda: dict(_DETECTION_TYPES))
+    detection_types: dict[str, str] = field(default_factory=dict)  # rule outcome -> type; missing -> default_type
 
     @property
     def all_field_names(self) -> list[str]:
@@ -108,7 +107,7 @@ def load_schema(source: Mapping[str, Any] | DictConfig | str | Path | None = Non
             bank_opening_rows=_lower_tuple(raw.get("bank_opening_rows", ())),
             bank_skip_rows=_lower_tuple(raw.get("bank_skip_rows", ())),
             bank_balance_tolerance=float(raw.get("bank_balance_tolerance", 0.01)),
-            detection_types={**_DETECTION_TYPES, **raw.get("detection_types", {})},
+            detection_types=dict(raw.get("detection_types", {})),
         )
     except KeyError as err:
         raise ValueError(f"schema: missing key {err}") from None

@@ -207,6 +207,7 @@ def mini_schema():
     raw["types"] = {"SLIP": {"fields": ["DOCUMENT_TYPE", "TOTAL", "ITEMS"]},
                     "BANK": {"flow": "bank", "fields": ["DOCUMENT_TYPE", "DATES", "PAID"]}}
     raw["type_aliases"], raw["field_aliases"], raw["default_type"] = {}, {}, "SLIP"
+    raw["detection_types"] = {"bank_columns": "BANK"}
     return load_schema(raw)
 
 
