@@ -50,6 +50,7 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
 
     _prepare_output(run_cfg, ctx, out_dir)
     _prepare_samples(run_cfg, ctx)
+    _prepare_tiny_model(run_cfg, ctx)
     truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere, no hang
     docs = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))[: run_cfg.debug.limit]
     check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
@@ -109,6 +110,15 @@ def _prepare_samples(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
 
         log.info("generating the synthetic sample set into %s", data_dir)
         generate_samples(data_dir, seed=run_cfg.data.sample_seed)
+    dist.barrier(ctx)
+
+
+def _prepare_tiny_model(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
+    """Rank 0 builds a missing tiny model (transformers' save_pretrained writes weights on rank 0 only)."""
+    if run_cfg.model.tiny and ctx.is_main:
+        from docvlm.models.tiny import ensure_tiny_model
+
+        ensure_tiny_model(run_cfg.model.family, Path(run_cfg.model.path).expanduser())
     dist.barrier(ctx)
 
 

@@ -64,6 +64,9 @@ def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
         from docvlm.models.tiny import ensure_tiny_model
 
         ensure_tiny_model(cfg.family, path)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
     return _adapter(cfg.family).load(cfg, path, torch.device(device))
 
 

@@ -328,6 +328,9 @@ def _build_locked(family: str, path: Path, seed: int) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         _write(family, tmp, seed)
+        if not is_built(tmp) or not any(tmp.glob("*.safetensors")):
+            # e.g. save_pretrained on a non-zero torch.distributed rank writes no weights
+            raise RuntimeError(f"building the tiny {family} model in {tmp} wrote no config/weights")
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
