@@ -1,0 +1,100 @@
+"""The per-rank pipeline on a real tiny model: bank turns batched across statements, failure splitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from docvlm.config import TokenBudgets
+from docvlm.inputs import discover, load_image
+from docvlm.models import ModelSpec, load_model
+from docvlm.pipeline.batching import run_in_batches
+from docvlm.pipeline.document_pipeline import DocumentPipeline
+from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch
+from docvlm.prompts import load_prompts
+from docvlm.records import DocumentRecord
+from docvlm.schema import load_schema
+from docvlm.synth import generate_corpus
+
+BUDGETS = TokenBudgets(detect=8, extract=24, bank_headers=10, bank_rows=20)
+
+
+@pytest.fixture(scope="module")
+def statements(tmp_path_factory):
+    data = tmp_path_factory.mktemp("statements")
+    generate_corpus(data, {"INVOICE": 0, "RECEIPT": 0, "BANK_STATEMENT": 3}, seed=5)
+    return discover(data, [".png"])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    return load_model(ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4), torch.device("cpu"))
+
+
+def context(model) -> StageContext:
+    return StageContext(model, load_schema(), load_prompts(), BUDGETS)
+
+
+def bank_items(docs) -> list[WorkItem]:
+    items = []
+    for doc in docs:
+        record = DocumentRecord(index=doc.index, image=doc.id, document_type="BANK_STATEMENT")
+        items.append(WorkItem(doc, load_image(doc), record))
+    return items
+
+
+def test_bank_turns_batched_across_statements_equal_one_statement_at_a_time(model, statements):
+    ctx = context(model)
+    together = bank_items(statements)
+    bank_batch(ctx, together)
+    alone = bank_items(statements)
+    for item in alone:
+        bank_batch(context(model), [item])
+    for a, b in zip(together, alone):
+        assert a.record.raw == b.record.raw  # same tokens whether statements share a batch or not
+        assert a.record.fields == b.record.fields
+    assert len({item.record.raw["bank_rows"] for item in together}) == len(together)  # images matter
+    first = together[0].record
+    assert set(first.fields) == set(load_schema().type_spec("BANK_STATEMENT").field_names)
+    assert {"strategy", "headers", "mapping"} <= set(first.details["bank"])
+    assert ctx.stats["bank_headers"].batches == 1 and ctx.stats["bank_rows"].batches == 1
+    assert 0 < ctx.stats["bank_rows"].new_tokens <= 3 * BUDGETS.bank_rows
+
+
+def test_failing_batches_split_down_to_the_failing_document():
+    calls, failed = [], []
+
+    def run(batch):
+        calls.append(list(batch))
+        if 3 in batch:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    run_in_batches(list(range(8)), 4, run, lambda item, err: failed.append((item, type(err).__name__)))
+    assert failed == [(3, "OutOfMemoryError")]
+    succeeded = [b for b in calls if 3 not in b]
+    assert sorted(i for b in succeeded for i in b) == [0, 1, 2, 4, 5, 6, 7]  # nothing else lost
+    assert [len(b) for b in calls] == [4, 2, 2, 1, 1, 4]  # [0-3] -> [0,1] ok, [2,3] -> [2] ok, [3] fails
+
+
+def test_pipeline_turns_an_injected_oom_into_one_error_record(model, statements, monkeypatch):
+    """A document that fails even alone gets an error record; the others in its batch finish."""
+    ctx = context(model)
+    real_generate = model.generate
+    poisoned = statements[1].id
+
+    def generate(requests, keep_state=False, force_length=False):
+        sizes = {r.image.size for r in requests}
+        if poison_size in sizes:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_generate(requests, keep_state=keep_state, force_length=force_length)
+
+    poison_size = load_image(statements[1]).size
+    assert len({load_image(d).size for d in statements}) == len(statements)  # the size singles it out
+    monkeypatch.setattr(model, "generate", generate)
+    pipeline = DocumentPipeline(ctx, batch_size=3, group_window=2, rank=0)
+    records = list(pipeline.process(statements))
+    assert [r.image for r in records] == [d.id for d in statements]
+    bad = [r for r in records if r.error]
+    assert [r.image for r in bad] == [poisoned]
+    assert bad[0].error["kind"] == "OutOfMemoryError" and bad[0].error["stage"] == "detect"
+    assert all(r.raw.get("detect") for r in records if not r.error)
