@@ -1,0 +1,8 @@
+"""GPU benchmark (issue 8): full-size random-weight models through the real pipeline, against the seed.
+
+  architectures.py  full-size configs of the real checkpoints (and the tiny models), built on the device
+  workload.py       synthetic documents, the pipeline with routing by true type, call recording
+  roofline.py       hardware ceilings and the floor of every model call
+  report.py         metrics, ratios, JSON, the printed table
+  cli.py            `python scripts/benchmark.py` (argument parsing and the run)
+"""

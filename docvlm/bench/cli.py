@@ -1,0 +1,250 @@
+"""`python scripts/benchmark.py`: one process builds the model, runs every configuration, writes JSON.
+
+  hardware ceilings -> build model (timed) -> synthetic workload
+  -> per configuration: warm-up pass (timed apart) -> timed pass -> metrics, JSON rewritten
+  -> table + ratios to the baseline (the first configuration, the seed-style engine at batch 8)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import logging
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from docvlm.bench.architectures import MODEL_NAMES, BuiltModel, build_model
+from docvlm.bench.report import pass_metrics, ratios, table, write_json
+from docvlm.bench.roofline import Hardware, datasheet, hardware_json, measure, model_cost
+from docvlm.bench.workload import VisionCounter, Workload, make_workload, run_pass, same_outputs
+from docvlm.config import TokenBudgets
+from docvlm.inputs import Document, load_image
+from docvlm.models import families
+from docvlm.models import _adapter as registered_engine  # what load_model builds for a family
+from docvlm.models.hf_engine import HFEngine
+from docvlm.models.protocol import Request
+from docvlm.paths import REPO_ROOT
+from docvlm.prompts import load_prompts
+from docvlm.run import auto_batch_size
+from docvlm.schema import load_schema
+
+log = logging.getLogger("docvlm.bench")
+
+# "seed": the seed's design, eager HF `generate` with a dynamic cache (the baseline).
+# "docvlm": the engine the pipeline uses (whatever the registry builds for the family).
+SEED_ENGINES: dict[str, type[HFEngine]] = {"internvl": families.InternVL, "qwen3_vl": families.Qwen3VL,
+                                           "mllama": families.Mllama}  # fmt: skip
+ENGINES = ("seed", "docvlm")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    engine: str
+    batch_size: int | None  # None: processing.batch_size=null (auto)
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}:{self.batch_size or 'auto'}"
+
+
+def parse_configs(text: str) -> list[BenchConfig]:
+    """'seed:8,docvlm:auto' -> configurations; the first one is the baseline."""
+    configs = []
+    for part in text.split(","):
+        engine, _, batch = part.strip().partition(":")
+        if engine not in ENGINES or not (batch == "auto" or batch.isdigit() and int(batch) > 0):
+            raise ValueError(f"--configs: {part!r} is not ENGINE:BATCH with ENGINE in {ENGINES}, "
+                             "BATCH a positive integer or auto")
+        configs.append(BenchConfig(engine, None if batch == "auto" else int(batch)))
+    return configs
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Benchmark docvlm against the seed-style engine on one device.")
+    p.add_argument("--model", default="internvl3_5_8b", choices=MODEL_NAMES)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--docs", type=int, default=56, help="documents in the workload (statements included)")
+    p.add_argument("--statements", type=int, default=None, help="bank statements among them (default docs/7, >= 1)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
+    p.add_argument("--configs", default="seed:8,docvlm:auto", help="ENGINE:BATCH,...; the first is the baseline")
+    p.add_argument("--max-tiles", type=int, default=12, help="processing.max_tiles")
+    p.add_argument("--detect-tokens", type=int, default=16)
+    p.add_argument("--extract-tokens", type=int, default=256)
+    p.add_argument("--bank-tokens", type=int, nargs=2, default=(64, 1024), metavar=("HEADERS", "ROWS"))
+    p.add_argument("--warmup-tokens", type=int, default=4,
+                   help="budget of every stage in the warm-up pass; 0: the real budgets")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="folder for bench_<model>.json")
+    args = p.parse_args(argv)
+    if args.statements is None:
+        args.statements = max(1, args.docs // 7)
+    if not 0 <= args.statements <= args.docs or args.docs < 1:
+        p.error(f"need --docs >= 1 and 0 <= --statements <= --docs, got {args.docs} and {args.statements}")
+    try:
+        args.configs = parse_configs(args.configs)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    return {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "git_commit": _git_commit(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout, '+dirty' with uncommitted changes; None where there is no git (device copies)."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD")
+        return head and head + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def hardware_bases(device: torch.device, dtype: torch.dtype) -> list[Hardware]:
+    """The datasheet first where the GPU is known (the primary basis), then the measured ceilings."""
+    measured = measure(device, dtype)
+    sheet = datasheet(measured.name) if device.type == "cuda" else None
+    return [sheet, measured] if sheet else [measured]
+
+
+def make_engine(config: BenchConfig, built: BuiltModel) -> HFEngine:
+    engine_class = SEED_ENGINES[built.family] if config.engine == "seed" else registered_engine(built.family)
+    # Each engine reads the end ids from the model's generation config and then replaces it: restore it.
+    built.model.generation_config = copy.deepcopy(built.generation_config)
+    return engine_class(built.model, built.processor, built.spec, built.model.device)
+
+
+@torch.inference_mode()
+def check_finite(engine: HFEngine, doc: Document) -> None:
+    """Random weights must keep activations finite, or every later number is about NaNs."""
+    inputs = engine.encode([Request(load_image(doc), "Check.", 1)])
+    logits = engine.model(**inputs).logits
+    if not torch.isfinite(logits).all():
+        raise RuntimeError(f"{engine.name}: non-finite logits with random weights; lower initializer_range")
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+
+
+def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, counter: VisionCounter,
+               hardware: list[Hardware], warmup_tokens: int) -> tuple[dict[str, Any], Any]:
+    device = built.model.device
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the last configuration's cached blocks would shrink the auto batch
+    engine = make_engine(config, built)
+    batch = config.batch_size or auto_batch_size(device)
+    schema, prompts = load_schema(), load_prompts()
+    short = TokenBudgets(*[warmup_tokens] * 4) if warmup_tokens else workload.budgets
+    log.info("%s: batch %d, warm-up on %d documents", config.name, batch, min(batch, len(workload.docs)))
+    warm = run_pass(engine, schema, prompts, workload, batch, counter, workload.docs[:batch], short)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    log.info("%s: timed pass over %d documents", config.name, len(workload.docs))
+    timed = run_pass(engine, schema, prompts, workload, batch, counter)
+    metrics = {"name": config.name, "engine": config.engine, "engine_class": type(engine).__name__,
+               "batch_size": batch, "warmup_s": round(warm.wall_s, 3), "peak_memory_gib": _peak_gib(device)}
+    metrics.update(pass_metrics(timed, workload, model_cost(built.model), hardware))
+    log.info("%s: %.3f documents/s (%.1f s), %d errors", config.name, metrics["documents_per_s"], timed.wall_s,
+             metrics["errors"])
+    return metrics, timed.ctx
+
+
+def _workload_json(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
+    return {"documents": len(workload.docs), "statements": args.statements, "seed": args.seed,
+            "max_tiles": args.max_tiles, "budgets": vars(workload.budgets), "forced_lengths": True,
+            "types": dict(sorted(_type_counts(workload).items()))}  # fmt: skip
+
+
+def _type_counts(workload: Workload) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for doc in workload.docs:
+        counts[workload.types[doc.id]] = counts.get(workload.types[doc.id], 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    configs = args.configs
+    device = _device(args.device)
+    out = args.out / f"bench_{args.model}.json"
+    result: dict[str, Any] = {"model": args.model, "environment": environment(device)}
+    log.info("environment: %s", result["environment"])
+
+    built = build_model(args.model, device, args.max_tiles)
+    hardware = hardware_bases(device, built.model.dtype)
+    result.update(_model_json(built, device), hardware=[hardware_json(hw) for hw in hardware])
+    log.info("built %s: %.3fB parameters in %.1f s; roofline basis %s", args.model, built.params / 1e9,
+             built.build_s, [hardware_json(hw) for hw in hardware])
+    budgets = TokenBudgets(args.detect_tokens, args.extract_tokens, *args.bank_tokens)
+    with tempfile.TemporaryDirectory(prefix="docvlm-bench-") as folder:
+        workload = make_workload(Path(folder), args.docs, args.statements, args.seed, budgets)
+        result["workload"] = _workload_json(workload, args)
+        check_finite(make_engine(configs[0], built), workload.docs[0])
+        write_json(out, result)  # the build figures survive a run cut short
+        result["configs"] = _run_configs(configs, built, workload, hardware, args.warmup_tokens, result, out)
+    print(table(result["configs"], hardware[0].source), flush=True)
+    print(f"ratio to baseline ({configs[0].name}): {result['ratio']}", flush=True)
+    print(f"wrote {out}", flush=True)
+    return result
+
+
+def _model_json(built: BuiltModel, device: torch.device) -> dict[str, Any]:
+    weights = round(torch.cuda.memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+    return {"family": built.family, "params": built.params, "expected_params": built.expected_params,
+            "dtype": str(built.model.dtype), "load_s": round(built.build_s, 3), "weights_gib": weights}  # fmt: skip
+
+
+def _run_configs(configs: list[BenchConfig], built: BuiltModel, workload: Workload, hardware: list[Hardware],
+                 warmup_tokens: int, result: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    """Each configuration in turn; the JSON is rewritten after each, so a cut-short run keeps what it did."""
+    counter = VisionCounter(built.model)
+    done: list[dict[str, Any]] = []
+    baseline_ctx = None
+    try:
+        for config in configs:
+            started = time.perf_counter()
+            metrics, ctx = run_config(config, built, workload, counter, hardware, warmup_tokens)
+            baseline_ctx = baseline_ctx or ctx
+            metrics["ratio_to_baseline"] = ratios(done[0] if done else metrics, metrics)
+            metrics["same_tokens_as_baseline"] = round(same_outputs(baseline_ctx, ctx), 4)
+            metrics["config_s"] = round(time.perf_counter() - started, 1)
+            done.append(metrics)
+            best = max(done[1:] or done, key=lambda c: c["documents_per_s"])
+            result.update(configs=done, ratio={"config": best["name"], **best["ratio_to_baseline"]})
+            write_json(out, result)
+    finally:
+        counter.close()
+    return done

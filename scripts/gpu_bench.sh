@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU benchmark run (issue 8): one call of the device tool, logs and JSON under $OUT.
+#
+#   scripts/gpu_bench.sh [MODEL ...]        default: internvl3_5_8b
+#   BENCH_FLAGS="--configs seed:8,docvlm:auto,docvlm:64" scripts/gpu_bench.sh qwen3_vl_8b
+#
+# Device call (the wheels in .whl/ bring what the GPU image lacks: hydra-core, omegaconf, antlr4, pypdfium2):
+#   run(command="bash scripts/gpu_bench.sh internvl3_5_8b", carry=[".whl"], timeout_s=600)
+# Writes $OUT/bench_<model>.json (rewritten after each configuration) and $OUT/bench_<model>.log.
+# Budget: ~7 minutes a model while the docvlm engine is eager generate (about 90 ms a decode step):
+# build ~1 min, seed:8 ~3.5 min, docvlm:auto ~2.5 min. Models after the first are skipped when less
+# than MIN_LEFT_S of BENCH_DEADLINE_S is left; the python run itself is cut at the deadline.
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
+set -uo pipefail
+
+MODELS=("${@:-internvl3_5_8b}")
+OUT=${OUT:-outputs/bench}
+DEADLINE_S=${BENCH_DEADLINE_S:-540}  # the device tool stops a command at 600 s
+MIN_LEFT_S=${BENCH_MIN_LEFT_S:-300}
+# 32 invoices/receipts (one full batch of 32) + 8 statements (one bank batch at batch 8 and at 32).
+WORKLOAD=(--docs 40 --statements 8)
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false DOCVLM_CACHE=/tmp/docvlm-cache
+mkdir -p "$OUT"
+
+status=0
+for model in "${MODELS[@]}"; do
+    left=$((DEADLINE_S - SECONDS))
+    if [ "$model" != "${MODELS[0]}" ] && [ "$left" -lt "$MIN_LEFT_S" ]; then
+        echo "skipping $model: ${left}s left of ${DEADLINE_S}s" | tee -a "$OUT/bench_$model.log"
+        status=1
+        continue
+    fi
+    {
+        date -u +"%Y-%m-%dT%H:%M:%SZ"
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+        python3 -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+        # shellcheck disable=SC2086  # BENCH_FLAGS is a list of flags
+        timeout --signal=INT --kill-after=20 "$left" \
+            python3 scripts/benchmark.py --model "$model" --device cuda "${WORKLOAD[@]}" --out "$OUT" ${BENCH_FLAGS:-}
+    } 2>&1 | tee "$OUT/bench_$model.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || { echo "benchmark of $model exited with $rc"; status=$rc; }
+done
+exit "$status"

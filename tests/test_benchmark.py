@@ -1,0 +1,154 @@
+"""The GPU benchmark (docvlm/bench), exercised on CPU: a tiny end-to-end run, the roofline arithmetic,
+and the full-size replicas' shapes (built on the meta device: no memory, no weights)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from docvlm.bench.architectures import ARCHITECTURES, check_param_count
+from docvlm.bench.cli import parse_configs
+from docvlm.bench.roofline import CallShape, Hardware, ModelCost, call_floor, datasheet, model_cost
+from docvlm.models import ModelSpec, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = {"detect", "extract", "bank_headers", "bank_rows"}
+BUDGETS = {"detect": 16, "extract": 48, "bank_headers": 16, "bank_rows": 192}
+BUDGET_FLAGS = ["--detect-tokens", "16", "--extract-tokens", "48", "--bank-tokens", "16", "192"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The documented CPU command, once: 6 documents (5 invoices/receipts, 1 statement), two configs.
+
+    Shorter budgets than the defaults (16 / 256 / 64 + 1024) keep this file fast on 2 loaded cores; the
+    code path is the same.
+    """
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--model", "tiny_internvl",
+               "--device", "cpu", "--docs", "6", "--out", str(out), *BUDGET_FLAGS]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # DOCVLM_CACHE: the session's tiny models (conftest)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratio to baseline (seed:8)" in done.stdout
+    return json.loads((out / "bench_tiny_internvl.json").read_text())
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_tiny_run_reports_every_figure(tiny_run: dict) -> None:
+    assert tiny_run["environment"]["transformers"] and tiny_run["environment"]["torch"]
+    assert tiny_run["params"] > 0 and _number(tiny_run["load_s"])
+    assert tiny_run["workload"]["documents"] == 6 and tiny_run["workload"]["types"]["BANK_STATEMENT"] == 1
+    assert [c["name"] for c in tiny_run["configs"]] == ["seed:8", "docvlm:auto"]
+    assert tiny_run["configs"][1]["batch_size"] == 4  # auto on CPU
+    for config in tiny_run["configs"]:
+        assert config["errors"] == 0 and config["documents"] == 6
+        for key in ("documents_per_s", "standard_docs_per_s", "statements_per_s", "prefill_s", "decode_s", "warmup_s"):
+            assert _number(config[key]) and config[key] > 0, key
+        assert set(config["stages"]) == STAGES
+        for stage in config["stages"].values():
+            assert stage["tokens_per_s"] > 0 and stage["ms_per_decode_step"] > 0
+        assert all(_number(v) and v > 0 for v in config["ratio_to_baseline"].values())
+        roof = config["roofline"]["measured"]  # CPU: no datasheet, the measured ceilings
+        assert 0 < roof["fraction"] < 1  # a floor below what was measured
+        assert _number(roof["documents_per_s"]) and roof["documents_per_s"] > config["documents_per_s"]
+    assert tiny_run["configs"][0]["ratio_to_baseline"]["documents_per_s"] == 1.0
+    assert _number(tiny_run["ratio"]["documents_per_s"]) and tiny_run["ratio"]["config"] == "docvlm:auto"
+
+
+def test_tiny_run_forces_lengths_and_routes_by_true_type(tiny_run: dict) -> None:
+    """Random detection answers must not change the workload: 5 extractions and 1 two-turn statement."""
+    stages = tiny_run["configs"][0]["stages"]
+    rows = {"detect": 6, "extract": 5, "bank_headers": 1, "bank_rows": 1}
+    expected = {stage: rows[stage] * BUDGETS[stage] for stage in STAGES}
+    assert {name: stage["new_tokens"] for name, stage in stages.items()} == expected
+    assert stages["extract"]["documents"] == 5 and stages["bank_rows"]["documents"] == 1
+    assert stages["detect"]["vision_tokens"] > 0
+    assert stages["bank_rows"]["vision_tokens"] == 0  # turn 2 reuses the cache: the image is not encoded again
+
+
+def test_tiny_run_same_tokens_in_every_configuration(tiny_run: dict) -> None:
+    """fp32 tiny model: batch 8 and batch 4 generate the same ids (the fast path must not change outputs)."""
+    assert [c["same_tokens_as_baseline"] for c in tiny_run["configs"]] == [1.0, 1.0]
+
+
+def test_decode_floor_counts_weights_per_step_and_growing_kv() -> None:
+    cost = ModelCost(decode_weight_bytes=100.0, all_weight_bytes=500.0, prefill_params=10.0, head_params=2.0,
+                     vision_params=3.0, kv_bytes_per_token=10.0, cross_kv_bytes_per_row=0.0)  # fmt: skip
+    hw = Hardware("test", bandwidth=1.0, flops=1.0, source="measured")
+    call = CallShape("extract", context=[0, 4], prompt=[5, 1], generated=[3, 3], vision_tokens=7)
+    floor = call_floor(call, cost, hw)
+    # 2 steps; row 0 reads 6 then 7 cached tokens, row 1 reads 6 then 7 (4 context + 1 prompt + step).
+    assert floor.decode_s == pytest.approx(2 * 100 + 10 * (6 + 7) * 2)
+    # flops 2*10*6 + 2*2*2 + 2*3*7 = 170 < weights read once (500 bytes at 1 B/s)
+    assert floor.prefill_s == pytest.approx(500)
+    fast_memory = Hardware("test", bandwidth=1e6, flops=1.0, source="measured")
+    assert call_floor(call, cost, fast_memory).prefill_s == pytest.approx(170)
+
+
+def test_mllama_floor_reads_the_cached_image_every_step() -> None:
+    cost = ModelCost(0.0, 0.0, 0.0, 0.0, 0.0, kv_bytes_per_token=0.0, cross_kv_bytes_per_row=50.0)
+    call = CallShape("extract", context=[0, 0], prompt=[2, 2], generated=[4, 2], vision_tokens=0)
+    assert call_floor(call, cost, Hardware("t", 1.0, 1.0, "measured")).decode_s == pytest.approx(50 * (3 + 1))
+
+
+@pytest.mark.parametrize(
+    "name, bandwidth",
+    [("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H100 PCIe", 2.0e12), ("NVIDIA H100 NVL", 3.9e12),
+     ("NVIDIA H200", 4.8e12), ("Tesla T4", None)],
+)  # fmt: skip
+def test_datasheet_by_device_name(name: str, bandwidth: float | None) -> None:
+    sheet = datasheet(name)
+    assert (sheet.bandwidth if sheet else None) == bandwidth
+
+
+def test_configs_parse_and_reject_bad_ones() -> None:
+    assert [c.name for c in parse_configs("seed:8, docvlm:auto,docvlm:32")] == ["seed:8", "docvlm:auto", "docvlm:32"]
+    for bad in ("seed", "turbo:8", "seed:0", "seed:x"):
+        with pytest.raises(ValueError, match="ENGINE:BATCH"):
+            parse_configs(bad)
+
+
+# Qwen3-8B text side: 36 layers x K and V x 8 heads x 128 x 2 bytes (bf16) a token.
+EXPECTED_KV = {"internvl3_5_8b": 36 * 2 * 8 * 128 * 2, "qwen3_vl_8b": 36 * 2 * 8 * 128 * 2,
+               "llama3_2_11b_vision": 32 * 2 * 8 * 128 * 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_full_size_replica_matches_the_checkpoint(name: str, tiny_model_dir) -> None:
+    arch = ARCHITECTURES[name]
+    tiny = load_model(ModelSpec(arch.family, str(tiny_model_dir(arch.family))), torch.device("cpu"))
+    with torch.device("meta"):  # shapes only
+        model = arch.model_class._from_config(arch.config(tiny.processor), dtype=torch.bfloat16)
+    params = sum(p.numel() for p in model.parameters())
+    check_param_count(name, params, arch.expected_params)
+    cost = model_cost(model)
+    assert cost.kv_bytes_per_token == EXPECTED_KV[name]
+    assert 14e9 < cost.decode_weight_bytes < 20e9  # ~7-10B weights read per decode step
+    with pytest.raises(ValueError, match="parameters"):
+        check_param_count(name, int(params * 0.9), arch.expected_params)
+
+
+def test_internvl_processor_has_the_real_tiles(tiny_model_dir) -> None:
+    """An A4 page at 150 dpi: 2x3 tiles + thumbnail of 448 px, 256 tokens each (~1.8k image tokens)."""
+    from PIL import Image
+
+    arch = ARCHITECTURES["internvl3_5_8b"]
+    tiny = load_model(ModelSpec("internvl", str(tiny_model_dir("internvl"))), torch.device("cpu"))
+    processor = arch.processor(tiny.processor, 12)
+    config = arch.config(tiny.processor)
+    page = Image.new("RGB", (1240, 1754), "white")
+    out = processor(images=[page], text=["<IMG_CONTEXT>\nhi"], return_tensors="pt", crop_to_patches=True,
+                    max_patches=12)
+    assert tuple(out["pixel_values"].shape) == (7, 3, 448, 448)
+    assert int((out["input_ids"] == config.image_token_id).sum()) == 7 * 256
