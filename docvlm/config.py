@@ -38,6 +38,9 @@ class ModelConfig:
     attn_implementation: str = "sdpa"
     trust_remote_code: bool = False  # never on unless the user says so
     allow_pickle_weights: bool = False  # safetensors only unless explicitly allowed
+    # Benchmarks only: build the full-size architecture `name` with RANDOM weights on the device
+    # (docvlm/bench/architectures.py) instead of loading `path`. Speed is real, answers are noise.
+    random_weights: bool = False
     max_tiles: int = 12  # copied from processing.max_tiles by to_run_config
 
     def validate(self) -> None:
@@ -115,6 +118,9 @@ class OutputConfig:
 @dataclass
 class DebugConfig:
     limit: Optional[int] = None  # process only the first N documents
+    # Benchmarks with random weights: detection runs, then the ground truth's type decides the flow,
+    # so the workload's mix of invoices, receipts and statements is the real one. Needs data.ground_truth.
+    route_by_ground_truth: bool = False
     log_level: str = "INFO"
 
     def validate(self) -> None:

@@ -1,9 +1,8 @@
 """The benchmark workload: synthetic documents through the REAL pipeline with forced generation lengths.
 
-Two pieces wrap pipeline code without changing it, both clearly benchmark-only:
-- `RoutedPipeline`: random weights detect at random, so after the real detection stage ran, each
-  document's type is set to its ground-truth type; the workload's mix of extraction / bank flows is
-  then the same in every configuration.
+Random weights detect at random, so the pipeline runs with `route_types` (the ground-truth type
+replaces the detected one after the real detection stage): the workload's mix of extraction / bank
+flows is then the same in every configuration. Benchmark-only wrapper:
 - `RecordingContext`: a `StageContext` that also records the shape of every model call (real prompt,
   context and generated tokens per row, vision-tower tokens) for the roofline, and the generated ids
   for comparing configurations.
@@ -27,7 +26,7 @@ from docvlm.config import TokenBudgets
 from docvlm.inputs import Document, discover
 from docvlm.models.protocol import BatchResult, Request
 from docvlm.pipeline.document_pipeline import DocumentPipeline
-from docvlm.pipeline.stages import StageContext, WorkItem
+from docvlm.pipeline.stages import StageContext
 from docvlm.records import DocumentRecord
 from docvlm.synth import generate_corpus
 
@@ -60,21 +59,6 @@ def make_workload(folder: Path, documents: int, statements: int, seed: int, budg
         raise RuntimeError(f"workload: {folder} has {len(docs)} documents for {documents} planned; "
                            f"untyped: {missing[:3]}")
     return Workload(docs, types, budgets)
-
-
-class RoutedPipeline(DocumentPipeline):
-    """The real pipeline; only the detected type is replaced by the true one (benchmark only)."""
-
-    def __init__(self, ctx: StageContext, batch_size: int, group_window: int, types: dict[str, str]) -> None:
-        super().__init__(ctx, batch_size, group_window, rank=0)
-        self.types = types
-
-    def _stage(self, stage: str, items: list[WorkItem], run_batch: Any) -> None:
-        super()._stage(stage, items, run_batch)
-        if stage == "detect":
-            for item in items:
-                if item.record.ok:
-                    item.record.document_type = self.types[item.doc.id]
 
 
 class VisionCounter:
@@ -150,7 +134,7 @@ def run_pass(model: Any, schema: Any, prompts: Any, workload: Workload, batch_si
     """The whole workload (or `docs`) in ONE window, so every stage sees batches of `batch_size`."""
     docs = list(workload.docs if docs is None else docs)
     ctx = RecordingContext(model, schema, prompts, budgets or workload.budgets, force_length=True, counter=counter)
-    pipeline = RoutedPipeline(ctx, batch_size, math.ceil(len(docs) / batch_size), workload.types)
+    pipeline = DocumentPipeline(ctx, batch_size, math.ceil(len(docs) / batch_size), rank=0, route_types=workload.types)
     _sync(model.device)
     started = time.perf_counter()
     records = list(pipeline.process(docs))

@@ -43,6 +43,8 @@ def _adapter(family: str) -> type:
 def check_model_path(cfg: ModelSpec) -> Path:
     """Fail fast, before any weights load, when the model folder is missing or not a model."""
     _adapter(cfg.family)
+    if getattr(cfg, "random_weights", False):
+        return Path(cfg.path)  # nothing is read from disk
     path = Path(cfg.path).expanduser()
     if (path / "config.json").is_file():
         return path
@@ -60,6 +62,8 @@ def check_model_path(cfg: ModelSpec) -> Path:
 def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     """Load the model of `cfg.family` from `cfg.path` onto `device` (building the tiny one if asked)."""
     path = check_model_path(cfg)
+    if getattr(cfg, "random_weights", False):
+        return _random_replica(cfg, torch.device(device))
     if cfg.tiny:
         from docvlm.models.tiny import ensure_tiny_model
 
@@ -68,6 +72,14 @@ def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
 
     hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
     return _adapter(cfg.family).load(cfg, path, torch.device(device))
+
+
+def _random_replica(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
+    """The full-size architecture `cfg.name` with random weights, built on `device` (benchmarks)."""
+    from docvlm.bench.architectures import build_model
+
+    built = build_model(getattr(cfg, "name", ""), device, cfg.max_tiles)
+    return _adapter(built.family)(built.model, built.processor, built.spec, device)
 
 
 __all__ = [

@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 class DocumentPipeline:
     def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
-                 load_options: LoadOptions | None = None) -> None:
+                 load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None) -> None:
         self.ctx = ctx
         self.load_options = load_options
+        self.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
         self.batch_size = batch_size
         self.window = batch_size * group_window
         self.rank = rank
@@ -50,6 +51,11 @@ class DocumentPipeline:
 
     def _run_window(self, items: list[WorkItem]) -> None:
         self._stage("detect", items, detect_batch)
+        if self.route_types is not None:
+            for item in items:
+                if item.record.ok and item.doc.id in self.route_types:
+                    item.record.details["routed_from"] = item.record.document_type
+                    item.record.document_type = self.route_types[item.doc.id]
         flows = {"single": [], "bank": []}
         for item in items:
             if item.record.ok:

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Multi-GPU scaling (issue 5): the same workload through `torchrun --nproc_per_node=N launch.py`
+# for each N given (default 1 2 4), full-size random-weight InternVL3.5-8B, forced generation lengths.
+#
+#   scripts/scaling.sh [N ...]       env: MODEL (random_internvl3_5_8b), DOCS (48), STATEMENTS (8),
+#                                    BATCH (null = auto), EXTRA (more Hydra overrides)
+# On the device machine: run(command="bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
+# NCCL carries tensors, gloo the gather_object of results. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site:$PWD || exit 1
+fi
+set -uo pipefail
+RANKS=("${@:-1 2 4}")
+OUT=${OUT:-outputs/scaling}
+MODEL=${MODEL:-random_internvl3_5_8b}
+DOCS=${DOCS:-48}
+STATEMENTS=${STATEMENTS:-8}
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false NCCL_NVLS_ENABLE=0
+export DOCVLM_CACHE=${DOCVLM_CACHE:-/tmp/docvlm-cache}
+DATA=$DOCVLM_CACHE/scaling-workload
+mkdir -p "$OUT"
+
+# The benchmark's workload: invoices, receipts and statements mixed in input order (seed 0).
+python3 - "$DATA" "$DOCS" "$STATEMENTS" <<'PY'
+import sys
+from pathlib import Path
+from docvlm.bench.workload import make_workload
+from docvlm.config import TokenBudgets
+folder, docs, statements = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+if not (folder / "ground_truth.csv").exists():
+    make_workload(folder, docs, statements, seed=0, budgets=TokenBudgets())
+PY
+
+runs=()
+for n in ${RANKS[@]}; do
+    echo "=== $n rank(s) ==="
+    # shellcheck disable=SC2086
+    torchrun --standalone --nproc_per_node="$n" launch.py model="$MODEL" data.dir="$DATA" \
+        data.ground_truth="$DATA/ground_truth.csv" output.dir="$OUT/n$n" output.overwrite=true \
+        debug.route_by_ground_truth=true processing.force_length=true \
+        processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256 \
+        processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024 \
+        processing.batch_size=${BATCH:-null} ${EXTRA:-} 2>&1 | tee "$OUT/n$n.log" | grep -v "it/s\]" | tail -n 5
+    runs+=("$OUT/n$n")
+done
+python3 -m docvlm.bench.scaling "${runs[@]}" --json "$OUT/scaling.json" | tee "$OUT/scaling.md"
