@@ -12,7 +12,7 @@ if [ -d .whl ]; then
 fi
 set -uo pipefail
 RANKS=("${@:-1 2 4}")
-OUT=${OUT:-outputs/scaling}
+OUT=${SCALING_OUT:-${OUT:-outputs/scaling}}  # the device tool sets OUT: results come back from there
 MODEL=${MODEL:-random_internvl3_5_8b}
 DOCS=${DOCS:-48}
 STATEMENTS=${STATEMENTS:-8}
