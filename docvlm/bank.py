@@ -90,6 +90,12 @@ def finish_statement(plan: BankPlan, rows_text: str, schema: Schema,
     complete = finished or details["loop_cut"] is not None
     statement = bank_rows.read_statement(text, plan.columns, plan.headers, plan.strategy, schema, complete)
     details.update(statement.details())
+    return statement_fields(statement, schema), details
+
+
+def statement_fields(statement: bank_rows.Statement, schema: Schema) -> dict[str, str]:
+    """The normalised BANK_STATEMENT fields of a statement: its debit rows and its period (shared by
+    the VLM's turn-1 answer and the OCR engine's table reader)."""
     debits = statement.debits()
     fields = {
         "DOCUMENT_TYPE": BANK_TYPE,
@@ -98,7 +104,7 @@ def finish_statement(plan: BankPlan, rows_text: str, schema: Schema,
         "TRANSACTION_DATES": _join([format_date(t.date) if t.date else t.date_text for t in debits], schema),
         "TRANSACTION_AMOUNTS_PAID": _join([format_money(t.debit or 0.0) for t in debits], schema),
     }
-    return _equal_lists(normalize_fields(fields, schema.type_spec(BANK_TYPE), schema), schema), details
+    return _equal_lists(normalize_fields(fields, schema.type_spec(BANK_TYPE), schema), schema)
 
 
 def _finish_direct(text: str, schema: Schema, details: dict[str, Any]) -> dict[str, str]:

@@ -84,10 +84,18 @@ def read_statement(text: str, columns: list[str], headers: list[str], strategy: 
     dropped = not finished and bool(rows)
     if dropped:
         rows = rows[:-1]  # the budget ran out: the last row may be half written
+    return statement_from_rows(rows, reader.period, strategy, schema, dropped_last_row=dropped)
+
+
+def statement_from_rows(rows: list[dict[str, str]], period_text: Optional[str], strategy: str, schema: Schema,
+                        dropped_last_row: bool = False) -> Statement:
+    """Rows already split into cells (role -> text, the date carried down) -> a Statement: dates,
+    chronological order, balance correction. The turn-1 reader above ends here, and so does the OCR
+    engine's table reader (docvlm/ocr/statement.py)."""
     transactions = [to_transaction(row, strategy, schema) for row in rows]
-    resolve_dates(transactions, _period(reader.period, schema), schema)
+    resolve_dates(transactions, _period(period_text, schema), schema)
     transactions, order = chronological(transactions)
-    statement = Statement(transactions, reader.period, schema, order, dropped_last_row=dropped)
+    statement = Statement(transactions, period_text, schema, order, dropped_last_row=dropped_last_row)
     if strategy in BALANCE_STRATEGIES:
         statement.corrections = correct_balances(transactions, schema.bank_balance_tolerance)
     return statement

@@ -1,0 +1,130 @@
+"""The OCR engine's rules (conf/ocr/default.yaml) in a typed shape; patterns compiled once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from docvlm.ocr.reader import ReaderSettings
+from docvlm.paths import CONF_DIR
+
+DEFAULT_RULES_PATH = CONF_DIR / "ocr" / "default.yaml"
+ITEM_COLUMNS = ("description", "quantity", "price", "total")
+
+
+@dataclass(frozen=True)
+class OcrRules:
+    reader: ReaderSettings
+    row_overlap: float
+    bank_min_roles: int
+    bank_words: tuple[str, ...]
+    bank_min_words: int
+    receipt_words: tuple[str, ...]
+    invoice_words: tuple[str, ...]
+    titles: tuple[str, ...]
+    supplier_rows: int
+    abn_label: re.Pattern[str]
+    abn_digits: int
+    locality: re.Pattern[str]
+    street: re.Pattern[str]
+    labels: dict[str, tuple[str, ...]]
+    amounts: dict[str, tuple[re.Pattern[str], ...]]
+    item_columns: dict[str, tuple[str, ...]]
+    at_price: re.Pattern[str]
+    derive_quantities: bool
+    grounding_skip_kinds: tuple[str, ...]
+    text_min_share: float
+    list_min_share: float
+    money_tolerance: float
+
+    def label(self, name: str) -> tuple[str, ...]:
+        return self.labels.get(name, ())
+
+
+def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = None) -> OcrRules:
+    """Rules from a mapping (e.g. a Hydra node) or a YAML path; None loads conf/ocr/default.yaml.
+
+    Raises ValueError naming the file and the problem.
+    """
+    raw, origin = _to_dict(source)
+    try:
+        rules = OcrRules(
+            reader=_reader(raw.get("reader", {}), origin),
+            row_overlap=float(raw["layout"]["row_overlap"]),
+            bank_min_roles=int(raw["detection"]["bank_min_roles"]),
+            bank_words=_words(raw["detection"]["bank_words"]),
+            bank_min_words=int(raw["detection"]["bank_min_words"]),
+            receipt_words=_words(raw["detection"]["receipt_words"]),
+            invoice_words=_words(raw["detection"]["invoice_words"]),
+            titles=_words(raw["titles"]),
+            supplier_rows=int(raw["supplier_rows"]),
+            abn_label=_compile(raw["abn"]["label"], origin),
+            abn_digits=int(raw["abn"]["digits"]),
+            locality=_compile(raw["address"]["locality"], origin),
+            street=_compile(raw["address"]["street"], origin),
+            labels={name: _words(words) for name, words in raw["labels"].items()},
+            amounts={name: tuple(_compile(p, origin) for p in patterns) for name, patterns in raw["amounts"].items()},
+            item_columns={name: _words(words) for name, words in raw["items"]["columns"].items()},
+            at_price=_compile(raw["items"]["at_price"], origin),
+            derive_quantities=bool(raw["items"]["derive_quantities"]),
+            grounding_skip_kinds=tuple(raw["grounding"]["skip_kinds"]),
+            text_min_share=float(raw["grounding"]["text_min_share"]),
+            list_min_share=float(raw["grounding"]["list_min_share"]),
+            money_tolerance=float(raw["grounding"]["money_tolerance"]),
+        )
+    except KeyError as err:
+        raise ValueError(f"{origin}: missing key {err}") from None
+    _validate(rules, origin)
+    return rules
+
+
+def _to_dict(source: Mapping[str, Any] | DictConfig | str | Path | None) -> tuple[dict[str, Any], str]:
+    if source is None:
+        source = DEFAULT_RULES_PATH
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"OCR rules file not found: {path}")
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path)  # type: ignore[return-value]
+    if isinstance(source, DictConfig):
+        return OmegaConf.to_container(source, resolve=True), "OCR rules"  # type: ignore[return-value]
+    return dict(source), "OCR rules"
+
+
+def _reader(raw: Mapping[str, Any], origin: str) -> ReaderSettings:
+    known = {f.name for f in fields(ReaderSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{origin}: unknown reader settings {unknown}; known: {sorted(known)}")
+    return ReaderSettings(**raw)
+
+
+def _words(values: Any) -> tuple[str, ...]:
+    return tuple(str(v).strip().lower() for v in values)
+
+
+def _compile(pattern: str, origin: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error as err:
+        raise ValueError(f"{origin}: bad pattern {pattern!r}: {err}") from None
+
+
+def _validate(rules: OcrRules, origin: str) -> None:
+    missing = [c for c in ITEM_COLUMNS if c not in rules.item_columns]
+    if missing:
+        raise ValueError(f"{origin}: items.columns lacks {missing}")
+    for name in ("subtotal", "total", "gst"):
+        if name not in rules.amounts:
+            raise ValueError(f"{origin}: amounts lacks {name!r}")
+    for name in ("payer", "invoice_date", "not_invoice_date", "period", "opening_balance", "no_gst"):
+        if name not in rules.labels:
+            raise ValueError(f"{origin}: labels lacks {name!r}")
+    if not 0 < rules.row_overlap <= 1 or not 0 < rules.text_min_share <= 1 or not 0 < rules.list_min_share <= 1:
+        raise ValueError(f"{origin}: row_overlap, text_min_share and list_min_share must be in (0, 1]")
+    if {"qty", "price"} - set(rules.at_price.groupindex):
+        raise ValueError(f"{origin}: items.at_price needs the named groups qty and price")
