@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from docvlm.paths import cache_dir
 
-MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama")
+MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama", "ocr")  # ocr: the CPU engine (docvlm/ocr)
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,6 +88,9 @@ class ProcessingConfig:
     group_window: int = 4  # batches of documents detected before extraction groups them by type
     dist_timeout_s: int = 1800  # collectives give up after this long (a hung rank ends the job)
     max_retries: int = 1  # a document that ended in an error is redone this many times on resume
+    # A rank whose heartbeat (per batch, per record) stops this long ends the job, naming the rank and
+    # what it was doing (docvlm/watchdog.py). null = dist_timeout_s. Allow for model loading.
+    hang_timeout_s: Optional[int] = None
 
     def validate(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -107,6 +110,8 @@ class ProcessingConfig:
             _fail("processing.max_retries", self.max_retries, "an integer >= 0")
         if self.dist_timeout_s < 1:
             _fail("processing.dist_timeout_s", self.dist_timeout_s, "seconds >= 1")
+        if self.hang_timeout_s is not None and self.hang_timeout_s < 1:
+            _fail("processing.hang_timeout_s", self.hang_timeout_s, "null (= dist_timeout_s) or seconds >= 1")
 
 
 @dataclass

@@ -77,9 +77,29 @@ def init_distributed(device_kind: str, timeout_s: int) -> DistContext:
     if world > 1 and not dist.is_initialized():
         # gather_object of Python records travels over gloo; tensors (if any) over NCCL.
         backend = "cpu:gloo,cuda:nccl" if device_kind == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        store = _attempt_store(world, timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world, timeout=timeout)
         log.debug("process group up: rank %d/%d backend %s", rank, world, backend)
     return DistContext(rank, world, local_rank, device)
+
+
+def _attempt_store(world: int, timeout: timedelta) -> Optional[dist.Store]:
+    """Under torchrun, the agent's store, with keys of this attempt only.
+
+    The agent's store outlives a worker restart (`torchrun --max-restarts`); the process group's
+    rendezvous keys from the failed attempt are still there, and the restarted ranks would dial the
+    dead ranks' addresses ("Gloo connectFullMesh failed ... Connection refused"). A prefix per attempt
+    keeps each attempt apart. None outside torchrun's agent store: the default path then serves.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                         is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"docvlm/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", base)
 
 
 def shard_range(n_items: int, rank: int, world_size: int) -> range:

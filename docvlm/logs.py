@@ -1,4 +1,8 @@
-"""Per-rank logging: console lines prefixed with the rank, one log file per rank under output.dir/logs."""
+"""Per-rank logging: one file per rank under output.dir/logs, every line prefixed with the rank.
+
+The console gets rank 0's lines and only warnings and errors from the other ranks, so N ranks do not
+print N copies of every message (and a failing rank is still seen); each rank's file has everything.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ def setup_logging(rank: int, out_dir: Path, level: str = "INFO") -> None:
         handler.close()
     fmt = logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     console = logging.StreamHandler(sys.stderr)
+    if rank != 0:
+        console.setLevel(logging.WARNING)
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     to_file = logging.FileHandler(out_dir / "logs" / f"rank-{rank:05d}.log", encoding="utf-8")
     for handler in (console, to_file):
@@ -25,3 +31,13 @@ def setup_logging(rank: int, out_dir: Path, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_library_bars(rank)
+
+
+def _quiet_library_bars(rank: int) -> None:
+    """transformers' own bars ("Loading weights") only on an interactive rank 0: elsewhere they are noise."""
+    if rank == 0 and sys.stderr.isatty():
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

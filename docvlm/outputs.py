@@ -54,6 +54,8 @@ class PartWriter:
         self.path = out_dir / PARTS_DIR / f"rank-{rank:05d}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: TextIO = self.path.open("a", encoding="utf-8")
+        if _ends_mid_line(self.path):
+            self._file.write("\n")  # a crash cut the last record short: never glue the next one onto it
 
     def write(self, record: DocumentRecord) -> None:
         self._file.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
@@ -71,7 +73,8 @@ class PartWriter:
 
 
 def read_parts(out_dir: Path) -> dict[str, DocumentRecord]:
-    """Records already written by any rank of any earlier run, by document id; the last one wins.
+    """Records already written by any rank of any earlier run, by document id; the latest attempt wins
+    (part files of another world size hold older attempts under other rank numbers).
 
     A line that does not parse (a record cut short by a crash) is skipped: that document is redone.
     """
@@ -84,8 +87,18 @@ def read_parts(out_dir: Path) -> dict[str, DocumentRecord]:
                 except (json.JSONDecodeError, TypeError) as err:
                     log.warning("%s:%d: ignoring unreadable record (%s)", part, line_no, err)
                     continue
-                done[record.image] = record
+                prior = done.get(record.image)
+                if prior is None or record.attempts >= prior.attempts:
+                    done[record.image] = record  # a retry outranks an earlier try in any rank's file
     return done
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if path.stat().st_size == 0:
+        return False
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -13,12 +13,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from docvlm import dist, outputs
+from docvlm import dist, faults, outputs
 from docvlm.config import RunConfig, to_run_config
 from docvlm.inputs import DEFAULT_IGNORE, Document, LoadOptions, discover
 from docvlm.logs import setup_logging
@@ -29,13 +29,19 @@ from docvlm.progress import Progress
 from docvlm.prompts import load_prompts
 from docvlm.records import DocumentRecord
 from docvlm.schema import Schema, load_schema
+from docvlm.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _job_numbers = itertools.count()  # identical sequence on every rank: names this job's progress counter
 
 
 def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
-    """Run the job; returns the summary on rank 0, None on other ranks."""
+    """Run the job; returns the summary on rank 0, None on other ranks.
+
+    A failure on any rank raises JobFailed on EVERY rank at the same point (see `_together`), so no
+    rank waits forever and, under a Hydra multirun, the next job starts with all ranks in step.
+    """
     job = next(_job_numbers)
     run_cfg = to_run_config(cfg)  # ValueError naming key, value, allowed: before anything else
     snapshot = snapshot if snapshot is not None else _snapshot(cfg)
@@ -48,35 +54,110 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
     setup_logging(ctx.rank, out_dir, run_cfg.debug.log_level)
     started = time.perf_counter()
 
-    _prepare_output(run_cfg, ctx, out_dir)
-    _prepare_samples(run_cfg, ctx)
-    _prepare_tiny_model(run_cfg, ctx)
-    truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere, no hang
-    docs = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))[: run_cfg.debug.limit]
-    check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
+    _together(ctx, lambda: _prepare_output(run_cfg, ctx, out_dir))
+    _together(ctx, lambda: _prepare_samples(run_cfg, ctx))
+    _together(ctx, lambda: _prepare_tiny_model(run_cfg, ctx))
+    truth, docs = _together(ctx, lambda: _find_inputs(run_cfg, schema, out_dir))
 
-    mine = [docs[i] for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)]
-    earlier = outputs.read_parts(out_dir)
-    kept, todo = _split_resume(mine, earlier, run_cfg.processing.max_retries)
-    log.info("%d documents in all; this rank: %d (%d recorded earlier, %d to do)", len(docs), len(mine), len(kept), len(todo))
+    progress = Progress(ctx, total=len(docs), key=f"docvlm/progress/{job}")
+    hang_timeout_s = run_cfg.processing.hang_timeout_s or run_cfg.processing.dist_timeout_s
+    watchdog = Watchdog(ctx, hang_timeout_s, key=f"docvlm/heartbeat/{job}")
+    try:
+        kept, new_records, rank_stats = _together(
+            ctx, lambda: _work(run_cfg, ctx, schema, prompts, docs, out_dir, progress, watchdog))
+        progress.phase("merge")
+        faults.at_point("merge", ctx.rank)  # tests: every part file complete, nothing merged yet
+        gather_start = time.perf_counter()
+        payload = {"records": [r.to_json() for r in kept + new_records], "stats": rank_stats}
+        gathered = _collective(lambda: dist.gather_to_rank0(payload, ctx))
+        gather_s = time.perf_counter() - gather_start
+    finally:
+        watchdog.close()
+        progress.close()
 
-    progress = Progress(ctx, total=len(docs), initial=0, key=f"docvlm/progress/{job}")
-    progress.advance(len(kept))
-    new_records, rank_stats = _process(run_cfg, ctx, schema, prompts, todo, earlier, out_dir, progress)
-    progress.phase("merge")
-    gather_start = time.perf_counter()
-    gathered = dist.gather_to_rank0({"records": [r.to_json() for r in kept + new_records], "stats": rank_stats}, ctx)
-    gather_s = time.perf_counter() - gather_start
-    progress.close()
-
-    summary = None
-    if ctx.is_main:
+    def finish() -> Optional[dict[str, Any]]:
+        if not ctx.is_main:
+            return None
         assert gathered is not None
         records = _merge(gathered, docs)
-        summary = _finish(run_cfg, schema, truth, records, gathered, out_dir, snapshot,
-                          elapsed_s=time.perf_counter() - started, gather_s=gather_s, world=ctx.world_size)
-    dist.barrier(ctx)  # multirun: every rank starts the next job together
-    return summary
+        return _finish(run_cfg, schema, truth, records, gathered, out_dir, snapshot,
+                       elapsed_s=time.perf_counter() - started, gather_s=gather_s, world=ctx.world_size)
+
+    return _together(ctx, finish)  # multirun: every rank starts the next job together
+
+
+class JobFailed(RuntimeError):
+    """The job failed on some rank; raised on EVERY rank at the same point (the ranks stay in step)."""
+
+
+class RanksOutOfStep(RuntimeError):
+    """A collective itself failed (timeout, a rank gone): no later job can run safely in this process."""
+
+
+def _together(ctx: dist.DistContext, step: Callable[[], T]) -> T:
+    """Run `step` on this rank, then meet the other ranks: all go on, or all raise JobFailed.
+
+    Used instead of a barrier: a rank that raised would never reach a barrier, leaving the others
+    waiting (until the dist timeout) or, under multirun, meeting the next job's collectives.
+    """
+    own: Optional[Exception] = None
+    result: Any = None
+    try:
+        result = step()
+    except Exception as err:  # noqa: BLE001 - every rank hears of it below
+        own = err
+    errors = _collective(lambda: _all_gather(None if own is None else f"{type(own).__name__}: {own}", ctx))
+    if any(error is not None for error in errors):
+        raise JobFailed(_describe(errors)) from own
+    return result
+
+
+def _describe(errors: list[Optional[str]]) -> str:
+    """'rank 0,1: ValueError: ...; rank 3: ...': one entry per distinct error."""
+    ranks_by_error: dict[str, list[str]] = {}
+    for rank, error in enumerate(errors):
+        if error is not None:
+            ranks_by_error.setdefault(error, []).append(str(rank))
+    return "; ".join(f"rank {','.join(ranks)}: {error}" for error, ranks in ranks_by_error.items())
+
+
+def _collective(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except Exception as err:
+        raise RanksOutOfStep(f"a collective failed, the ranks may be out of step: {type(err).__name__}: {err}") from err
+
+
+def _all_gather(obj: Any, ctx: dist.DistContext) -> list[Any]:
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
+    truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere
+    docs = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))[: run_cfg.debug.limit]
+    if run_cfg.model.family != "ocr":
+        check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
+    return truth, docs
+
+
+def _work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, docs: list[Document],
+          out_dir: Path, progress: Progress,
+          watchdog: Watchdog) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
+    """This rank's shard: (records kept from earlier runs, new records, stats)."""
+    try:
+        mine = [docs[i] for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)]
+        earlier = outputs.read_parts(out_dir)
+        kept, todo = _split_resume(mine, earlier, run_cfg.processing.max_retries)
+        log.info("%d documents in all; this rank: %d (%d recorded earlier, %d to do)", len(docs), len(mine), len(kept), len(todo))
+        progress.resumed(len(kept))
+        new_records, rank_stats = _process(run_cfg, ctx, schema, prompts, todo, out_dir, progress, watchdog)
+        return kept, new_records, rank_stats
+    finally:
+        watchdog.waiting()  # done (or failed): waiting for the other ranks is not a hang
 
 
 def _local_world_size(world: int) -> int:
@@ -97,10 +178,11 @@ def _snapshot(cfg: DictConfig | RunConfig) -> dict[str, Any]:
 
 def _prepare_output(run_cfg: RunConfig, ctx: dist.DistContext, out_dir: Path) -> None:
     outputs.check_writable(out_dir)
-    if run_cfg.output.overwrite and ctx.is_main:
+    restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"  # an elastic restart resumes
+    if run_cfg.output.overwrite and ctx.is_main and not restarted:
         outputs.clean_owned(out_dir)
         setup_logging(ctx.rank, out_dir, run_cfg.debug.log_level)  # its log folder was just removed
-    dist.barrier(ctx)  # nobody reads old part files while rank 0 deletes them
+    # (the caller's _together keeps the other ranks from reading old part files while rank 0 deletes them)
 
 
 def _prepare_samples(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
@@ -110,7 +192,6 @@ def _prepare_samples(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
 
         log.info("generating the synthetic sample set into %s", data_dir)
         generate_samples(data_dir, seed=run_cfg.data.sample_seed)
-    dist.barrier(ctx)
 
 
 def _prepare_tiny_model(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
@@ -119,7 +200,17 @@ def _prepare_tiny_model(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
         from docvlm.models.tiny import ensure_tiny_model
 
         ensure_tiny_model(run_cfg.model.family, Path(run_cfg.model.path).expanduser())
-    dist.barrier(ctx)
+
+
+def _route_types(run_cfg: RunConfig, schema: Schema, docs: list[Document]) -> Optional[dict[str, str]]:
+    """debug.route_by_ground_truth (random-weight benchmarks): document id -> its true type."""
+    if not run_cfg.debug.route_by_ground_truth:
+        return None
+    truth = _load_truth(run_cfg, schema)
+    if truth is None:
+        raise ValueError("debug.route_by_ground_truth=true needs data.ground_truth")
+    keys = {doc.id: truth.match(doc.id) for doc in docs}
+    return {doc_id: truth[key]["DOCUMENT_TYPE"] for doc_id, key in keys.items() if key is not None}
 
 
 def _load_truth(run_cfg: RunConfig, schema: Schema) -> Any:
@@ -146,34 +237,70 @@ def _split_resume(mine: list[Document], earlier: dict[str, DocumentRecord],
 
 
 def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any,
-             todo: list[tuple[Document, int]], earlier: dict[str, DocumentRecord], out_dir: Path,
-             progress: Progress) -> tuple[list[DocumentRecord], dict[str, Any]]:
+             todo: list[tuple[Document, int]], out_dir: Path, progress: Progress,
+             watchdog: Watchdog) -> tuple[list[DocumentRecord], dict[str, Any]]:
     stats: dict[str, Any] = {"rank": ctx.rank, "documents": len(todo), "load_model_s": 0.0, "busy_s": 0.0}
     if not todo:
         return [], stats  # idle rank: still joins every collective
     load_start = time.perf_counter()
-    model = load_model(run_cfg.model, ctx.device)
+    watchdog.beat(f"loading the model from {run_cfg.model.path}")
+    if run_cfg.model.family == "ocr":
+        pipeline, batch_size, stage_ctx = _ocr_pipeline(run_cfg, ctx, schema), 1, None
+        progress.phase("extraction")
+    else:
+        model = load_model(run_cfg.model, ctx.device)
+        batch_size = run_cfg.processing.batch_size or auto_batch_size(ctx.device)
+        stage_ctx = StageContext(model, schema, prompts, run_cfg.processing.max_new_tokens, run_cfg.processing.force_length)
+        pipeline = _PhasedPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank,
+                                   LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi),
+                                   route_types=_route_types(run_cfg, schema, [doc for doc, _ in todo]))
+        pipeline.progress, pipeline.watchdog = progress, watchdog
     stats["load_model_s"] = round(time.perf_counter() - load_start, 3)
-    batch_size = run_cfg.processing.batch_size or auto_batch_size(ctx.device)
-    stage_ctx = StageContext(model, schema, prompts, run_cfg.processing.max_new_tokens, run_cfg.processing.force_length)
-    pipeline = DocumentPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank,
-                                LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi))
+    faults.at_point("work", ctx.rank)  # tests: model loaded, nothing flushed yet
     attempts = {doc.id: n for doc, n in todo}
     records: list[DocumentRecord] = []
     busy_start = time.perf_counter()
-    progress.phase("extract")
     with outputs.PartWriter(out_dir, ctx.rank) as part:
         for record in pipeline.process([doc for doc, _ in todo]):
             record.attempts = attempts[record.image]
             part.write(record)
             records.append(record)
             progress.advance()
+            watchdog.beat(f"wrote record {len(records)}/{len(todo)} ({record.image})")
+            faults.after_records(ctx.rank, len(records))
             if len(records) == 1:
                 stats["first_result_s"] = round(time.perf_counter() - busy_start, 3)
     stats["busy_s"] = round(time.perf_counter() - busy_start, 3)
     stats["batch_size"] = batch_size
-    stats["stages"] = {name: s.to_json() for name, s in stage_ctx.stats.items()}
+    stats["stages"] = {name: st.to_json() for name, st in stage_ctx.stats.items()} if stage_ctx else {}
     return records, stats
+
+
+def _ocr_pipeline(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema) -> Any:
+    """model=ocr: RapidOCR + layout rules on the CPU; ONNX Runtime threads = CPUs / local ranks."""
+    from docvlm.ocr import OcrEngine
+    from docvlm.pipeline.ocr_pipeline import OcrPipeline
+
+    return OcrPipeline(OcrEngine(), schema, ctx.rank, LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi))
+
+
+class _PhasedPipeline(DocumentPipeline):
+    """The pipeline, naming the stage it runs in the progress bar."""
+
+    _PHASES = {"detect": "detection", "extract": "extraction", "bank": "bank turns"}
+    progress: Optional[Progress] = None
+    watchdog: Optional[Watchdog] = None
+
+    def _stage(self, stage: str, items: list, run_batch: Callable) -> None:
+        if items and self.progress is not None and stage in self._PHASES:
+            self.progress.phase(self._PHASES[stage])
+        super()._stage(stage, items, run_batch)
+
+    def _before_batch(self, stage: str, batch: list) -> None:
+        if self.watchdog is not None:
+            ids = ", ".join(item.doc.id for item in batch[:3]) + (", ..." if len(batch) > 3 else "")
+            self.watchdog.beat(f"{self._PHASES.get(stage, stage)}: stage {stage}, batch of {len(batch)} ({ids})")
+        super()._before_batch(stage, batch)
 
 
 def auto_batch_size(device: torch.device) -> int:
@@ -218,4 +345,19 @@ def _finish(run_cfg: RunConfig, schema: Schema, truth: Any, records: list[Docume
                             elapsed_s=elapsed_s, gather_s=gather_s, world=world, snapshot=snapshot)
     outputs.write_json(out_dir / "summary.json", summary)
     log.info("wrote %s (%d documents, %.2f documents/s)", out_dir, len(records), summary["documents_per_s"])
+    if evaluation is not None:
+        print(evaluation_table(evaluation), flush=True)
     return summary
+
+
+def evaluation_table(evaluation: dict[str, Any]) -> str:
+    """The evaluation in a few lines for the console (report.md has everything)."""
+    lines = ["", "type            docs  macro F1  micro F1  doc F1 median"]
+    rows = {**evaluation.get("per_type", {}), "ALL": evaluation["overall"]}
+    for name, row in rows.items():
+        lines.append(f"{name:<15} {row['documents']:>4}  {row['macro_f1']:8.3f}  {row['micro_f1']:8.3f}  "
+                     f"{row['document_f1_median']:13.3f}")
+    accuracy = evaluation["overall"].get("type_accuracy")
+    if accuracy is not None:
+        lines.append(f"document type accuracy: {accuracy:.3f}")
+    return "\n".join(lines)

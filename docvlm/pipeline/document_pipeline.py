@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Iterator, Sequence
 
+from docvlm import faults
 from docvlm.inputs import Document, InputError, LoadOptions, load_image
 from docvlm.pipeline.batching import chunks, run_in_batches
 from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch
@@ -39,15 +40,7 @@ class DocumentPipeline:
                 yield item.record
 
     def _load(self, doc: Document) -> WorkItem:
-        record = DocumentRecord(index=doc.index, image=doc.id, rank=self.rank)
-        start = time.perf_counter()
-        try:
-            image = load_image(doc, self.load_options)
-        except InputError as err:
-            record.error = {"kind": err.kind, "stage": "load", "message": str(err)}
-            return WorkItem(doc, None, record)
-        record.timings["load_s"] = time.perf_counter() - start
-        return WorkItem(doc, image, record)
+        return load_work_item(doc, self.rank, self.load_options)
 
     def _run_window(self, items: list[WorkItem]) -> None:
         self._stage("detect", items, detect_batch)
@@ -72,5 +65,26 @@ class DocumentPipeline:
             item.record.error = failed.error
             item.record.fields = {}
 
+        def run(batch: Sequence[WorkItem]) -> None:
+            self._before_batch(stage, batch)
+            run_batch(self.ctx, batch)
+
         if items:
-            run_in_batches(items, self.batch_size, lambda batch: run_batch(self.ctx, batch), fail)
+            run_in_batches(items, self.batch_size, run, fail)
+
+    def _before_batch(self, stage: str, batch: Sequence[WorkItem]) -> None:
+        """Runs before every batch, split retries included (run.py adds a heartbeat)."""
+        faults.before_batch(stage, [item.doc.id for item in batch])  # no-op unless DOCVLM_FAULTS is set
+
+
+def load_work_item(doc: Document, rank: int, options: LoadOptions | None = None) -> WorkItem:
+    """The document's image and a fresh record; an unreadable file gives an error record instead."""
+    record = DocumentRecord(index=doc.index, image=doc.id, rank=rank)
+    start = time.perf_counter()
+    try:
+        image = load_image(doc, options)
+    except InputError as err:
+        record.error = {"kind": err.kind, "stage": "load", "message": str(err)}
+        return WorkItem(doc, None, record)
+    record.timings["load_s"] = time.perf_counter() - start
+    return WorkItem(doc, image, record)
