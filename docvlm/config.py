@@ -121,6 +121,13 @@ class OutputConfig:
 
 
 @dataclass
+class ValidationConfig:
+    # OCR each page after a VLM extraction and flag values that are not printed on it
+    # (record.ungrounded_fields, counted in summary.json). Costs ~1-2 CPU s a page.
+    grounding: bool = False
+
+
+@dataclass
 class DebugConfig:
     limit: Optional[int] = None  # process only the first N documents
     # Benchmarks with random weights: detection runs, then the ground truth's type decides the flow,
@@ -140,6 +147,7 @@ class RunConfig:
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     schema: Any = None  # conf/schema/*.yaml (docvlm.schema.load_schema)
     prompts: Any = None  # conf/prompts/*.yaml (docvlm.prompts.load_prompts)
 

@@ -19,6 +19,7 @@ class DocumentRecord:
     error: Optional[dict[str, str]] = None  # {"kind", "stage", "message"} or None
     attempts: int = 1
     evaluation: Optional[dict[str, Any]] = None  # per-document scores when ground truth is given
+    ungrounded_fields: Optional[list[str]] = None  # validation.grounding: values not found on the page
 
     @property
     def ok(self) -> bool:

@@ -253,7 +253,8 @@ def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts:
         stage_ctx = StageContext(model, schema, prompts, run_cfg.processing.max_new_tokens, run_cfg.processing.force_length)
         pipeline = _PhasedPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank,
                                    LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi),
-                                   route_types=_route_types(run_cfg, schema, [doc for doc, _ in todo]))
+                                   route_types=_route_types(run_cfg, schema, [doc for doc, _ in todo]),
+                                   grounding=_grounding(run_cfg, schema))
         pipeline.progress, pipeline.watchdog = progress, watchdog
     stats["load_model_s"] = round(time.perf_counter() - load_start, 3)
     faults.at_point("work", ctx.rank)  # tests: model loaded, nothing flushed yet
@@ -274,6 +275,14 @@ def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts:
     stats["batch_size"] = batch_size
     stats["stages"] = {name: st.to_json() for name, st in stage_ctx.stats.items()} if stage_ctx else {}
     return records, stats
+
+
+def _grounding(run_cfg: RunConfig, schema: Schema) -> Any:
+    if not run_cfg.validation.grounding:
+        return None
+    from docvlm.pipeline.grounding import Grounding
+
+    return Grounding(schema)
 
 
 def _ocr_pipeline(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema) -> Any:

@@ -28,6 +28,7 @@ def build_summary(run_cfg: RunConfig, records: list[DocumentRecord], rank_stats:
         "documents_per_s": round(processed / elapsed_s, 4) if elapsed_s > 0 else 0.0,
         "stages": _stages(rank_stats),
         "ranks": [{k: v for k, v in s.items() if k != "stages"} for s in rank_stats],
+        "ungrounded": _ungrounded(records),
         "evaluation": _headline(evaluation),
         "config": snapshot,
     }
@@ -50,6 +51,16 @@ def _stages(rank_stats: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_seconds_over_ranks": round(statistics.mean(p["seconds"] for p in per_rank), 4),
         }
     return merged
+
+
+def _ungrounded(records: list[DocumentRecord]) -> Optional[dict[str, Any]]:
+    """validation.grounding: how many documents and values the page did not back up, by field."""
+    checked = [r for r in records if r.ungrounded_fields is not None]
+    if not checked:
+        return None
+    by_field = Counter(f for r in checked for f in r.ungrounded_fields or [])
+    return {"documents_checked": len(checked), "documents_flagged": sum(bool(r.ungrounded_fields) for r in checked),
+            "values_flagged": sum(by_field.values()), "by_field": dict(by_field)}
 
 
 def _headline(evaluation: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from docvlm import faults
 from docvlm.inputs import Document, InputError, LoadOptions, load_image
@@ -18,15 +18,20 @@ from docvlm.pipeline.batching import chunks, run_in_batches
 from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch
 from docvlm.records import DocumentRecord
 
+if TYPE_CHECKING:
+    from docvlm.pipeline.grounding import Grounding
+
 log = logging.getLogger(__name__)
 
 
 class DocumentPipeline:
     def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
-                 load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None) -> None:
+                 load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None,
+                 grounding: "Grounding | None" = None) -> None:
         self.ctx = ctx
         self.load_options = load_options
         self.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
+        self.grounding = grounding  # validation.grounding: flag values the page does not show
         self.batch_size = batch_size
         self.window = batch_size * group_window
         self.rank = rank
@@ -58,6 +63,10 @@ class DocumentPipeline:
         singles = sorted(flows["single"], key=lambda it: (it.record.document_type or "", it.doc.index))
         self._stage("extract", singles, extract_batch)
         self._stage("bank", flows["bank"], bank_batch)
+        if self.grounding is not None:
+            for item in items:
+                if item.record.ok:
+                    self.grounding.check(item.image, item.record)
 
     def _stage(self, stage: str, items: list[WorkItem], run_batch) -> None:
         def fail(item: WorkItem, err: BaseException) -> None:

@@ -37,7 +37,10 @@ class OcrPipeline:
                     record.document_type = result.document_type
                     record.fields = result.fields
                     record.raw["ocr"] = result.text
-                    record.details["ocr"] = result.details
+                    details = dict(result.details)
+                    for stage, seconds in details.pop("timings", {}).items():  # timings live in record.timings
+                        record.timings[f"ocr_{stage}"] = seconds
+                    record.details["ocr"] = details
                 record.timings["extract_s"] = time.perf_counter() - start
             record.timings["total_s"] = round(sum(record.timings.values()), 6)
             yield record

@@ -1,0 +1,66 @@
+"""The OCR engine in the runner (model=ocr) and the grounding check on the VLM path."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from docvlm.config import TokenBudgets
+from docvlm.inputs import discover
+from docvlm.models import ModelSpec, load_model
+from docvlm.pipeline import stages
+from docvlm.pipeline.document_pipeline import DocumentPipeline
+from docvlm.pipeline.grounding import Grounding
+from docvlm.pipeline.stages import StageContext
+from docvlm.prompts import load_prompts
+from docvlm.schema import load_schema
+from docvlm.synth import generate_corpus
+from tests.test_end_to_end import launch, stable
+
+
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("ocr-docs")
+    generate_corpus(data, {"INVOICE": 2, "RECEIPT": 1, "BANK_STATEMENT": 2}, seed=11)
+    return data
+
+
+def test_two_ranks_equal_one_rank_and_the_answers_are_right(docs_dir, tmp_path):
+    truth = f"data.ground_truth={docs_dir / 'ground_truth.csv'}"
+    one = launch(0, docs_dir, tmp_path / "one", "model=ocr", truth, env_cache=tmp_path / "cache")
+    launch(2, docs_dir, tmp_path / "two", "model=ocr", truth, env_cache=tmp_path / "cache")
+    assert stable(tmp_path / "one") == stable(tmp_path / "two")
+    assert "macro F1" in one.stdout  # the evaluation summary is printed
+    evaluation = json.loads((tmp_path / "two" / "evaluation.json").read_text())
+    assert evaluation["overall"]["type_accuracy"] == 1.0
+    assert evaluation["overall"]["macro_f1"] >= 0.9
+
+
+def test_grounding_flags_values_the_page_does_not_show(docs_dir, tiny_models, monkeypatch):
+    """Real pipeline, real OCR; the extraction parse is replaced by hand-made answers, since a tiny
+    random model cannot write a real one: the true values for one document, altered ones for another."""
+    schema = load_schema()
+    with (docs_dir / "ground_truth.csv").open() as f:
+        truth = {row["image_file"]: row for row in csv.DictReader(f)}
+    docs = [d for d in discover(docs_dir, [".png"]) if truth[d.id]["DOCUMENT_TYPE"] == "INVOICE"]
+    right, wrong = docs[0].id, docs[1].id
+
+    def answers(text, spec, schema_):
+        doc_id = current.pop(0)
+        fields = {f: truth[doc_id][f] for f in spec.field_names}
+        if doc_id == wrong:
+            fields.update(TOTAL_AMOUNT="$98765.43", BUSINESS_ABN="99999999999", SUPPLIER_NAME="Zebra Quantum Holdings")
+        return fields
+
+    current = [d.id for d in docs]
+    monkeypatch.setattr(stages.extraction, "parse_extraction", answers)
+    model = load_model(ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=2), torch.device("cpu"))
+    ctx = StageContext(model, schema, load_prompts(), TokenBudgets(detect=4, extract=4, bank_headers=4, bank_rows=4))
+    pipeline = DocumentPipeline(ctx, batch_size=2, group_window=1, rank=0,
+                                route_types={d.id: "INVOICE" for d in docs}, grounding=Grounding(schema))
+    records = {r.image: r for r in pipeline.process(docs)}
+    assert records[right].ungrounded_fields == []
+    assert set(records[wrong].ungrounded_fields) == {"TOTAL_AMOUNT", "BUSINESS_ABN", "SUPPLIER_NAME"}
