@@ -47,6 +47,11 @@ def check_model_path(cfg: ModelSpec) -> Path:
         return Path(cfg.path)  # nothing is read from disk
     path = Path(cfg.path).expanduser()
     if (path / "config.json").is_file():
+        if not getattr(cfg, "allow_pickle_weights", False) and not any(path.glob("*.safetensors")) \
+                and any(path.glob("*.bin")):
+            raise ModelNotFoundError(
+                f"model folder {path} has only pickled weights (*.bin), no *.safetensors; pickles can run code "
+                "when loaded. Convert them to safetensors, or set model.allow_pickle_weights=true if you trust them")
         return path
     if cfg.tiny and not (path.exists() and any(path.iterdir())):
         return path  # load_model builds the tiny model here
