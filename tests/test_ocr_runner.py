@@ -18,7 +18,7 @@ from docvlm.pipeline.stages import StageContext
 from docvlm.prompts import load_prompts
 from docvlm.schema import load_schema
 from docvlm.synth import generate_corpus
-from tests.test_end_to_end import launch, stable
+from test_end_to_end import launch, stable
 
 
 @pytest.fixture(scope="module")
