@@ -27,11 +27,28 @@ def write_report(evaluation: dict[str, Any], records: list[dict[str, Any]], out_
     out_dir = Path(out_dir)
     plots = _write_plots(evaluation, records, out_dir / PLOTS_DIR)
     path = out_dir / "report.md"
-    atomic_write_text(path, _markdown(evaluation, plots))
+    atomic_write_text(path, _markdown(evaluation, plots) + _grounding_section(records))
     return path
 
 
 # ---------------------------------------------------------------- markdown
+
+def _grounding_section(records: list[dict[str, Any]]) -> str:
+    """validation.grounding: extracted values that the page's OCR text does not show, by field."""
+    checked = [r for r in records if r.get("ungrounded_fields") is not None]
+    if not checked:
+        return ""
+    counts: dict[str, int] = {}
+    for r in checked:
+        for name in r["ungrounded_fields"]:
+            counts[name] = counts.get(name, 0) + 1
+    flagged = sum(bool(r["ungrounded_fields"]) for r in checked)
+    lines = ["## Grounding", "", f"Documents checked against their page's OCR text: {len(checked)}; "
+             f"with values not found on the page: {flagged}.", ""]
+    lines += _table(["field", "documents with the value not on the page"],
+                    [[name, str(n)] for name, n in sorted(counts.items(), key=lambda kv: -kv[1])])
+    return "\n".join(lines)
+
 
 def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"

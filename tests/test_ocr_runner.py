@@ -64,3 +64,11 @@ def test_grounding_flags_values_the_page_does_not_show(docs_dir, tiny_models, mo
     records = {r.image: r for r in pipeline.process(docs)}
     assert records[right].ungrounded_fields == []
     assert set(records[wrong].ungrounded_fields) == {"TOTAL_AMOUNT", "BUSINESS_ABN", "SUPPLIER_NAME"}
+    # ... and the summary and the report count them
+    from docvlm.report import _grounding_section
+    from docvlm.summary import _ungrounded
+
+    counted = _ungrounded(list(records.values()))
+    assert counted["documents_flagged"] == 1 and counted["values_flagged"] == 3
+    section = _grounding_section([r.to_json() for r in records.values()])
+    assert "with values not found on the page: 1" in section and "| TOTAL_AMOUNT | 1 |" in section
