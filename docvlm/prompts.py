@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from docvlm.paths import CONF_DIR
+from docvlm.paths import CONF_DIR, yaml_mapping
 
 DEFAULT_PROMPTS_PATH = CONF_DIR / "prompts" / "default.yaml"
 
@@ -37,7 +37,7 @@ def load_prompts(source: Mapping[str, Any] | DictConfig | str | Path | None = No
 
     None loads conf/prompts/default.yaml. Raises ValueError naming the missing key.
     """
-    raw = _to_dict(source)
+    raw, _ = yaml_mapping(source, DEFAULT_PROMPTS_PATH, "prompts")
     try:
         detection, extraction, bank = raw["detection"], raw["extraction"], raw["bank"]
         return Prompts(
@@ -58,16 +58,3 @@ def load_prompts(source: Mapping[str, Any] | DictConfig | str | Path | None = No
         raise ValueError(f"prompts: missing key {err}") from None
     except (TypeError, AttributeError) as err:
         raise ValueError(f"prompts: malformed section ({err})") from None
-
-
-def _to_dict(source: Mapping[str, Any] | DictConfig | str | Path | None) -> dict[str, Any]:
-    if source is None:
-        source = DEFAULT_PROMPTS_PATH
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"prompts file not found: {path}")
-        source = OmegaConf.load(path)
-    if isinstance(source, DictConfig):
-        return OmegaConf.to_container(source, resolve=True)  # type: ignore[return-value]
-    return dict(source)

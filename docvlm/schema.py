@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from docvlm.paths import CONF_DIR
+from docvlm.paths import CONF_DIR, yaml_mapping
 
 FIELD_KINDS = ("money", "date", "date_range", "id", "boolean", "number", "text", "doc_type")
 
@@ -77,7 +77,7 @@ def load_schema(source: Mapping[str, Any] | DictConfig | str | Path | None = Non
 
     None loads conf/schema/default.yaml. Raises ValueError naming the problem.
     """
-    raw = _to_dict(source)
+    raw, _ = yaml_mapping(source, DEFAULT_SCHEMA_PATH, "schema")
     try:
         fields = {
             name: FieldSpec(name, spec["kind"], bool(spec.get("list", False)))
@@ -113,19 +113,6 @@ def load_schema(source: Mapping[str, Any] | DictConfig | str | Path | None = Non
         raise ValueError(f"schema: missing key {err}") from None
     _validate(schema)
     return schema
-
-
-def _to_dict(source: Mapping[str, Any] | DictConfig | str | Path | None) -> dict[str, Any]:
-    if source is None:
-        source = DEFAULT_SCHEMA_PATH
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"schema file not found: {path}")
-        source = OmegaConf.load(path)
-    if isinstance(source, DictConfig):
-        return OmegaConf.to_container(source, resolve=True)  # type: ignore[return-value]
-    return dict(source)
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from docvlm.ocr.reader import ReaderSettings
-from docvlm.paths import CONF_DIR
+from docvlm.paths import CONF_DIR, yaml_mapping
 
 DEFAULT_RULES_PATH = CONF_DIR / "ocr" / "default.yaml"
 ITEM_COLUMNS = ("description", "quantity", "price", "total")
@@ -50,7 +50,7 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
 
     Raises ValueError naming the file and the problem.
     """
-    raw, origin = _to_dict(source)
+    raw, origin = yaml_mapping(source, DEFAULT_RULES_PATH, "OCR rules")
     try:
         rules = OcrRules(
             reader=_reader(raw.get("reader", {}), origin),
@@ -80,19 +80,6 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
         raise ValueError(f"{origin}: missing key {err}") from None
     _validate(rules, origin)
     return rules
-
-
-def _to_dict(source: Mapping[str, Any] | DictConfig | str | Path | None) -> tuple[dict[str, Any], str]:
-    if source is None:
-        source = DEFAULT_RULES_PATH
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"OCR rules file not found: {path}")
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path)  # type: ignore[return-value]
-    if isinstance(source, DictConfig):
-        return OmegaConf.to_container(source, resolve=True), "OCR rules"  # type: ignore[return-value]
-    return dict(source), "OCR rules"
 
 
 def _reader(raw: Mapping[str, Any], origin: str) -> ReaderSettings:
