@@ -64,7 +64,7 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
     watchdog = Watchdog(ctx, hang_timeout_s, key=f"docvlm/heartbeat/{job}")
     try:
         kept, new_records, rank_stats = _together(
-            ctx, lambda: _work(run_cfg, ctx, schema, prompts, docs, out_dir, progress, watchdog))
+            ctx, lambda: _work(run_cfg, ctx, schema, prompts, docs, truth, out_dir, progress, watchdog))
         progress.phase("merge")
         faults.at_point("merge", ctx.rank)  # tests: every part file complete, nothing merged yet
         gather_start = time.perf_counter()
@@ -144,7 +144,7 @@ def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any
     return truth, docs
 
 
-def _work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, docs: list[Document],
+def _work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, docs: list[Document], truth: Any,
           out_dir: Path, progress: Progress,
           watchdog: Watchdog) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
     """This rank's shard: (records kept from earlier runs, new records, stats)."""
@@ -154,7 +154,7 @@ def _work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: An
         kept, todo = _split_resume(mine, earlier, run_cfg.processing.max_retries)
         log.info("%d documents in all; this rank: %d (%d recorded earlier, %d to do)", len(docs), len(mine), len(kept), len(todo))
         progress.resumed(len(kept))
-        new_records, rank_stats = _process(run_cfg, ctx, schema, prompts, todo, out_dir, progress, watchdog)
+        new_records, rank_stats = _process(run_cfg, ctx, schema, prompts, todo, truth, out_dir, progress, watchdog)
         return kept, new_records, rank_stats
     finally:
         watchdog.waiting()  # done (or failed): waiting for the other ranks is not a hang
@@ -202,11 +202,10 @@ def _prepare_tiny_model(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
         ensure_tiny_model(run_cfg.model.family, Path(run_cfg.model.path).expanduser())
 
 
-def _route_types(run_cfg: RunConfig, schema: Schema, docs: list[Document]) -> Optional[dict[str, str]]:
+def _route_types(run_cfg: RunConfig, truth: Any, docs: list[Document]) -> Optional[dict[str, str]]:
     """debug.route_by_ground_truth (random-weight benchmarks): document id -> its true type."""
     if not run_cfg.debug.route_by_ground_truth:
         return None
-    truth = _load_truth(run_cfg, schema)
     if truth is None:
         raise ValueError("debug.route_by_ground_truth=true needs data.ground_truth")
     keys = {doc.id: truth.match(doc.id) for doc in docs}
@@ -237,7 +236,7 @@ def _split_resume(mine: list[Document], earlier: dict[str, DocumentRecord],
 
 
 def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any,
-             todo: list[tuple[Document, int]], out_dir: Path, progress: Progress,
+             todo: list[tuple[Document, int]], truth: Any, out_dir: Path, progress: Progress,
              watchdog: Watchdog) -> tuple[list[DocumentRecord], dict[str, Any]]:
     stats: dict[str, Any] = {"rank": ctx.rank, "documents": len(todo), "load_model_s": 0.0, "busy_s": 0.0}
     if not todo:
@@ -253,7 +252,7 @@ def _process(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts:
         stage_ctx = StageContext(model, schema, prompts, run_cfg.processing.max_new_tokens, run_cfg.processing.force_length)
         pipeline = _PhasedPipeline(stage_ctx, batch_size, run_cfg.processing.group_window, ctx.rank,
                                    LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi),
-                                   route_types=_route_types(run_cfg, schema, [doc for doc, _ in todo]),
+                                   route_types=_route_types(run_cfg, truth, [doc for doc, _ in todo]),
                                    grounding=_grounding(run_cfg, schema))
         pipeline.progress, pipeline.watchdog = progress, watchdog
     stats["load_model_s"] = round(time.perf_counter() - load_start, 3)

@@ -89,3 +89,21 @@ def test_other_families_run_the_whole_pipeline_without_torchrun(family, seven_do
     with (out / "results.csv").open() as f:
         table = list(csv.DictReader(f))
     assert len(table) == 7 and "TOTAL_AMOUNT" in table[0]
+
+
+def test_benchmark_mode_random_weights_and_ground_truth_routing(seven_docs, tmp_path, tiny_models):
+    """model.random_weights + debug.route_by_ground_truth (the GPU scaling runs): detection still
+    runs, then the true type picks the flow, so bank statements take their two turns."""
+    out = tmp_path / "out"
+    launch(0, seven_docs, out, "model=tiny_internvl", "model.random_weights=true",
+           "debug.route_by_ground_truth=true", f"data.ground_truth={seven_docs / 'ground_truth.csv'}",
+           "processing.force_length=true", *FAST, env_cache=tiny_models["internvl"].parents[1])
+    with (seven_docs / "ground_truth.csv").open() as f:
+        truth = {row["image_file"]: row["DOCUMENT_TYPE"] for row in csv.DictReader(f)}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["image"]: r["document_type"] for r in rows} == truth
+    assert all("routed_from" in r["details"] for r in rows)
+    statements = [r for r in rows if r["document_type"] == "BANK_STATEMENT"]
+    assert statements and all(len(r["raw"]["bank_rows"]) > 0 for r in statements)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["bank_rows"]["new_tokens"] == 24 * len(statements)  # forced lengths
