@@ -38,7 +38,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageP
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from docvlm.models import ModelSpec, load_model
-from docvlm.models.tiny import tiny_model_path
+from docvlm.models.tiny import internvl_config, qwen3_vl_config, tiny_model_path
 
 QWEN3_8B_TEXT = dict(
     vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
@@ -89,15 +89,7 @@ def _internvl_config(tiny: ProcessorMixin) -> InternVLConfig:
         image_size=INTERNVL_TILE, patch_size=INTERNVL_PATCH, attention_bias=True, use_qk_norm=False,
         norm_type="layer_norm", layer_scale_init_value=0.1,
     )  # fmt: skip
-    return InternVLConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
-        image_seq_length=INTERNVL_TOKENS_PER_TILE,
-        downsample_ratio=0.5,
-        projector_hidden_act="gelu",
-        tie_word_embeddings=False,
-    )
+    return internvl_config(vision, text, tokenizer, INTERNVL_TOKENS_PER_TILE, projector_hidden_act="gelu")
 
 
 def _internvl_processor(tiny: ProcessorMixin, max_tiles: int) -> InternVLProcessor:
@@ -115,7 +107,6 @@ def _internvl_processor(tiny: ProcessorMixin, max_tiles: int) -> InternVLProcess
 
 
 def _qwen3_vl_config(tiny: ProcessorMixin) -> Qwen3VLConfig:
-    ids = tiny.tokenizer.convert_tokens_to_ids
     rope = {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True}
     text = dict(
         QWEN3_8B_TEXT, max_position_embeddings=262144, rope_parameters=rope, pad_token_id=tiny.tokenizer.pad_token_id
@@ -125,15 +116,7 @@ def _qwen3_vl_config(tiny: ProcessorMixin) -> Qwen3VLConfig:
         spatial_merge_size=QWEN_MERGE, temporal_patch_size=2, out_hidden_size=4096,
         num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24], hidden_act="gelu_pytorch_tanh",
     )  # fmt: skip
-    return Qwen3VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
+    return qwen3_vl_config(vision, text, tiny.tokenizer)
 
 
 def _qwen3_vl_processor(tiny: ProcessorMixin, max_tiles: int) -> Qwen3VLProcessor:

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -154,6 +155,33 @@ def _text_config(tokenizer: PreTrainedTokenizerFast, layers: int, **extra) -> di
     )
 
 
+def internvl_config(vision: dict, text: dict, tokenizer: Any, tokens_per_tile: int, **extra: Any) -> InternVLConfig:
+    """InternVL config wired to the tokenizer's image token (tiny models and full-size replicas)."""
+    return InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=tokens_per_tile,
+        downsample_ratio=0.5,
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def qwen3_vl_config(vision: dict, text: dict, tokenizer: Any) -> Qwen3VLConfig:
+    """Qwen3-VL config wired to the tokenizer's vision tokens (tiny models and full-size replicas)."""
+    ids = tokenizer.convert_tokens_to_ids
+    return Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+
+
 def _internvl() -> tuple[InternVLConfig, ProcessorMixin, GenerationConfig]:
     specials = QWEN_SPECIALS + list(INTERNVL_IMAGE_TOKENS.values())
     tokenizer = PreTrainedTokenizerFast(
@@ -167,14 +195,7 @@ def _internvl() -> tuple[InternVLConfig, ProcessorMixin, GenerationConfig]:
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         image_size=INTERNVL_TILE, patch_size=INTERNVL_PATCH, initializer_range=INIT_RANGE,
     )  # fmt: skip
-    config = InternVLConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
-        image_seq_length=INTERNVL_TOKENS_PER_TILE,
-        downsample_ratio=0.5,
-        tie_word_embeddings=False,
-    )
+    config = internvl_config(vision, text, tokenizer, INTERNVL_TOKENS_PER_TILE)
     size = {"height": INTERNVL_TILE, "width": INTERNVL_TILE}
     processor = InternVLProcessor(
         image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=True, max_patches=6),
@@ -199,16 +220,7 @@ def _qwen3_vl() -> tuple[Qwen3VLConfig, ProcessorMixin, GenerationConfig]:
         spatial_merge_size=QWEN_MERGE, temporal_patch_size=2, out_hidden_size=TEXT["hidden_size"],
         num_position_embeddings=64, deepstack_visual_indexes=[0], initializer_range=INIT_RANGE,
     )  # fmt: skip
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen3VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
+    config = qwen3_vl_config(vision, text, tokenizer)
     unit = QWEN_PATCH * QWEN_MERGE
     image_kwargs = dict(patch_size=QWEN_PATCH, merge_size=QWEN_MERGE, temporal_patch_size=2)
     processor = Qwen3VLProcessor(
