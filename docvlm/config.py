@@ -21,6 +21,7 @@ from docvlm.paths import cache_dir
 MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama", "ocr")  # ocr: the CPU engine (docvlm/ocr)
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
+SHARD_MODES = ("count", "cost")  # processing.shard
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -42,10 +43,15 @@ class ModelConfig:
     # (docvlm/bench/architectures.py) instead of loading `path`. Speed is real, answers are noise.
     random_weights: bool = False
     max_tiles: int = 12  # copied from processing.max_tiles by to_run_config
+    # "static": KV buffers + our own decode step (a CUDA graph per batch bucket on GPU);
+    # "hf": transformers' eager `generate` (the reference; same tokens, slower).
+    engine: str = "static"
 
     def validate(self) -> None:
         if self.family not in MODEL_FAMILIES:
             _fail("model.family", self.family, f"one of {MODEL_FAMILIES}")
+        if self.engine not in ("static", "hf"):
+            _fail("model.engine", self.engine, "one of ('static', 'hf')")
         if not self.path:
             _fail("model.path", self.path, "a folder holding the model (config.json, *.safetensors)")
         if self.dtype not in DTYPES:
@@ -78,6 +84,25 @@ class TokenBudgets:
 
 
 @dataclass
+class ShardCost:
+    """Weights of processing.shard=cost's per-document estimate (docvlm/pipeline/cost.py), in seconds.
+
+    From H100 numbers for InternVL3.5-8B in bf16: prefill ~45 us a prompt token; a decode step ~10 ms
+    whatever the batch size (1 to 32), so a generated token costs ~10 / batch_size ms. Only the ratio
+    matters. (Eager HF generate measured ~70 ms a step: BENCHMARKS.md; decode then weighs more.)
+    """
+
+    prefill_s_per_token: float = 45e-6
+    decode_s_per_step: float = 0.010
+    tokens_per_tile: int = 256  # InternVL: a 448 px tile is 256 tokens
+
+    def validate(self) -> None:
+        for key, value in vars(self).items():
+            if not value > 0:
+                _fail(f"processing.shard_cost.{key}", value, "a number > 0")
+
+
+@dataclass
 class ProcessingConfig:
     batch_size: Optional[int] = None  # per-rank batch; null = chosen from the device (auto)
     num_gpus: int = 0  # 0 = all visible, 1 = single GPU, N = exactly N (error if fewer visible)
@@ -86,11 +111,19 @@ class ProcessingConfig:
     max_new_tokens: TokenBudgets = field(default_factory=TokenBudgets)
     force_length: bool = False  # generate exactly the budget (benchmarks: fixed lengths)
     group_window: int = 4  # batches of documents detected before extraction groups them by type
+    # Extraction continues the detection conversation (its KV cache): each image is prefilled once.
+    shared_prefill: bool = True
     dist_timeout_s: int = 1800  # collectives give up after this long (a hung rank ends the job)
     max_retries: int = 1  # a document that ended in an error is redone this many times on resume
     # A rank whose heartbeat (per batch, per record) stops this long ends the job, naming the rank and
     # what it was doing (docvlm/watchdog.py). null = dist_timeout_s. Allow for model loading.
     hang_timeout_s: Optional[int] = None
+    # How the ranks split the input list, always into contiguous ranges in input order:
+    # count: equal numbers of documents; cost: detection first (equal counts), then ranges of equal
+    # estimated cost by detected type (a statement's two turns cost 2-4 invoices); same results at any
+    # world size (extraction always prefills the image again: the separate flow).
+    shard: str = "count"
+    shard_cost: ShardCost = field(default_factory=ShardCost)
 
     def validate(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
@@ -112,6 +145,9 @@ class ProcessingConfig:
             _fail("processing.dist_timeout_s", self.dist_timeout_s, "seconds >= 1")
         if self.hang_timeout_s is not None and self.hang_timeout_s < 1:
             _fail("processing.hang_timeout_s", self.hang_timeout_s, "null (= dist_timeout_s) or seconds >= 1")
+        if self.shard not in SHARD_MODES:
+            _fail("processing.shard", self.shard, f"one of {SHARD_MODES}")
+        self.shard_cost.validate()
 
 
 @dataclass
@@ -154,6 +190,8 @@ class RunConfig:
     def validate(self) -> None:
         for section in (self.model, self.data, self.processing, self.debug):
             section.validate()
+        if self.processing.shard == "cost" and self.model.family == "ocr":
+            _fail("processing.shard", "cost", "'count' with model.family=ocr (it has no separate detection pass)")
 
 
 def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:

@@ -7,7 +7,9 @@ collective is a local no-op, so the same code path serves one process and N.
 from __future__ import annotations
 
 import logging
+import math
 import os
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional, TypeVar
@@ -109,12 +111,104 @@ def shard_range(n_items: int, rank: int, world_size: int) -> range:
     return range(start, start + base + (1 if rank < extra else 0))
 
 
+def balanced_ranges(costs: list[float], world_size: int) -> list[range]:
+    """Contiguous ranges, in order, one per rank, covering every item once, that minimise the
+    largest range cost (the linear partition problem); sizes follow the cost, not the count.
+
+    Among partitions with that smallest maximum, each range aims at an even share of what is left,
+    so ranks are not left idle needlessly: no range is empty while there are at least as many items
+    as ranks. O(n log(total / precision)): n up to ~1e5 costs well under a second.
+    """
+    if world_size < 1:
+        raise ValueError(f"balanced_ranges: world_size must be >= 1, got {world_size}")
+    if any(not math.isfinite(c) or c < 0 for c in costs):
+        raise ValueError("balanced_ranges: costs must be finite and >= 0")
+    prefix = [0.0]
+    for cost in costs:
+        prefix.append(prefix[-1] + cost)
+    limit = _smallest_bottleneck(prefix, world_size)
+    need = _parts_needed(prefix, limit)
+    ranges, start = [], 0
+    for left in range(world_size, 0, -1):  # `left` ranges to go, this one included
+        end = _pick_end(prefix, need, start, left, limit) if start < len(costs) else start
+        ranges.append(range(start, end))
+        start = end
+    return ranges
+
+
+def _furthest_end(prefix: list[float], start: int, limit: float) -> int:
+    """The largest end such that items start..end-1 cost at most `limit` (always at least one item)."""
+    return max(start + 1, bisect_right(prefix, prefix[start] + limit) - 1)
+
+
+def _parts_needed(prefix: list[float], limit: float) -> list[int]:
+    """need[i]: the fewest ranges of cost <= limit covering items i..n-1 (filling each as far as it goes)."""
+    n = len(prefix) - 1
+    need = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        need[i] = 1 + need[_furthest_end(prefix, i, limit)]
+    return need
+
+
+def _smallest_bottleneck(prefix: list[float], world_size: int) -> float:
+    """The smallest range-cost limit that `world_size` ranges can meet, by binary search with a greedy
+    check (fill each range as far as the limit allows); within 1e-12 of the total above the optimum."""
+    total = prefix[-1]
+    lo = max(total / world_size, max((b - a for a, b in zip(prefix, prefix[1:])), default=0.0))
+    hi = total  # one range holding everything always fits
+    while hi - lo > 1e-12 * total:  # ~40 halvings
+        mid = (lo + hi) / 2
+        if _greedy_parts(prefix, mid) <= world_size:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _greedy_parts(prefix: list[float], limit: float) -> int:
+    parts, start, n = 0, 0, len(prefix) - 1
+    while start < n:
+        start = _furthest_end(prefix, start, limit)
+        parts += 1
+    return parts
+
+
+def _pick_end(prefix: list[float], need: list[int], start: int, left: int, limit: float) -> int:
+    """Where the range from `start` ends when `left` ranges (this one included) remain.
+
+    Allowed ends keep this range within `limit` and leave a rest that `left - 1` ranges can cover
+    (need[end] <= left - 1), with one item for each of them when there are items enough. Among those:
+    the end nearest an even share of the remaining cost; among ends of equal cost (free items), the
+    one nearest an even share of the remaining count.
+    """
+    n = len(prefix) - 1
+    hi = _furthest_end(prefix, start, limit)
+    lo = bisect_left(range(n + 1), True, lo=start + 1, hi=hi, key=lambda end: need[end] <= left - 1)
+    if lo <= n - (left - 1):
+        hi = min(hi, n - (left - 1))
+    share = prefix[start] + (prefix[n] - prefix[start]) / left
+    at = bisect_left(prefix, share, lo, hi + 1)
+    end = min((max(lo, min(hi, e)) for e in (at - 1, at)), key=lambda e: abs(prefix[e] - share))
+    same_lo = bisect_left(prefix, prefix[end], lo, hi + 1)
+    same_hi = bisect_right(prefix, prefix[end], lo, hi + 1) - 1
+    return min(max(round(start + (n - start) / left), same_lo), same_hi)
+
+
 def gather_to_rank0(obj: T, ctx: DistContext) -> Optional[list[T]]:
     """torch.distributed.gather_object to rank 0: a list ordered by rank there, None elsewhere."""
     if not ctx.distributed:
         return [obj]
     out: Optional[list[Any]] = [None] * ctx.world_size if ctx.is_main else None
     dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def all_gather(obj: T, ctx: DistContext) -> list[T]:
+    """torch.distributed.all_gather_object: every rank gets the list of every rank's `obj`, by rank."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
     return out
 
 

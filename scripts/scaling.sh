@@ -3,8 +3,10 @@
 # for each N given (default 1 2 4), full-size random-weight InternVL3.5-8B, forced generation lengths.
 #
 #   scripts/scaling.sh [N ...]       env: MODEL (random_internvl3_5_8b), DOCS (48), STATEMENTS (8),
-#                                    BATCH (null = auto), EXTRA (more Hydra overrides)
-# On the device machine: run(command="bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
+#                                    BATCH (null = auto), SHARDS (count; processing.shard modes to run,
+#                                    e.g. "count cost"), EXTRA (more Hydra overrides)
+# On the device machine: run(command="SHARDS='count cost' bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
+# Each run goes to $OUT/<shard>_n<N>; one table compares them all.
 # NCCL carries tensors, gloo the gather_object of results. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -33,15 +35,18 @@ if not (folder / "ground_truth.csv").exists():
 PY
 
 runs=()
-for n in ${RANKS[@]}; do
-    echo "=== $n rank(s) ==="
-    # shellcheck disable=SC2086
-    torchrun --standalone --nproc_per_node="$n" launch.py model="$MODEL" data.dir="$DATA" \
-        data.ground_truth="$DATA/ground_truth.csv" output.dir="$OUT/n$n" output.overwrite=true \
-        debug.route_by_ground_truth=true processing.force_length=true \
-        processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256 \
-        processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024 \
-        processing.batch_size=${BATCH:-null} ${EXTRA:-} 2>&1 | tee "$OUT/n$n.log" | grep -v "it/s\]" | tail -n 5
-    runs+=("$OUT/n$n")
+for shard in ${SHARDS:-count}; do
+    for n in ${RANKS[@]}; do
+        name="${shard}_n$n"
+        echo "=== $n rank(s), processing.shard=$shard ==="
+        # shellcheck disable=SC2086
+        torchrun --standalone --nproc_per_node="$n" launch.py model="$MODEL" data.dir="$DATA" \
+            data.ground_truth="$DATA/ground_truth.csv" output.dir="$OUT/$name" output.overwrite=true \
+            debug.route_by_ground_truth=true processing.force_length=true processing.shard="$shard" \
+            processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256 \
+            processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024 \
+            processing.batch_size=${BATCH:-null} ${EXTRA:-} 2>&1 | tee "$OUT/$name.log" | grep -v "it/s\]" | tail -n 5
+        runs+=("$OUT/$name")
+    done
 done
 python3 -m docvlm.bench.scaling "${runs[@]}" --json "$OUT/scaling.json" | tee "$OUT/scaling.md"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_models_engine import FAMILIES, recompute, requests
 
-from docvlm.models import ModelSpec, load_model
+from docvlm.models import ModelSpec, _adapter, load_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -24,14 +24,31 @@ def test_fp32_on_cuda_batches_and_continues_exactly(tiny_models, family):
     assert next(engine.model.parameters()).device.type == "cuda"
     batch = requests([5, 9, 7])
     first = engine.generate(batch, keep_state=True)
-    singles = [engine.generate([request]).replies[0].token_ids for request in batch]
-    assert [reply.token_ids for reply in first.replies] == singles
     prompts = ["GST_AMOUNT?", "TOTAL_AMOUNT:", "PAYER_NAME"]
     second = engine.continue_(first.state, prompts, [4, 6, 5])
     for row, request in enumerate(batch):
         history = first.replies[row].token_ids + engine.turn_ids(prompts[row], first.state.ended_with_turn_end[row])
         reference = recompute(engine, request, history, [4, 6, 5][row])
         assert second.replies[row].token_ids == reference
+    singles = [engine.generate([request]).replies[0].token_ids for request in batch]
+    assert [reply.token_ids for reply in first.replies] == singles
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cuda_graph_decode_gives_the_plain_path_tokens(tiny_models, family):
+    """The static engine's captured decode step == transformers generate, through a whole conversation."""
+    spec = ModelSpec(family=family, path=str(tiny_models[family]), dtype="float32", max_tiles=4, engine="hf")
+    plain = load_model(spec, "cuda")
+    static = _adapter(family, "static")(plain.model, plain.processor, spec, torch.device("cuda"))
+    assert static.graphs_on
+    outputs = {}
+    for name, engine in (("plain", plain), ("static", static)):
+        first = engine.generate(requests([5, 30, 7]), keep_state=True)
+        second = engine.continue_(first.state, ["GST_AMOUNT?", "TOTAL?", "ROWS"], [40, 6, 300], keep_state=True)
+        third = engine.continue_(engine.select(second.state, [0, 2]), ["more", "rows"], [20, 20], force_length=True)
+        outputs[name] = [[r.token_ids for r in turn.replies] for turn in (first, second, third)]
+    assert outputs["static"] == outputs["plain"]
+    assert static.captures > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)

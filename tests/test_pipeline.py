@@ -96,5 +96,5 @@ def test_pipeline_turns_an_injected_oom_into_one_error_record(model, statements,
     assert [r.image for r in records] == [d.id for d in statements]
     bad = [r for r in records if r.error]
     assert [r.image for r in bad] == [poisoned]
-    assert bad[0].error["kind"] == "OutOfMemoryError" and bad[0].error["stage"] == "detect"
+    assert bad[0].error["kind"] == "OutOfMemoryError" and bad[0].error["stage"] == "detect+extract"
     assert all(r.raw.get("detect") for r in records if not r.error)

@@ -31,20 +31,22 @@ from docvlm.config import TokenBudgets
 from docvlm.inputs import Document, load_image
 from docvlm.models import families
 from docvlm.models import _adapter as registered_engine  # what load_model builds for a family
+from docvlm.models.memory_plan import auto_batch_size
 from docvlm.models.hf_engine import HFEngine
 from docvlm.models.protocol import Request
 from docvlm.paths import REPO_ROOT
 from docvlm.prompts import load_prompts
-from docvlm.run import auto_batch_size
 from docvlm.schema import load_schema
 
 log = logging.getLogger("docvlm.bench")
 
-# "seed": the seed's design, eager HF `generate` with a dynamic cache (the baseline).
-# "docvlm": the engine the pipeline uses (whatever the registry builds for the family).
+# "seed": the seed's design: eager HF `generate`, detection and extraction each prefill the image (baseline).
+# "hf": the plain path: eager HF `generate` with docvlm's flow (one conversation a document); the
+#       reference the static engine must match token for token.
+# "docvlm": the pipeline's default: the static engine (owned decode loop, CUDA graphs) and docvlm's flow.
 SEED_ENGINES: dict[str, type[HFEngine]] = {"internvl": families.InternVL, "qwen3_vl": families.Qwen3VL,
                                            "mllama": families.Mllama}  # fmt: skip
-ENGINES = ("seed", "docvlm")
+ENGINES = ("seed", "hf", "docvlm")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--detect-tokens", type=int, default=16)
     p.add_argument("--extract-tokens", type=int, default=256)
     p.add_argument("--bank-tokens", type=int, nargs=2, default=(64, 1024), metavar=("HEADERS", "ROWS"))
-    p.add_argument("--warmup-tokens", type=int, default=4,
-                   help="budget of every stage in the warm-up pass; 0: the real budgets")
+    p.add_argument("--warmup-tokens", type=int, default=0,
+                   help="budget of every stage in the warm-up pass; 0: the real budgets (captures every graph)")
+    p.add_argument("--baseline-docs", type=int, default=None,
+                   help="the baseline (first configuration) runs on the first N documents only: it is slow, "
+                        "and its rate per document is steady from one full batch on")
+    p.add_argument("--check-docs", type=int, default=8,
+                   help="the plain path (hf) and the static engine on the first N documents, same flow and "
+                        "batch: share of identical replies and fields (0: skip)")
     p.add_argument("--out", type=Path, default=Path("outputs/bench"), help="folder for bench_<model>.json")
     args = p.parse_args(argv)
     if args.statements is None:
@@ -138,7 +146,7 @@ def hardware_bases(device: torch.device, dtype: torch.dtype) -> list[Hardware]:
 
 
 def make_engine(config: BenchConfig, built: BuiltModel) -> HFEngine:
-    engine_class = SEED_ENGINES[built.family] if config.engine == "seed" else registered_engine(built.family)
+    engine_class = registered_engine(built.family, "static") if config.engine == "docvlm" else SEED_ENGINES[built.family]
     # Each engine reads the end ids from the model's generation config and then replaces it: restore it.
     built.model.generation_config = copy.deepcopy(built.generation_config)
     return engine_class(built.model, built.processor, built.spec, built.model.device)
@@ -158,23 +166,35 @@ def _peak_gib(device: torch.device) -> float | None:
 
 
 def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, counter: VisionCounter,
-               hardware: list[Hardware], warmup_tokens: int) -> tuple[dict[str, Any], Any]:
+               hardware: list[Hardware], warmup_tokens: int, docs: int | None = None) -> tuple[dict[str, Any], Any]:
     device = built.model.device
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the last configuration's cached blocks would shrink the auto batch
     engine = make_engine(config, built)
-    batch = config.batch_size or auto_batch_size(device)
+    batch = config.batch_size or auto_batch_size(device, engine, workload.budgets.detect, built.spec.max_tiles)
     schema, prompts = load_schema(), load_prompts()
+    shared = config.engine != "seed"
+    if docs is not None:
+        workload = Workload(workload.docs[:docs], workload.types, workload.budgets)
+    # The static engine warms up on the real budgets (every graph it will replay gets captured here);
+    # the eager engines have nothing to capture: a few tokens warm them up.
+    if config.engine != "docvlm":
+        warmup_tokens = warmup_tokens or 4
     short = TokenBudgets(*[warmup_tokens] * 4) if warmup_tokens else workload.budgets
     log.info("%s: batch %d, warm-up on %d documents", config.name, batch, min(batch, len(workload.docs)))
-    warm = run_pass(engine, schema, prompts, workload, batch, counter, workload.docs[:batch], short)
+    warm = run_pass(engine, schema, prompts, workload, batch, counter, workload.docs[:batch], short, shared)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     log.info("%s: timed pass over %d documents", config.name, len(workload.docs))
-    timed = run_pass(engine, schema, prompts, workload, batch, counter)
+    captures_before = getattr(engine, "captures", 0), getattr(engine, "capture_s", 0.0)
+    timed = run_pass(engine, schema, prompts, workload, batch, counter, shared_prefill=shared)
     metrics = {"name": config.name, "engine": config.engine, "engine_class": type(engine).__name__,
-               "batch_size": batch, "warmup_s": round(warm.wall_s, 3), "peak_memory_gib": _peak_gib(device)}
+               "flow": "shared prefill" if shared else "separate prefill", "batch_size": batch,
+               "warmup_s": round(warm.wall_s, 3), "peak_memory_gib": _peak_gib(device),
+               "graphs_captured_in_warmup": captures_before[0],
+               "graphs_captured_in_timed_pass": getattr(engine, "captures", 0) - captures_before[0],
+               "capture_s_in_timed_pass": round(getattr(engine, "capture_s", 0.0) - captures_before[1], 3)}
     metrics.update(pass_metrics(timed, workload, model_cost(built.model), hardware))
     log.info("%s: %.3f documents/s (%.1f s), %d errors", config.name, metrics["documents_per_s"], timed.wall_s,
              metrics["errors"])
@@ -214,11 +234,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["workload"] = _workload_json(workload, args)
         check_finite(make_engine(configs[0], built), workload.docs[0])
         write_json(out, result)  # the build figures survive a run cut short
-        result["configs"] = _run_configs(configs, built, workload, hardware, args.warmup_tokens, result, out)
+        result["configs"] = _run_configs(configs, built, workload, hardware, args.warmup_tokens, result, out,
+                                         args.baseline_docs)
+        if args.check_docs:
+            result["plain_vs_static"] = check_identity(built, workload, args.check_docs)
+            log.info("plain path vs static engine: %s", result["plain_vs_static"])
+            write_json(out, result)
     print(table(result["configs"], hardware[0].source), flush=True)
     print(f"ratio to baseline ({configs[0].name}): {result['ratio']}", flush=True)
     print(f"wrote {out}", flush=True)
     return result
+
+
+def check_identity(built: BuiltModel, workload: Workload, docs: int) -> dict[str, Any]:
+    """The plain path (transformers generate) and the static engine on the same documents and batch."""
+    subset = workload.docs[:docs]
+    schema, prompts = load_schema(), load_prompts()
+    passes = {}
+    for engine in ("hf", "docvlm"):
+        model = make_engine(BenchConfig(engine, len(subset)), built)
+        passes[engine] = run_pass(model, schema, prompts, workload, len(subset), None, subset)
+    plain, static = (passes[name] for name in ("hf", "docvlm"))
+    same_fields = sum(a.fields == b.fields for a, b in zip(plain.records, static.records))
+    return {"documents": len(subset), "same_tokens": round(same_outputs(plain.ctx, static.ctx), 4),
+            "same_fields": round(same_fields / len(subset), 4), "plain_s": round(plain.wall_s, 2),
+            "static_s": round(static.wall_s, 2)}
 
 
 def _model_json(built: BuiltModel, device: torch.device) -> dict[str, Any]:
@@ -228,7 +268,8 @@ def _model_json(built: BuiltModel, device: torch.device) -> dict[str, Any]:
 
 
 def _run_configs(configs: list[BenchConfig], built: BuiltModel, workload: Workload, hardware: list[Hardware],
-                 warmup_tokens: int, result: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+                 warmup_tokens: int, result: dict[str, Any], out: Path,
+                 baseline_docs: int | None = None) -> list[dict[str, Any]]:
     """Each configuration in turn; the JSON is rewritten after each, so a cut-short run keeps what it did."""
     counter = VisionCounter(built.model)
     done: list[dict[str, Any]] = []
@@ -236,7 +277,8 @@ def _run_configs(configs: list[BenchConfig], built: BuiltModel, workload: Worklo
     try:
         for config in configs:
             started = time.perf_counter()
-            metrics, ctx = run_config(config, built, workload, counter, hardware, warmup_tokens)
+            docs = baseline_docs if not done else None
+            metrics, ctx = run_config(config, built, workload, counter, hardware, warmup_tokens, docs)
             baseline_ctx = baseline_ctx or ctx
             metrics["ratio_to_baseline"] = ratios(done[0] if done else metrics, metrics)
             metrics["same_tokens_as_baseline"] = round(same_outputs(baseline_ctx, ctx), 4)

@@ -2,7 +2,9 @@
 
 Each run is a normal `torchrun --nproc_per_node=N launch.py ...` job; this reads their summary.json
 files and prints documents/s, scaling efficiency throughput_N / (N * throughput_1), the slowest and
-fastest rank's busy time, model load time per rank, time to first result and gather time.
+fastest rank's busy time, documents and estimated cost per rank, model load time per rank, time to
+first result and gather time. Runs of both sharding modes (processing.shard=count / cost) may be
+mixed: each mode's efficiency is against its own run with the fewest ranks.
 
   python -m docvlm.bench.scaling OUT_N1 OUT_N2 OUT_N4 [--json scaling.json]
 """
@@ -16,38 +18,53 @@ from typing import Any, Optional, Sequence
 
 
 def scaling_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run; the run with the fewest ranks is the baseline for the efficiency."""
-    runs = sorted(summaries, key=lambda s: s["world_size"])
-    base = runs[0]["documents_per_s"] / runs[0]["world_size"]
+    """One row per run, by sharding mode then ranks; per mode, the run with the fewest ranks is the
+    baseline for the efficiency."""
+    runs = sorted(summaries, key=lambda s: (_shard(s) != "count", _shard(s), s["world_size"]))  # count first
+    base: dict[str, float] = {}
     rows = []
     for s in runs:
+        base.setdefault(_shard(s), s["documents_per_s"] / s["world_size"])
+        per_rank = base[_shard(s)]
         busy = [r["busy_s"] for r in s["ranks"]]
         rows.append({
+            "shard": _shard(s),
             "ranks": s["world_size"],
             "documents": s["processed_this_run"],
             "elapsed_s": s["elapsed_s"],
             "documents_per_s": s["documents_per_s"],
-            "efficiency": round(s["documents_per_s"] / (s["world_size"] * base), 3) if base else 0.0,
+            "efficiency": round(s["documents_per_s"] / (s["world_size"] * per_rank), 3) if per_rank else 0.0,
             "busy_s_max": max(busy),
             "busy_s_min": min(busy),
             "load_model_s": [r["load_model_s"] for r in s["ranks"]],
             "first_result_s": [r.get("first_result_s") for r in s["ranks"]],
             "gather_s": s["gather_s"],
             "documents_per_rank": [r["documents"] for r in s["ranks"]],
+            "estimated_cost_per_rank": [r.get("estimated_cost") for r in s["ranks"]],
         })
     return rows
 
 
+def _shard(summary: dict[str, Any]) -> str:
+    """The run's processing.shard (runs from before the option: count)."""
+    return summary["ranks"][0].get("shard", "count") if summary["ranks"] else "count"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| ranks | docs | elapsed s | docs/s | efficiency | busy max / min s | load s per rank | first result s | gather s |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| shard | ranks | docs | elapsed s | docs/s | efficiency | busy max / min s | docs per rank | "
+            "est. cost s per rank | load s per rank | first result s | gather s |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['ranks']} | {r['documents']} | {r['elapsed_s']:.1f} | {r['documents_per_s']:.3f} | "
+            f"| {r['shard']} | {r['ranks']} | {r['documents']} | {r['elapsed_s']:.1f} | {r['documents_per_s']:.3f} | "
             f"{r['efficiency']:.2f} | {r['busy_s_max']:.1f} / {r['busy_s_min']:.1f} | "
-            f"{', '.join(f'{x:.1f}' for x in r['load_model_s'])} | "
-            f"{', '.join('-' if x is None else f'{x:.1f}' for x in r['first_result_s'])} | {r['gather_s']:.3f} |")
+            f"{', '.join(str(x) for x in r['documents_per_rank'])} | {_numbers(r['estimated_cost_per_rank'])} | "
+            f"{_numbers(r['load_model_s'])} | {_numbers(r['first_result_s'])} | {r['gather_s']:.3f} |")
     return "\n".join(lines)
+
+
+def _numbers(values: list[Optional[float]]) -> str:
+    return ", ".join("-" if x is None else f"{x:.1f}" for x in values)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:

@@ -98,11 +98,12 @@ class RecordingContext(StageContext):
         self._record(stage, [0] * len(requests), result)
         return result
 
-    def continue_(self, stage: str, result: BatchResult, prompts: list[str], budget: int) -> BatchResult:
+    def continue_(self, stage: str, result: BatchResult, prompts: list[str], budget: int | list[int],
+                  keep_state: bool = False) -> BatchResult:
         assert result.state is not None
         context = result.state.mask.sum(dim=1).tolist()  # real tokens of each conversation so far
         self._take_vision_tokens()
-        follow = super().continue_(stage, result, prompts, budget)
+        follow = super().continue_(stage, result, prompts, budget, keep_state)
         self._record(stage, context, follow)
         return follow
 
@@ -130,11 +131,12 @@ class PassResult:
 
 def run_pass(model: Any, schema: Any, prompts: Any, workload: Workload, batch_size: int,
              counter: VisionCounter | None, docs: Sequence[Document] | None = None,
-             budgets: TokenBudgets | None = None) -> PassResult:
+             budgets: TokenBudgets | None = None, shared_prefill: bool = True) -> PassResult:
     """The whole workload (or `docs`) in ONE window, so every stage sees batches of `batch_size`."""
     docs = list(workload.docs if docs is None else docs)
     ctx = RecordingContext(model, schema, prompts, budgets or workload.budgets, force_length=True, counter=counter)
-    pipeline = DocumentPipeline(ctx, batch_size, math.ceil(len(docs) / batch_size), rank=0, route_types=workload.types)
+    pipeline = DocumentPipeline(ctx, batch_size, math.ceil(len(docs) / batch_size), rank=0,
+                                route_types=workload.types, shared_prefill=shared_prefill)
     _sync(model.device)
     started = time.perf_counter()
     records = list(pipeline.process(docs))

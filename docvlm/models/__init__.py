@@ -16,7 +16,9 @@ from docvlm.models.protocol import (
     VisionLanguageModel,
 )
 
-_FAMILIES: dict[str, type] = {}
+_FAMILIES: dict[str, type] = {}  # family -> plain adapter (transformers `generate`)
+_STATIC: dict[str, type] = {}  # family -> the same adapter on the static engine (owned decode loop)
+ENGINES = ("static", "hf")
 
 
 def register_family(name: str):
@@ -30,14 +32,22 @@ def register_family(name: str):
     return register
 
 
+def register_static(cls: type) -> type:
+    """Class decorator: the static-engine variant of an already registered family adapter."""
+    _STATIC[cls.family] = cls
+    return cls
+
+
 def known_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def _adapter(family: str) -> type:
+def _adapter(family: str, engine: str = "static") -> type:
     if family not in _FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(known_families())}")
-    return _FAMILIES[family]
+    if engine not in ENGINES:
+        raise ValueError(f"unknown model engine {engine!r}; known: {', '.join(ENGINES)}")
+    return _STATIC[family] if engine == "static" else _FAMILIES[family]
 
 
 def check_model_path(cfg: ModelSpec) -> Path:
@@ -76,7 +86,7 @@ def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
-    return _adapter(cfg.family).load(cfg, path, torch.device(device))
+    return _adapter(cfg.family, getattr(cfg, "engine", "static")).load(cfg, path, torch.device(device))
 
 
 def _random_replica(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
@@ -84,7 +94,7 @@ def _random_replica(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel
     from docvlm.bench.architectures import build_model
 
     built = build_model(getattr(cfg, "name", ""), device, cfg.max_tiles)
-    return _adapter(built.family)(built.model, built.processor, built.spec, device)
+    return _adapter(built.family, getattr(cfg, "engine", "static"))(built.model, built.processor, built.spec, device)
 
 
 __all__ = [

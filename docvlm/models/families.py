@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from docvlm.models import register_family
+from docvlm.models import register_family, register_static
 from docvlm.models.hf_engine import HFEngine
 from docvlm.models.protocol import Conversations, ModelSpec
+from docvlm.models.static_engine import StaticEngine
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,37 @@ class Mllama(HFEngine):
     def continuation_inputs(self, state: Conversations, length: int) -> dict[str, torch.Tensor]:
         # The mask must cover the whole sequence; pixel values are not passed again (cross KV are cached).
         return {"cross_attention_mask": _repeat_last_row(state.extras["cross_attention_mask"], length)}
+
+
+# ---- the same adapters on the static engine (docvlm/models/static_engine.py) --------------------
+
+
+@register_static
+class StaticInternVL(StaticEngine, InternVL):
+    pass
+
+
+@register_static
+class StaticQwen3VL(StaticEngine, Qwen3VL):
+    def position_offsets(self, rows: int) -> torch.Tensor:
+        return self.model.model.rope_deltas[:rows, 0]  # M-RoPE: text positions run `rope_deltas` ahead
+
+    def rotary_ids(self, positions: torch.Tensor) -> torch.Tensor:
+        return positions[None].expand(3, -1, -1)  # text tokens: the same position on all three axes
+
+
+@register_static
+class StaticMllama(StaticEngine, Mllama):
+    def _cross_columns(self) -> int:
+        vision = self.model.config.vision_config
+        return vision.max_num_tiles * self.model.model.vision_model.num_patches
+
+    def _set_cross_bias(self, inputs: dict[str, torch.Tensor], rows: int) -> None:
+        from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
+
+        bias, text_rows = _prepare_cross_attention_mask(
+            inputs["cross_attention_mask"][:, -1:], self.model.model.vision_model.num_patches, self.dtype)
+        state = self._step_state()
+        state.cross_bias[:rows].fill_(torch.finfo(self.dtype).min)
+        state.cross_bias[:rows, :, :, : bias.shape[-1]] = bias
+        state.cross_rows[:rows] = text_rows[:, 0]

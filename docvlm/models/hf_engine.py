@@ -161,7 +161,7 @@ class HFEngine:
             return BatchResult([], None, 0.0, 0.0, 0)
         inputs = self.encode(requests)
         budgets = [request.max_new_tokens for request in requests]
-        cache = DynamicCache(config=self.model.config.get_text_config(decoder=True))
+        cache = self._new_cache(len(requests))
         run = self._run(inputs, budgets, force_length, cache)
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         return self._result(run, inputs, inputs["attention_mask"], prompt_tokens, cache, keep_state)
@@ -184,6 +184,18 @@ class HFEngine:
         state.consumed = True  # generate extends the cache in place
         run = self._run(inputs, list(max_new_tokens), force_length, state.cache)
         return self._result(run, inputs, mask, [len(turn) for turn in turns], state.cache, keep_state)
+
+    @torch.inference_mode()
+    def select(self, state: Conversations, rows: Sequence[int]) -> Conversations:
+        """The conversations of `rows` only (their cache rows kept, the others dropped); consumes `state`."""
+        if state.consumed:
+            raise ValueError("this conversation state was already continued; use the state the last turn returned")
+        index = torch.tensor(list(rows), dtype=torch.long, device=state.ids.device)
+        cache = self._select_cache(state.cache, index)
+        state.consumed = True
+        extras = {key: value[index] for key, value in state.extras.items()}
+        ended = [state.ended_with_turn_end[row] for row in rows]
+        return Conversations(cache, state.ids[index], state.mask[index], ended, extras)
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """Processor output for first turns: chat template, image placeholders, left padding."""
@@ -220,6 +232,14 @@ class HFEngine:
         return ids[1:] if previous_ended else ids
 
     # ---- internals ----------------------------------------------------------------------------
+
+    def _new_cache(self, rows: int) -> Any:
+        """The KV cache of a new conversation batch."""
+        return DynamicCache(config=self.model.config.get_text_config(decoder=True))
+
+    def _select_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        cache.batch_select_indices(index)
+        return cache
 
     def _run(
         self, inputs: dict[str, torch.Tensor], budgets: list[int], force_length: bool, cache: Any

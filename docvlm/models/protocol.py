@@ -25,6 +25,7 @@ class ModelSpec:
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False
     max_tiles: int = 12  # InternVL max_patches / Mllama max_image_tiles / Qwen max_pixels (256 tokens a tile)
+    engine: str = "static"  # "static": owned decode loop (CUDA graphs on GPU) | "hf": transformers generate
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Conversations:
     The KV cache covers `ids[:, :-1]` (generate never feeds the last sampled token). `mask` is 0 on
     left padding AND on every position after a row's real end (pad tokens generate fed after EOS or
     budget), so continuing gives the same positions and attention as recomputing the conversation.
-    Continuing a state extends its cache in place: a state can be continued once.
+    Continuing a state extends its cache in place: a state can be continued once. The static engine
+    keeps ONE live conversation batch (its KV buffers): a new `generate` retires the previous state.
     """
 
     cache: Any  # transformers Cache
@@ -94,4 +96,8 @@ class VisionLanguageModel(Protocol):
         force_length: bool = False,
     ) -> BatchResult:
         """Row i of `state` gets the new user turn prompts[i] (text only); the KV cache is reused."""
+        ...
+
+    def select(self, state: Conversations, rows: Sequence[int]) -> Conversations:
+        """Keep only the conversations of `rows` (e.g. the statements of a mixed batch); consumes `state`."""
         ...

@@ -1,9 +1,13 @@
-"""One rank's work: load -> batched detection -> batched extraction grouped by flow -> records.
+"""One rank's work: load -> batched detection -> batched extraction -> records.
 
-Documents go through in windows of `batch_size * group_window`: the window is detected first, then
-its documents are regrouped by flow (single-prompt types vs bank statements) so that extraction
-batches are homogeneous. Records leave in input order, window by window, so the part file grows
-steadily and a crash loses at most one window of work.
+Documents go through in windows of `batch_size * group_window`. Two flows:
+- shared prefill (default): each batch is ONE conversation per document (stages.read_batch):
+  detection, then the extraction turn continuing its KV cache, so each image is prefilled once;
+- separate: the window is detected first, then its documents are regrouped by flow (single-prompt
+  types vs bank statements) so that extraction batches are homogeneous, each prefilling the image
+  again. Used when detection already ran elsewhere (`detected`, cost-balanced sharding).
+Records leave in input order, window by window, so the part file grows steadily and a crash loses
+at most one window of work.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from docvlm import faults
 from docvlm.inputs import Document, InputError, LoadOptions, load_image
 from docvlm.pipeline.batching import chunks, run_in_batches
-from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch
+from docvlm.pipeline.stages import StageContext, WorkItem, bank_batch, detect_batch, extract_batch, read_batch
 from docvlm.records import DocumentRecord
 
 if TYPE_CHECKING:
@@ -27,33 +31,61 @@ log = logging.getLogger(__name__)
 class DocumentPipeline:
     def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
                  load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None,
-                 grounding: "Grounding | None" = None) -> None:
+                 grounding: "Grounding | None" = None, shared_prefill: bool = True) -> None:
         self.ctx = ctx
+        self.ctx.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
         self.load_options = load_options
-        self.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
         self.grounding = grounding  # validation.grounding: flag values the page does not show
+        self.shared_prefill = shared_prefill
         self.batch_size = batch_size
         self.window = batch_size * group_window
         self.rank = rank
 
-    def process(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
+    def process(self, docs: Sequence[Document],
+                detected: dict[str, DocumentRecord] | None = None) -> Iterator[DocumentRecord]:
+        """Records of `docs` in input order. `detected`: detection records from `detect_only` (any
+        rank); their documents skip detection and take the separate flow."""
+        for window in chunks(docs, self.window):
+            items = [self._load(doc, detected) for doc in window]
+            ok = [it for it in items if it.record.ok]
+            if detected is None and self.shared_prefill:
+                self._stage("detect+extract", ok, read_batch)
+            else:
+                self._run_window(ok, detect=detected is None)
+            if self.grounding is not None:
+                for item in items:
+                    if item.record.ok:
+                        self.grounding.check(item.image, item.record)
+            yield from self._finished(items)
+
+    def detect_only(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
+        """Detection records (type, raw reply, evidence): the first phase of cost-balanced sharding."""
         for window in chunks(docs, self.window):
             items = [self._load(doc) for doc in window]
-            self._run_window([it for it in items if it.record.ok])
-            for item in items:
-                item.record.timings["total_s"] = round(sum(item.record.timings.values()), 6)
-                yield item.record
+            self._stage("detect", [it for it in items if it.record.ok], detect_batch)
+            yield from self._finished(items)
 
-    def _load(self, doc: Document) -> WorkItem:
-        return load_work_item(doc, self.rank, self.load_options)
+    def _finished(self, items: list[WorkItem]) -> Iterator[DocumentRecord]:
+        for item in items:
+            item.record.timings["total_s"] = round(sum(item.record.timings.values()), 6)
+            yield item.record
 
-    def _run_window(self, items: list[WorkItem]) -> None:
-        self._stage("detect", items, detect_batch)
-        if self.route_types is not None:
-            for item in items:
-                if item.record.ok and item.doc.id in self.route_types:
-                    item.record.details["routed_from"] = item.record.document_type
-                    item.record.document_type = self.route_types[item.doc.id]
+    def _load(self, doc: Document, detected: dict[str, DocumentRecord] | None = None) -> WorkItem:
+        item = load_work_item(doc, self.rank, self.load_options)
+        earlier = (detected or {}).get(doc.id)
+        if earlier is not None and item.record.ok:
+            item.record.document_type = earlier.document_type
+            item.record.raw.update(earlier.raw)
+            item.record.details.update(earlier.details)
+            item.record.timings.update({k: v for k, v in earlier.timings.items() if k != "total_s"})
+        return item
+
+    def _run_window(self, items: list[WorkItem], detect: bool = True) -> None:
+        if detect:
+            self._stage("detect", items, detect_batch)
+        for item in items:
+            if item.record.ok:
+                self.ctx.route(item)
         flows = {"single": [], "bank": []}
         for item in items:
             if item.record.ok:
@@ -63,10 +95,6 @@ class DocumentPipeline:
         singles = sorted(flows["single"], key=lambda it: (it.record.document_type or "", it.doc.index))
         self._stage("extract", singles, extract_batch)
         self._stage("bank", flows["bank"], bank_batch)
-        if self.grounding is not None:
-            for item in items:
-                if item.record.ok:
-                    self.grounding.check(item.image, item.record)
 
     def _stage(self, stage: str, items: list[WorkItem], run_batch) -> None:
         def fail(item: WorkItem, err: BaseException) -> None:

@@ -4,7 +4,10 @@ detect:  one short generation per document -> document type
 extract: one generation per invoice/receipt with its type's prompt -> fields
 bank:    turn 0 (column headers) for every statement of the batch, then turn 1 (rows) continuing
          each statement's conversation with its KV cache -> fields (docvlm/bank.py post-processing)
-Turns of DIFFERENT statements share a batch; turns of one statement are sequential.
+read:    the shared-prefill flow (processing.shared_prefill): ONE conversation per document, so the
+         image is encoded and prefilled once: detection turn -> next turn with the type's extraction
+         prompt (bank statements: the header turn) -> bank statements only: the rows turn.
+Turns of DIFFERENT documents share a batch; turns of one document are sequential.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from PIL import Image
 from docvlm import bank, detection, extraction
 from docvlm.config import TokenBudgets
 from docvlm.inputs import Document
-from docvlm.models.protocol import BatchResult, Request, VisionLanguageModel
+from docvlm.models.protocol import BatchResult, Reply, Request, VisionLanguageModel
 from docvlm.records import DocumentRecord
 from docvlm.schema import Schema
 
@@ -66,6 +69,7 @@ class StageContext:
     prompts: Any
     budgets: TokenBudgets
     force_length: bool = False
+    route_types: Optional[dict[str, str]] = None  # benchmarks: document id -> true type, replaces the detected one
     stats: dict[str, StageStats] = field(default_factory=lambda: defaultdict(StageStats))
 
     def generate(self, stage: str, requests: list[Request], keep_state: bool = False) -> BatchResult:
@@ -74,12 +78,24 @@ class StageContext:
         self.stats[stage].add(result, time.perf_counter() - start, len(requests))
         return result
 
-    def continue_(self, stage: str, result: BatchResult, prompts: list[str], budget: int) -> BatchResult:
+    def continue_(self, stage: str, result: BatchResult, prompts: list[str], budget: int | list[int],
+                  keep_state: bool = False) -> BatchResult:
         start = time.perf_counter()
         assert result.state is not None
-        follow = self.model.continue_(result.state, prompts, [budget] * len(prompts), force_length=self.force_length)
+        budgets = budget if isinstance(budget, list) else [budget] * len(prompts)
+        follow = self.model.continue_(result.state, prompts, budgets, keep_state=keep_state,
+                                      force_length=self.force_length)
         self.stats[stage].add(follow, time.perf_counter() - start, len(prompts))
         return follow
+
+    def type_spec(self, item: WorkItem) -> Any:
+        return self.schema.type_spec(item.record.document_type or self.schema.default_type)
+
+    def route(self, item: WorkItem) -> None:
+        """Benchmarks: the ground-truth type replaces the detected one (the detection still ran)."""
+        if self.route_types is not None and item.doc.id in self.route_types:
+            item.record.details["routed_from"] = item.record.document_type
+            item.record.document_type = self.route_types[item.doc.id]
 
 
 def _share_time(items: Sequence[WorkItem], key: str, seconds: float) -> None:
@@ -88,31 +104,64 @@ def _share_time(items: Sequence[WorkItem], key: str, seconds: float) -> None:
         item.record.timings[key] = item.record.timings.get(key, 0.0) + seconds / len(items)
 
 
-def detect_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
+def detect_batch(ctx: StageContext, items: Sequence[WorkItem], keep_state: bool = False) -> BatchResult:
     prompt = detection.detection_prompt(ctx.prompts, ctx.schema)
     start = time.perf_counter()
-    result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect) for it in items])
+    result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect) for it in items], keep_state)
     _share_time(items, "detect_s", time.perf_counter() - start)
     for item, reply in zip(items, result.replies):
         found = detection.parse_detection(reply.text, ctx.schema, ctx.prompts)
         item.record.document_type = found.document_type
         item.record.raw["detect"] = reply.text
         item.record.details["detection"] = {"fell_back": found.fell_back, "evidence": found.evidence}
+    return result
+
+
+def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
+    """Detection and extraction in one conversation per document: one image prefill, not two."""
+    detected = detect_batch(ctx, items, keep_state=True)
+    for item in items:
+        ctx.route(item)
+    banks = [i for i, item in enumerate(items) if ctx.type_spec(item).flow == "bank"]
+    prompts, budgets = [], []
+    for item in items:
+        spec = ctx.type_spec(item)
+        if spec.flow == "bank":
+            prompts.append(bank.header_prompt(ctx.prompts))
+            budgets.append(ctx.budgets.bank_headers)
+        else:
+            prompts.append(extraction.extraction_prompt(spec, ctx.prompts, ctx.schema))
+            budgets.append(ctx.budgets.extract)
+    start = time.perf_counter()
+    stage = "bank_headers" if len(banks) == len(items) else "extract"  # a mixed batch counts as extraction
+    second = ctx.continue_(stage, detected, prompts, budgets, keep_state=bool(banks))
+    _share_time(items, "extract_s", time.perf_counter() - start)
+    for item, reply in zip(items, second.replies):
+        if ctx.type_spec(item).flow != "bank":
+            _store_extraction(ctx, item, reply.text)
+    if banks:
+        assert second.state is not None
+        second.state = ctx.model.select(second.state, banks)  # only statements take the rows turn
+        _bank_rows(ctx, [items[i] for i in banks], [second.replies[i] for i in banks], second)
+
+
+def _store_extraction(ctx: StageContext, item: WorkItem, text: str) -> None:
+    spec = ctx.type_spec(item)
+    item.record.raw["extract"] = text
+    item.record.fields = extraction.parse_extraction(text, spec, ctx.schema)
+    item.record.fields["DOCUMENT_TYPE"] = spec.name
 
 
 def extract_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     requests = []
     for item in items:
-        spec = ctx.schema.type_spec(item.record.document_type or ctx.schema.default_type)
+        spec = ctx.type_spec(item)
         requests.append(Request(item.image, extraction.extraction_prompt(spec, ctx.prompts, ctx.schema), ctx.budgets.extract))
     start = time.perf_counter()
     result = ctx.generate("extract", requests)
     _share_time(items, "extract_s", time.perf_counter() - start)
     for item, reply in zip(items, result.replies):
-        spec = ctx.schema.type_spec(item.record.document_type or ctx.schema.default_type)
-        item.record.raw["extract"] = reply.text
-        item.record.fields = extraction.parse_extraction(reply.text, spec, ctx.schema)
-        item.record.fields["DOCUMENT_TYPE"] = spec.name
+        _store_extraction(ctx, item, reply.text)
 
 
 def bank_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
@@ -122,10 +171,18 @@ def bank_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
         [Request(it.image, bank.header_prompt(ctx.prompts), ctx.budgets.bank_headers) for it in items],
         keep_state=True,
     )
-    plans = [bank.plan_rows_turn(reply.text, ctx.prompts, ctx.schema) for reply in turn0.replies]
-    turn1 = ctx.continue_("bank_rows", turn0, [p.prompt for p in plans], ctx.budgets.bank_rows)
     _share_time(items, "extract_s", time.perf_counter() - start)
-    for item, plan, headers_reply, rows_reply in zip(items, plans, turn0.replies, turn1.replies):
+    _bank_rows(ctx, items, turn0.replies, turn0)
+
+
+def _bank_rows(ctx: StageContext, items: Sequence[WorkItem], header_replies: Sequence[Reply],
+               headers: BatchResult) -> None:
+    """The rows turn, continuing each statement's conversation after its header turn."""
+    start = time.perf_counter()
+    plans = [bank.plan_rows_turn(reply.text, ctx.prompts, ctx.schema) for reply in header_replies]
+    turn1 = ctx.continue_("bank_rows", headers, [p.prompt for p in plans], ctx.budgets.bank_rows)
+    _share_time(items, "extract_s", time.perf_counter() - start)
+    for item, plan, headers_reply, rows_reply in zip(items, plans, header_replies, turn1.replies):
         fields, details = bank.finish_statement(plan, rows_reply.text, ctx.schema, finished=rows_reply.finished)
         item.record.raw["bank_headers"] = headers_reply.text
         item.record.raw["bank_rows"] = rows_reply.text

@@ -1,0 +1,65 @@
+"""processing.batch_size=null: how many documents one batch can hold on this device.
+
+A batch's memory is the model (already loaded: it is not in `free`), the KV buffers of its
+conversations and the prefill's transient activations. Per document, from the model's own sizes:
+- KV: every column a conversation can reach (prompt bound + detection + the columns the static
+  engine reserves for follow-up turns) x the KV bytes of one token;
+- prefill activations: prompt tokens x (4 hidden + 3 intermediate) values of the language model and
+  vision-tower tokens x the same for the vision tower (the widest tensors alive at once in a layer).
+The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
+an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from docvlm.models.static_engine import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, _round_up
+
+CPU_BATCH = 4
+MAX_AUTO_BATCH = 128
+USABLE_FRACTION = 0.9  # of the free memory: allocator fragmentation, cuBLAS workspaces, CUDA graphs
+TOKENS_PER_TILE = 256  # InternVL: one 448 px tile; Qwen3-VL: docvlm caps pixels at this many tokens a tile
+FALLBACK_DOCUMENT_BYTES = 1.5 * 2**30  # an engine without size information (the plain HF engine)
+
+
+def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int = 96, max_tiles: int = 12) -> int:
+    if device.type != "cuda":
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    per_document = document_bytes(model, detect_tokens, max_tiles) if hasattr(model, "kv_bytes_per_token") \
+        else FALLBACK_DOCUMENT_BYTES
+    rows = int(free * USABLE_FRACTION / per_document)
+    fitting = [bucket for bucket in ROW_BUCKETS if bucket <= min(rows, MAX_AUTO_BATCH)]
+    return fitting[-1] if fitting else 1
+
+
+def document_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
+    """Bytes one document in a batch needs (see the module docstring)."""
+    text, vision = engine.model.config.get_text_config(decoder=True), engine.model.config.vision_config
+    itemsize = engine.dtype.itemsize
+    prompt = _prompt_tokens(engine, max_tiles)
+    columns = _round_up(prompt + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
+    kv = columns * engine.kv_bytes_per_token() + engine.cross_kv_bytes()
+    text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size) * itemsize
+    vision_activations = _vision_tokens(engine, max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size) * itemsize
+    return kv + text_activations + vision_activations
+
+
+def _prompt_tokens(engine: Any, max_tiles: int) -> int:
+    text = 256  # chat template and prompt
+    if engine.family == "mllama":  # the image enters through cross-attention, not the prompt
+        return text
+    return (max_tiles + 1) * TOKENS_PER_TILE + text  # InternVL adds a thumbnail tile
+
+
+def _vision_tokens(engine: Any, max_tiles: int) -> int:
+    vision = engine.model.config.vision_config
+    if engine.family == "mllama":
+        return max_tiles * engine.model.model.vision_model.num_patches
+    if engine.family == "qwen3_vl":
+        return max_tiles * TOKENS_PER_TILE * vision.spatial_merge_size**2
+    patches = (vision.image_size[0] // vision.patch_size[0]) * (vision.image_size[1] // vision.patch_size[1])
+    return (max_tiles + 1) * (patches + 1)

@@ -1,0 +1,426 @@
+"""The static engine: transformers prefill into preallocated KV buffers, then our own decode loop.
+
+Why: eager `generate` pays ~90 ms a decode step in kernel launches and, with a padding mask, copies
+every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
+- the KV cache lives in buffers allocated once per engine ([rows, kv heads, columns, head dim] a
+  layer). Prefill (first turns and follow-up turns alike) runs through transformers
+  (`generate(max_new_tokens=1)`: the same vision path, positions, rope deltas and first token as the
+  plain engine) writing straight into those buffers (`BufferLayer`);
+- each later token is one pass of OUR step over the decoder layers (grouped-query attention
+  without copies) and, on CUDA, a CUDA graph captured once per (row bucket, column bucket) and
+  replayed: one launch a step. The graph feeds its outputs back (token, position, column, row
+  done), so the host only replays and looks for the end every few steps.
+One live conversation per engine: a new `generate` reuses the buffers and retires the last state.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache, GenerationConfig
+from transformers.cache_utils import DynamicLayer
+
+from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
+from docvlm.models.protocol import Conversations
+
+log = logging.getLogger(__name__)
+
+ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+COLUMN_STEP = 256  # attention reads columns up to the next multiple: one graph per 256 columns
+FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely has to grow the buffers
+END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every row has ended"
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def row_bucket(rows: int) -> int:
+    return next((b for b in ROW_BUCKETS if b >= rows), _round_up(rows, 64))
+
+
+class BufferLayer(DynamicLayer):
+    """A transformers cache layer over rows [0, n) of preallocated buffers: `update` writes in place."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int = 0):
+        super().__init__()
+        self.key_buffer, self.value_buffer = keys, values  # (rows, kv heads, capacity, head dim) views
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.set_length(length)
+
+    def set_length(self, length: int) -> None:
+        self.length = length
+        self.keys = self.key_buffer[:, :, :length]
+        self.values = self.value_buffer[:, :, :length]
+
+    def lazy_initialization(self, *args: Any, **kwargs: Any) -> None:
+        pass  # the buffers exist already
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        end = self.length + key_states.shape[-2]
+        if end > self.key_buffer.shape[2]:
+            raise RuntimeError(f"KV buffer of {self.key_buffer.shape[2]} columns is too short for {end}")
+        self.key_buffer[:, :, self.length : end].copy_(key_states)
+        self.value_buffer[:, :, self.length : end].copy_(value_states)
+        self.set_length(end)
+        return self.keys, self.values
+
+
+@dataclass
+class _Buffers:
+    """KV for every decoder layer (cross-attention layers: the image's KV), and the attention bias."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    bias: torch.Tensor  # (rows, columns): 0 where a column is attended, dtype min where not
+    rows: int
+    columns: int
+
+
+@dataclass
+class _Lease:
+    """A live conversation batch: rows [0, rows) of the buffers. Stands in `Conversations.cache`."""
+
+    cache: DynamicCache
+    rows: int
+    serial: int  # the engine's conversation number when this lease was made
+
+    @property
+    def length(self) -> int:
+        return self.cache.layers[0].length
+
+
+@dataclass
+class _StepState:
+    """The small tensors a decode step reads and advances (fixed addresses: graphs replay on them)."""
+
+    tokens: torch.Tensor  # (rows, 1) the token fed this step
+    positions: torch.Tensor  # (rows, 1) its rotary position
+    column: torch.Tensor  # (1,) the buffer column it is written to
+    generated: torch.Tensor  # (rows,) tokens generated so far
+    budgets: torch.Tensor  # (rows,)
+    running: torch.Tensor  # (rows,) bool: not ended yet (ended rows are fed the pad token, as generate does)
+    check_end: torch.Tensor  # (1,) bool: end ids end a row (False under force_length)
+    cross_bias: Optional[torch.Tensor] = None  # Mllama: (rows, 1, 1, image tokens)
+    cross_rows: Optional[torch.Tensor] = None  # Mllama: (rows, 1, 1) 0 where a text row sees no image
+    graphs: dict[tuple[int, int], Any] = field(default_factory=dict)
+
+
+class StaticEngine(HFEngine):
+    """Mixin over a family adapter (`class StaticInternVL(StaticEngine, InternVL)`)."""
+
+    use_graphs: bool = True  # CUDA only; False runs the same step eagerly (tests compare both)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.text = self.model.model.language_model
+        self.lm_head = self.model.lm_head
+        self.cross_layers = set(getattr(self.text, "cross_attention_layers", None) or [])
+        self.apply_rotary = self._rotary_function()
+        self.buffers: Optional[_Buffers] = None
+        self.state: Optional[_StepState] = None
+        self.serial = 0
+        self.pool = None
+        self.captures, self.capture_s = 0, 0.0  # CUDA graphs recorded so far and the time it took
+        self.graphs_on = self.use_graphs and self.device.type == "cuda"
+        self.end_ids = torch.tensor(self.eos_ids, device=self.device)
+
+    # ---- sizes (also used to plan the batch size) ---------------------------------------------
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV one token costs in the self-attention layers."""
+        config = self.text.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        layers = config.num_hidden_layers - len(self.cross_layers)
+        return 2 * layers * config.num_key_value_heads * head_dim * self.dtype.itemsize
+
+    def cross_kv_bytes(self) -> int:
+        """Bytes of one document's image KV in the cross-attention layers (Mllama)."""
+        config = self.text.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        per_column = 2 * len(self.cross_layers) * config.num_key_value_heads * head_dim * self.dtype.itemsize
+        return self._cross_columns() * per_column
+
+    # ---- engine hooks -------------------------------------------------------------------------
+
+    def _new_cache(self, rows: int) -> _Lease:
+        """A fresh conversation batch at rows [0, rows): the last live state ends here."""
+        self.serial += 1
+        self._ensure_rows(rows)
+        return self._lease(rows, length=0)
+
+    def _select_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        lease = self._check_lease(cache)
+        buffers = self._buffers()
+        for layer, keys, values in zip(lease.cache.layers, buffers.keys, buffers.values):
+            used = layer.length
+            keys[: len(index), :, :used] = keys[index, :, :used]  # a gathered copy, then written back
+            values[: len(index), :, :used] = values[index, :, :used]
+        return self._lease(len(index), lease.length, [layer.length for layer in lease.cache.layers])
+
+    def _run(self, inputs: dict[str, torch.Tensor], budgets: list[int], force_length: bool, cache: Any) -> _Run:
+        lease = self._check_lease(cache)
+        start = inputs["input_ids"].shape[1]
+        lease = self._ensure_columns(lease, start + max(budgets))
+        config = GenerationConfig(max_new_tokens=1, do_sample=False, num_beams=1,
+                                  eos_token_id=None if force_length else self.eos_ids, pad_token_id=self.pad_id)
+        _sync(self.device)
+        began = time.perf_counter()
+        first = self.model.generate(**inputs, generation_config=config, **{_CACHE_KWARG: lease.cache})
+        _sync(self.device)
+        prefilled = time.perf_counter()
+        sequences = first
+        if max(budgets) > 1:
+            rest = self._decode(lease, inputs, first[:, -1], budgets, force_length)
+            sequences = torch.cat([first, rest], dim=1)
+        _sync(self.device)
+        ended = time.perf_counter()
+        generated = sequences[:, start:].tolist()
+        lengths, finished = self._reply_lengths(generated, budgets, force_length)
+        run = _Run(sequences, start, generated, lengths, finished, prefilled - began, ended - prefilled)
+        run.cache = lease  # type: ignore[attr-defined]  # a grown lease replaces the one passed in
+        return run
+
+    def _state(self, run: _Run, inputs: dict[str, torch.Tensor], input_mask: torch.Tensor, cache: Any) -> Conversations:
+        return super()._state(run, inputs, input_mask, getattr(run, "cache", cache))
+
+    # ---- decode -------------------------------------------------------------------------------
+
+    def _decode(self, lease: _Lease, inputs: dict[str, torch.Tensor], first: torch.Tensor, budgets: list[int],
+                force_length: bool) -> torch.Tensor:
+        """Tokens 2.. of every row: (rows, steps) ids, ended rows padded."""
+        rows, start = lease.rows, lease.length
+        mask = inputs["attention_mask"]
+        state = self._step_state()
+        bias = self._buffers().bias
+        bias[:rows].fill_(torch.finfo(self.dtype).min)
+        bias[:rows, :start].masked_fill_(mask.bool(), 0.0)
+        state.tokens[:rows, 0] = first
+        state.positions[:rows, 0] = mask.sum(dim=1) + self.position_offsets(rows)
+        state.column.fill_(start)
+        state.generated[:rows] = 1
+        state.budgets[:rows] = torch.tensor(budgets, device=self.device)
+        state.running.zero_()
+        state.running[:rows] = state.budgets[:rows] > 1
+        if not force_length:
+            state.running[:rows] &= ~torch.isin(first, self.end_ids)
+        state.check_end.fill_(not force_length)
+        self._set_cross_bias(inputs, rows)
+        bucket = row_bucket(rows)
+        out = []
+        for step in range(max(budgets) - 1):
+            columns = min(_round_up(start + step + 1, COLUMN_STEP), self._buffers().columns)
+            self._replay(bucket, columns)
+            out.append(state.tokens[:rows, 0].clone())
+            if not force_length and step % END_CHECK_EVERY == END_CHECK_EVERY - 1 and not state.running[:rows].any():
+                break  # every row has ended: generate would stop here too (later ids are pads)
+        for index, layer in enumerate(lease.cache.layers):
+            if index not in self.cross_layers:  # the image KV of cross-attention layers stays as it is
+                layer.set_length(start + len(out))
+        return torch.stack(out, dim=1)
+
+    def _replay(self, rows: int, columns: int) -> None:
+        state = self._step_state()
+        if not self.graphs_on:
+            self._step(rows, columns)
+            return
+        graph = state.graphs.get((rows, columns))
+        if graph is None:
+            graph = self._capture(rows, columns)
+        graph.replay()
+
+    def _capture(self, rows: int, columns: int) -> Any:
+        """Record the step for this bucket; a warm-up run first (as CUDA graphs require), then undone."""
+        began = time.perf_counter()
+        state = self._step_state()
+        saved = [t.clone() for t in (state.tokens, state.positions, state.column, state.generated, state.running)]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            self._step(rows, columns)  # writes this column's KV: the replay rewrites the same values
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        for tensor, value in zip((state.tokens, state.positions, state.column, state.generated, state.running), saved):
+            tensor.copy_(value)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self._step(rows, columns)
+        state.graphs[(rows, columns)] = graph
+        self.captures += 1
+        self.capture_s += time.perf_counter() - began
+        log.debug("captured the decode step for %d rows, %d columns", rows, columns)
+        return graph
+
+    def _step(self, rows: int, columns: int) -> None:
+        """One decode step for rows [0, rows), attention over columns [0, columns); advances the state."""
+        state, buffers = self._step_state(), self._buffers()
+        buffers.bias[:rows].index_fill_(1, state.column, 0.0)  # the new token sees itself
+        bias = buffers.bias[:rows, None, None, :columns]
+        hidden = self.text.embed_tokens(state.tokens[:rows])
+        cos, sin = self.text.rotary_emb(hidden, self.rotary_ids(state.positions[:rows]))
+        for index, layer in enumerate(self.text.layers):
+            if index in self.cross_layers:
+                hidden = self._cross_layer(layer, hidden, buffers.keys[index][:rows], buffers.values[index][:rows])
+            else:
+                keys, values = buffers.keys[index][:rows], buffers.values[index][:rows]
+                hidden = self._self_layer(layer, hidden, cos, sin, keys, values, bias, columns)
+        logits = self.lm_head(self.text.norm(hidden))[:, -1].float()
+        running = state.running[:rows]
+        token = torch.where(running, logits.argmax(dim=-1), torch.full_like(running, self.pad_id, dtype=torch.long))
+        state.generated[:rows] += 1
+        ended = (state.generated[:rows] >= state.budgets[:rows]) | (
+            (token[:, None] == self.end_ids[None, :]).any(dim=1) & state.check_end)
+        running &= ~ended
+        state.tokens[:rows, 0] = token
+        state.positions[:rows] += 1
+        state.column += 1
+
+    def _self_layer(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                    keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, columns: int) -> torch.Tensor:
+        attn = layer.self_attn
+        rows, head_dim = hidden.shape[0], keys.shape[-1]
+        x = layer.input_layernorm(hidden)
+        query = attn.q_proj(x).view(rows, 1, -1, head_dim)
+        key = attn.k_proj(x).view(rows, 1, -1, head_dim)
+        if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
+            query, key = attn.q_norm(query), attn.k_norm(key)
+        value = attn.v_proj(x).view(rows, 1, -1, head_dim).transpose(1, 2)
+        query, key = self.apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+        column = self._step_state().column
+        keys.index_copy_(2, column, key)
+        values.index_copy_(2, column, value)
+        out = _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns], bias, attn.scaling)
+        hidden = hidden + attn.o_proj(out)
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def _cross_layer(self, layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor,
+                     values: torch.Tensor) -> torch.Tensor:
+        """Mllama's gated cross-attention to the image KV cached at prefill."""
+        attn, state = layer.cross_attn, self._step_state()
+        rows = hidden.shape[0]
+        x = layer.input_layernorm(hidden)
+        query = attn.q_norm(attn.q_proj(x).view(rows, 1, -1, attn.head_dim).transpose(1, 2))
+        image = state.cross_bias.shape[-1]
+        out = _grouped_attention(query, keys[:, :, :image], values[:, :, :image], state.cross_bias[:rows], attn.scaling)
+        hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
+        mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * state.cross_rows[:rows]
+        return hidden + layer.cross_attn_mlp_gate.tanh() * mlp
+
+    # ---- family hooks (overridden where a family differs) ---------------------------------------
+
+    def position_offsets(self, rows: int) -> torch.Tensor:
+        """Added to the count of real tokens to give the next token's rotary position."""
+        return torch.zeros(rows, dtype=torch.long, device=self.device)
+
+    def rotary_ids(self, positions: torch.Tensor) -> torch.Tensor:
+        return positions
+
+    def _set_cross_bias(self, inputs: dict[str, torch.Tensor], rows: int) -> None:
+        """Mllama: the image mask row of the last token, which every generated token repeats."""
+
+    # ---- buffers ------------------------------------------------------------------------------
+
+    def _buffers(self) -> _Buffers:
+        assert self.buffers is not None
+        return self.buffers
+
+    def _step_state(self) -> _StepState:
+        assert self.state is not None
+        return self.state
+
+    def _layer_shapes(self) -> list[tuple[int, int, bool]]:
+        """(kv heads, head dim, is cross-attention) of every decoder layer."""
+        config = self.text.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return [(config.num_key_value_heads, head_dim, i in self.cross_layers) for i in range(len(self.text.layers))]
+
+    def _cross_columns(self) -> int:
+        return 0
+
+    def _allocate(self, rows: int, columns: int, keep: Optional[_Lease] = None) -> None:
+        """(Re)allocate buffers; `keep`'s KV is copied over. Graphs baked on the old ones are dropped."""
+        old = self.buffers
+        self.buffers = None
+        self.state = None  # frees the graphs (and their references to the old buffers)
+        cross = self._cross_columns()
+        keys, values = [], []
+        for heads, head_dim, is_cross in self._layer_shapes():
+            shape = (rows, heads, cross if is_cross else columns, head_dim)
+            keys.append(torch.zeros(shape, dtype=self.dtype, device=self.device))
+            values.append(torch.zeros(shape, dtype=self.dtype, device=self.device))
+        bias = torch.full((rows, columns), torch.finfo(self.dtype).min, dtype=self.dtype, device=self.device)
+        self.buffers = _Buffers(keys, values, bias, rows, columns)
+        if old is not None and keep is not None:
+            for layer, new_keys, new_values, old_keys, old_values in zip(
+                    keep.cache.layers, keys, values, old.keys, old.values):
+                new_keys[: keep.rows, :, : layer.length] = old_keys[: keep.rows, :, : layer.length]
+                new_values[: keep.rows, :, : layer.length] = old_values[: keep.rows, :, : layer.length]
+        del old
+        self.state = self._new_step_state(rows)
+        log.info("%s: KV buffers for %d rows x %d columns (%.2f GiB)", self.name, rows, columns,
+                 sum(t.numel() * t.element_size() for t in keys + values) / 2**30)
+
+    def _new_step_state(self, rows: int) -> _StepState:
+        def longs(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.long, device=self.device)
+
+        state = _StepState(longs(rows, 1), longs(rows, 1), longs(1), longs(rows), longs(rows),
+                           torch.zeros(rows, dtype=torch.bool, device=self.device),
+                           torch.zeros(1, dtype=torch.bool, device=self.device))
+        if self.cross_layers:
+            state.cross_bias = torch.zeros((rows, 1, 1, self._cross_columns()), dtype=self.dtype, device=self.device)
+            state.cross_rows = torch.zeros((rows, 1, 1), dtype=self.dtype, device=self.device)
+        return state
+
+    def _ensure_rows(self, rows: int) -> None:
+        buffers = self.buffers
+        if buffers is None or row_bucket(rows) > buffers.rows:
+            columns = buffers.columns if buffers else COLUMN_STEP
+            self._allocate(max(row_bucket(rows), buffers.rows if buffers else 0), columns)
+
+    def _ensure_columns(self, lease: _Lease, needed: int) -> _Lease:
+        buffers = self._buffers()
+        if needed <= buffers.columns:
+            return lease
+        first_turn = lease.length == 0
+        columns = _round_up(needed + (FOLLOW_UP_COLUMNS if first_turn else 0), COLUMN_STEP)
+        lengths = [layer.length for layer in lease.cache.layers]
+        self._allocate(buffers.rows, max(columns, buffers.columns), keep=None if first_turn else lease)
+        return self._lease(lease.rows, lengths[0], lengths)
+
+    def _lease(self, rows: int, length: int, lengths: Optional[list[int]] = None) -> _Lease:
+        buffers = self._buffers()
+        cache = DynamicCache()
+        lengths = lengths or [length] * len(buffers.keys)
+        cache.layers = [BufferLayer(k[:rows], v[:rows], n) for k, v, n in zip(buffers.keys, buffers.values, lengths)]
+        return _Lease(cache, rows, self.serial)
+
+    def _check_lease(self, cache: Any) -> _Lease:
+        if not isinstance(cache, _Lease) or cache.serial != self.serial:
+            raise ValueError(f"{self.name}: this conversation state belongs to an earlier batch; the static "
+                             "engine keeps one live conversation batch (its KV buffers were reused)")
+        return cache
+
+    def _rotary_function(self) -> Callable:
+        """The family's own `apply_rotary_pos_emb` (same numerics as its attention)."""
+        attention = next(layer.self_attn for i, layer in enumerate(self.text.layers) if i not in self.cross_layers)
+        return inspect.getmodule(type(attention)).apply_rotary_pos_emb  # type: ignore[union-attr]
+
+
+def _grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                       scale: float) -> torch.Tensor:
+    """One query token per row; the query heads sharing a KV head ride as its query rows (no KV copy)."""
+    rows, heads, _, head_dim = query.shape
+    kv_heads = keys.shape[1]
+    grouped = query.reshape(rows, kv_heads, heads // kv_heads, head_dim)
+    out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=bias, scale=scale)
+    return out.reshape(rows, 1, heads * head_dim)
+

@@ -1,0 +1,99 @@
+"""The static engine (owned decode loop over preallocated KV buffers) gives the SAME tokens as
+transformers' `generate` (the "hf" engine) on the tiny fp32 models of every family: first turns,
+follow-up turns, row selection, per-row budgets, end ids and forced lengths."""
+
+import copy
+
+import pytest
+import torch
+
+from docvlm.models import ModelSpec, Request, _adapter, load_model
+from docvlm.models.families import StaticInternVL
+from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, row_bucket
+from test_models_engine import FAMILIES, noise_image
+
+CPU = torch.device("cpu")
+SIZES = [(40, 40), (56, 112), (150, 40), (90, 90), (40, 160)]
+
+
+def batch(budgets: list[int], seed: int = 0) -> list[Request]:
+    return [Request(noise_image(h, w, seed + i), f"Read document {i}: TOTAL_AMOUNT?", budget)
+            for i, ((h, w), budget) in enumerate(zip(SIZES, budgets))]
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_models):
+    """family -> (hf engine, static engine) over ONE model object (same weights)."""
+    out = {}
+    for family in FAMILIES:
+        spec = ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=4, engine="hf")
+        hf = load_model(spec, CPU)
+        # Each engine reads the end ids from the checkpoint's generation config, then replaces it.
+        generation_config = copy.deepcopy(hf.model.generation_config)
+        hf.model.generation_config = copy.deepcopy(generation_config)
+        static = _adapter(family, "static")(hf.model, hf.processor, spec, CPU)
+        hf.model.generation_config = generation_config
+        out[family] = (hf, static)
+    return out
+
+
+def ids(result) -> list[list[int]]:
+    return [reply.token_ids for reply in result.replies]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("force", [False, True])
+def test_first_turn_same_tokens(pairs, family, force):
+    hf, static = pairs[family]
+    assert isinstance(static, StaticEngine) and not isinstance(hf, StaticEngine)
+    budgets = [12, 3, 30, 1, 20]
+    a = hf.generate(batch(budgets), force_length=force)
+    b = static.generate(batch(budgets), force_length=force)
+    assert ids(b) == ids(a)
+    assert [r.finished for r in b.replies] == [r.finished for r in a.replies]
+    assert [len(r.token_ids) for r in b.replies][:4] == ([12, 3, 30, 1] if force else [len(t) for t in ids(a)][:4])
+    assert [r.text for r in b.replies] == [r.text for r in a.replies]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_conversation_select_and_follow_ups_same_tokens(pairs, family):
+    """detect -> next turn for every row -> a subset continues: the pipeline's shared-prefill flow."""
+    hf, static = pairs[family]
+    results = {}
+    for name, engine in (("hf", hf), ("static", static)):
+        first = engine.generate(batch([6, 6, 6, 6, 6], seed=3), keep_state=True)
+        second = engine.continue_(first.state, [f"Fields of row {i}?" for i in range(5)], [9, 25, 4, 25, 12],
+                                  keep_state=True)
+        kept = engine.select(second.state, [1, 3, 4])
+        third = engine.continue_(kept, ["Now the rows.", "Rows please.", "And rows."], [15, 15, 15])
+        results[name] = (ids(first), ids(second), ids(third))
+    assert results["static"] == results["hf"]
+
+
+def test_graph_buckets_and_buffer_reuse(pairs):
+    """Rows and columns round up to buckets; a second batch reuses the buffers; old states are refused."""
+    hf, _ = pairs["internvl"]
+    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    first = static.generate(batch([4, 4]), keep_state=True)
+    buffers = static.buffers
+    assert buffers.rows == row_bucket(2) == 2 and buffers.columns % COLUMN_STEP == 0
+    static.generate(batch([4, 4, 4]))  # more rows: bucket 4, the buffers grow
+    assert static.buffers.rows == 4
+    static.generate(batch([4]))  # fewer rows: the same buffers serve
+    assert static.buffers.rows == 4
+    with pytest.raises(ValueError, match="earlier batch"):
+        static.continue_(first.state, ["more", "more"], [2, 2])
+    assert row_bucket(3) == 4 and row_bucket(5) == 8 and row_bucket(300) == 320
+
+
+def test_buffers_grow_for_a_long_follow_up(pairs):
+    """A follow-up longer than the reserved columns grows the buffers and keeps the conversation."""
+    hf, static = pairs["internvl"]
+    long_prompt = " ".join(["word"] * 700)
+    results = {}
+    for name, engine in (("hf", hf), ("static", static)):
+        first = engine.generate(batch([3, 3]), keep_state=True)
+        second = engine.continue_(first.state, [long_prompt, long_prompt], [40, 40], keep_state=True)
+        third = engine.continue_(second.state, [long_prompt, "short"], [1500, 8], force_length=True)
+        results[name] = (ids(first), ids(second), ids(third))
+    assert results["static"] == results["hf"]
