@@ -17,8 +17,9 @@ MODELS=("${@:-internvl3_5_8b}")
 OUT=${OUT:-outputs/bench}
 DEADLINE_S=${BENCH_DEADLINE_S:-540}  # the device tool stops a command at 600 s
 MIN_LEFT_S=${BENCH_MIN_LEFT_S:-300}
-# 32 invoices/receipts (one full batch of 32) + 8 statements (one bank batch at batch 8 and at 32).
-WORKLOAD=(--docs 40 --statements 8)
+# Default: 32 invoices/receipts + 8 statements; BENCH_WORKLOAD="--docs 128 --statements 0" etc.
+# shellcheck disable=SC2206  # a list of flags
+WORKLOAD=(${BENCH_WORKLOAD:---docs 40 --statements 8})
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false DOCVLM_CACHE=/tmp/docvlm-cache
 mkdir -p "$OUT"
 
