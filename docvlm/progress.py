@@ -23,7 +23,7 @@ from docvlm.dist import DistContext
 
 log = logging.getLogger(__name__)
 
-PHASES = ("loading", "detection", "extraction", "bank turns", "merge")  # in pipeline order
+PHASES = ("loading", "detection", "detection+extraction", "extraction", "bank turns", "merge")  # in pipeline order
 
 
 class _Counters:

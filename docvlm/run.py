@@ -2,6 +2,8 @@
 
   validate config -> join the process group -> find documents (same list on every rank)
   -> take this rank's contiguous shard, minus what earlier runs already recorded (resume)
+     (processing.shard=cost: detect an equal-count share first, all-gather the detections, then
+      take a contiguous range of about equal estimated cost: see _work_by_cost)
   -> load the model -> pipeline -> part file (flushed per record)
   -> gather_object to rank 0 -> rank 0 merges in input order, writes results, evaluates, reports
 """
@@ -418,7 +420,8 @@ class _Worker:
 
     def cost_model(self, batch_size: int) -> CostModel:
         processing = self.cfg.processing
-        return CostModel(self.schema, processing.max_new_tokens, processing.shard_cost, processing.max_tiles, batch_size)
+        return CostModel(self.schema, processing.max_new_tokens, processing.shard_cost, processing.max_tiles,
+                         batch_size)
 
     def stats(self) -> dict[str, Any]:
         """Model loading, batch size and per-stage statistics (empty stages: the model never loaded)."""

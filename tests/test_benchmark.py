@@ -55,7 +55,8 @@ def test_tiny_run_reports_every_figure(tiny_run: dict) -> None:
         assert config["errors"] == 0 and config["documents"] == 6
         for key in ("documents_per_s", "standard_docs_per_s", "statements_per_s", "prefill_s", "decode_s", "warmup_s"):
             assert _number(config[key]) and config[key] > 0, key
-        assert set(config["stages"]) == STAGES
+        # docvlm's flow: the header turn of a statement shares the extraction call of its (mixed) batch
+        assert set(config["stages"]) == (STAGES if config["flow"] == "separate prefill" else STAGES - {"bank_headers"})
         for stage in config["stages"].values():
             assert stage["tokens_per_s"] > 0 and stage["ms_per_decode_step"] > 0
         assert all(_number(v) and v > 0 for v in config["ratio_to_baseline"].values())
@@ -63,6 +64,7 @@ def test_tiny_run_reports_every_figure(tiny_run: dict) -> None:
         assert 0 < roof["fraction"] < 1  # a floor below what was measured
         assert _number(roof["documents_per_s"]) and roof["documents_per_s"] > config["documents_per_s"]
     assert tiny_run["configs"][0]["ratio_to_baseline"]["documents_per_s"] == 1.0
+
     assert _number(tiny_run["ratio"]["documents_per_s"]) and tiny_run["ratio"]["config"] == "docvlm:auto"
 
 
@@ -78,8 +80,13 @@ def test_tiny_run_forces_lengths_and_routes_by_true_type(tiny_run: dict) -> None
 
 
 def test_tiny_run_same_tokens_in_every_configuration(tiny_run: dict) -> None:
-    """fp32 tiny model: batch 8 and batch 4 generate the same ids (the fast path must not change outputs)."""
-    assert [c["same_tokens_as_baseline"] for c in tiny_run["configs"]] == [1.0, 1.0]
+    """fp32 tiny model: the plain path (transformers generate) and the static engine, same pipeline flow and
+    batch, give identical tokens and fields. (The seed baseline's flow prefills extraction apart, so its
+    extraction replies differ from docvlm's by design: only its detection turn is shared.)"""
+    identity = tiny_run["plain_vs_static"]
+    assert identity["documents"] == 6 and identity["same_tokens"] == 1.0 and identity["same_fields"] == 1.0
+    assert tiny_run["configs"][0]["same_tokens_as_baseline"] == 1.0
+    assert 0 < tiny_run["configs"][1]["same_tokens_as_baseline"] < 1.0  # detection alike, extraction not
 
 
 def test_decode_floor_counts_weights_per_step_and_growing_kv() -> None:

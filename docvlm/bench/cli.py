@@ -198,6 +198,10 @@ def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, count
     metrics.update(pass_metrics(timed, workload, model_cost(built.model), hardware))
     log.info("%s: %.3f documents/s (%.1f s), %d errors", config.name, metrics["documents_per_s"], timed.wall_s,
              metrics["errors"])
+    if hasattr(engine, "release"):
+        engine.release()  # the next configuration must find the memory free
+    timed.ctx.model = None
+    warm.ctx.model = None
     return metrics, timed.ctx
 
 

@@ -148,6 +148,11 @@ class StaticEngine(HFEngine):
         per_column = 2 * len(self.cross_layers) * config.num_key_value_heads * head_dim * self.dtype.itemsize
         return self._cross_columns() * per_column
 
+    def release(self) -> None:
+        """Free the KV buffers and graphs now (the next batch allocates them again)."""
+        self.buffers, self.state, self.pool = None, None, None
+        self.serial += 1  # any state still held is over
+
     # ---- engine hooks -------------------------------------------------------------------------
 
     def _new_cache(self, rows: int) -> _Lease:
