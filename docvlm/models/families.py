@@ -118,6 +118,12 @@ class StaticQwen3VL(StaticEngine, Qwen3VL):
     def rotary_ids(self, positions: torch.Tensor) -> torch.Tensor:
         return positions[None].expand(3, -1, -1)  # text tokens: the same position on all three axes
 
+    def row_extras(self) -> torch.Tensor:
+        return self.model.model.rope_deltas.clone()
+
+    def set_batch_extras(self, extras: list[torch.Tensor]) -> None:
+        self.model.model.rope_deltas = torch.cat(extras, dim=0)
+
 
 @register_static
 class StaticMllama(StaticEngine, Mllama):

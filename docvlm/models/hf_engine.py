@@ -198,18 +198,21 @@ class HFEngine:
         return Conversations(cache, state.ids[index], state.mask[index], ended, extras)
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
-        """Processor output for first turns: chat template, image placeholders, left padding."""
+        """Processor output for first turns on the device: chat template, image placeholders, left padding."""
+        return {key: self._to_device(value) for key, value in self.preprocess(requests).items()}
+
+    def preprocess(self, requests: Sequence[Request]) -> dict[str, Any]:
+        """The processor's work (CPU only, so it can run in a background thread)."""
         texts = [self._render([self._user(request.prompt, image=True)]) for request in requests]
         images = [_rgb(request.image) for request in requests]
-        inputs = self.processor(
+        return dict(self.processor(
             images=self.images_arg(images),
             text=texts,
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,  # the rendered template already holds BOS where the family needs it
             **self.image_kwargs(),
-        )
-        return {key: self._to_device(value) for key, value in inputs.items()}
+        ))
 
     def turn_ids(self, prompt: str, previous_ended: bool) -> list[int]:
         """Token ids that append a user turn `prompt` (and the assistant header) to a conversation.

@@ -3,9 +3,12 @@
 Why: eager `generate` pays ~90 ms a decode step in kernel launches and, with a padding mask, copies
 every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
 - the KV cache lives in buffers allocated once per engine ([rows, kv heads, columns, head dim] a
-  layer). Prefill (first turns and follow-up turns alike) runs through transformers
-  (`generate(max_new_tokens=1)`: the same vision path, positions, rope deltas and first token as the
-  plain engine) writing straight into those buffers (`BufferLayer`);
+  layer); transformers' own forward writes straight into them (`BufferLayer`);
+- a first turn is prefilled ONE DOCUMENT AT A TIME with no padding (causal attention takes the flash
+  kernel, no padded tokens are computed, no mask is built), each row right-aligned in the buffers
+  so the batch decodes together; the processor runs ahead in a thread (`prepare`);
+- a follow-up turn is prefilled by transformers' `generate(max_new_tokens=1)` over the whole batch
+  (positions from the mask, rope deltas, as the plain engine);
 - each later token is one pass of OUR step over the decoder layers (grouped-query attention
   without copies) and, on CUDA, a CUDA graph captured once per (row bucket, column bucket) and
   replayed: one launch a step. The graph feeds its outputs back (token, position, column, row
@@ -18,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,7 +31,7 @@ from transformers import DynamicCache, GenerationConfig
 from transformers.cache_utils import DynamicLayer
 
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
-from docvlm.models.protocol import Conversations
+from docvlm.models.protocol import BatchResult, Conversations, Request
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 COLUMN_STEP = 256  # attention reads columns up to the next multiple: one graph per 256 columns
 FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely has to grow the buffers
 END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every row has ended"
+SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 
 
 def _round_up(n: int, step: int) -> int:
@@ -131,6 +136,8 @@ class StaticEngine(HFEngine):
         self.captures, self.capture_s = 0, 0.0  # CUDA graphs recorded so far and the time it took
         self.graphs_on = self.use_graphs and self.device.type == "cuda"
         self.end_ids = torch.tensor(self.eos_ids, device=self.device)
+        self._prepared: dict[tuple[int, str], Future] = {}
+        self._preprocessor: Optional[ThreadPoolExecutor] = None
 
     # ---- sizes (also used to plan the batch size) ---------------------------------------------
 
@@ -152,6 +159,87 @@ class StaticEngine(HFEngine):
         """Free the KV buffers and graphs now (the next batch allocates them again)."""
         self.buffers, self.state, self.pool = None, None, None
         self.serial += 1  # any state still held is over
+
+    # ---- first turns: one document at a time into right-aligned rows --------------------------
+
+    def prepare(self, requests: Sequence[Request]) -> None:
+        """Start the processor on these first-turn requests in a background thread (the next batch)."""
+        if self._preprocessor is None:
+            self._preprocessor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docvlm-preprocess")
+        for request in requests:
+            key = (id(request.image), request.prompt)
+            if key not in self._prepared:
+                self._prepared[key] = self._preprocessor.submit(self.preprocess, [request])
+
+    def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
+        future = self._prepared.pop((id(request.image), request.prompt), None)
+        inputs = future.result() if future is not None else self.preprocess([request])
+        return {key: self._to_device(value) for key, value in inputs.items()}
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[Request], keep_state: bool = False,
+                 force_length: bool = False) -> BatchResult:
+        if not requests:
+            return BatchResult([], None, 0.0, 0.0, 0)
+        singles = [self._encode_one(request) for request in requests]
+        inputs = self._left_padded(singles)
+        budgets = [request.max_new_tokens for request in requests]
+        start = inputs["input_ids"].shape[1]
+        lease = self._ensure_columns(self._new_cache(len(requests)), start + max(budgets))
+        _sync(self.device)
+        began = time.perf_counter()
+        first = self._prefill_rows(lease, singles, start)
+        lease = self._lease(lease.rows, start, [self._prefilled_length(i, start) for i in range(len(lease.cache.layers))])
+        _sync(self.device)
+        sequences = torch.cat([inputs["input_ids"], first[:, None]], dim=1)
+        run = self._complete(lease, inputs, sequences, budgets, force_length, began, time.perf_counter())
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        return self._result(run, inputs, inputs["attention_mask"], prompt_tokens, lease, keep_state)
+
+    def _left_padded(self, singles: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The batch view of per-document inputs, as the processor would pad it (for state and decode)."""
+        width = max(single["input_ids"].shape[1] for single in singles)
+        batch = {}
+        for key in SEQUENCE_INPUTS:
+            if key not in singles[0]:
+                continue
+            rows = []
+            for single in singles:
+                value = single[key]
+                pad = width - value.shape[1]
+                fill = self.pad_id if key == "input_ids" else 0
+                rows.append(torch.cat([value.new_full((1, pad, *value.shape[2:]), fill), value], dim=1))
+            batch[key] = torch.cat(rows, dim=0)
+        return batch
+
+    def _prefill_rows(self, lease: _Lease, singles: list[dict[str, torch.Tensor]], start: int) -> torch.Tensor:
+        """Each document alone through the model, its KV landing in columns [start - length, start)."""
+        buffers = self._buffers()
+        self._cross_lengths = [0] * len(buffers.keys)
+        firsts, extras = [], []
+        for row, single in enumerate(singles):
+            offset = start - single["input_ids"].shape[1]
+            cache = DynamicCache()
+            cache.layers = [BufferLayer(k[row : row + 1, :, (0 if i in self.cross_layers else offset):],
+                                        v[row : row + 1, :, (0 if i in self.cross_layers else offset):])
+                            for i, (k, v) in enumerate(zip(buffers.keys, buffers.values))]
+            out = self.model(**single, **{_CACHE_KWARG: cache}, use_cache=True, logits_to_keep=1)
+            firsts.append(out.logits[:, -1].float().argmax(dim=-1))
+            extras.append(self.row_extras())
+            for i in self.cross_layers:
+                self._cross_lengths[i] = cache.layers[i].length
+        self.set_batch_extras(extras)
+        return torch.cat(firsts)
+
+    def _prefilled_length(self, layer: int, start: int) -> int:
+        return self._cross_lengths[layer] if layer in self.cross_layers else start
+
+    def row_extras(self) -> Any:
+        """Family state one document's prefill left on the model (Qwen3-VL: its rope delta)."""
+        return None
+
+    def set_batch_extras(self, extras: list[Any]) -> None:
+        """Put the batch's family state back together on the model."""
 
     # ---- engine hooks -------------------------------------------------------------------------
 
@@ -180,11 +268,15 @@ class StaticEngine(HFEngine):
         began = time.perf_counter()
         first = self.model.generate(**inputs, generation_config=config, **{_CACHE_KWARG: lease.cache})
         _sync(self.device)
-        prefilled = time.perf_counter()
-        sequences = first
+        return self._complete(lease, inputs, first, budgets, force_length, began, time.perf_counter())
+
+    def _complete(self, lease: _Lease, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, budgets: list[int],
+                  force_length: bool, began: float, prefilled: float) -> _Run:
+        """Decode the rest after prefill produced `sequences` (prompt + first token)."""
+        start = sequences.shape[1] - 1
         if max(budgets) > 1:
-            rest = self._decode(lease, inputs, first[:, -1], budgets, force_length)
-            sequences = torch.cat([first, rest], dim=1)
+            rest = self._decode(lease, inputs, sequences[:, -1], budgets, force_length)
+            sequences = torch.cat([sequences, rest], dim=1)
         _sync(self.device)
         ended = time.perf_counter()
         generated = sequences[:, start:].tolist()

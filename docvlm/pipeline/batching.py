@@ -7,7 +7,7 @@ that still fails on its own gets the error, and nothing else in the batch is los
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import torch
 
@@ -24,8 +24,13 @@ def run_in_batches(
     batch_size: int,
     run_batch: Callable[[Sequence[T]], None],
     on_item_error: Callable[[T, BaseException], None],
+    upcoming: Optional[Callable[[Sequence[T]], None]] = None,
 ) -> None:
-    for batch in chunks(items, batch_size):
+    """`upcoming(next batch)` is called before each batch runs (to prepare the next one meanwhile)."""
+    batches = chunks(items, batch_size)
+    for i, batch in enumerate(batches):
+        if upcoming is not None and i + 1 < len(batches):
+            upcoming(batches[i + 1])
         _run_or_split(batch, run_batch, on_item_error)
 
 

@@ -49,7 +49,8 @@ class DocumentPipeline:
             items = [self._load(doc, detected) for doc in window]
             ok = [it for it in items if it.record.ok]
             if detected is None and self.shared_prefill:
-                self._stage("detect+extract", ok, read_batch)
+                # Similar pages batch together: fewer padded columns for the whole conversation.
+                self._stage("detect+extract", sorted(ok, key=_page_shape), read_batch)
             else:
                 self._run_window(ok, detect=detected is None)
             if self.grounding is not None:
@@ -106,12 +107,19 @@ class DocumentPipeline:
             self._before_batch(stage, batch)
             run_batch(self.ctx, batch)
 
+        upcoming = self.ctx.prefetch if stage in ("detect", "detect+extract") else None
         if items:
-            run_in_batches(items, self.batch_size, run, fail)
+            run_in_batches(items, self.batch_size, run, fail, upcoming)
 
     def _before_batch(self, stage: str, batch: Sequence[WorkItem]) -> None:
         """Runs before every batch, split retries included (run.py adds a heartbeat)."""
         faults.before_batch(stage, [item.doc.id for item in batch])  # no-op unless DOCVLM_FAULTS is set
+
+
+def _page_shape(item: WorkItem) -> tuple[float, int]:
+    """Aspect ratio, then area: what decides a page's tile count (so its prompt length) in every family."""
+    width, height = item.image.size
+    return round(height / width, 1), width * height
 
 
 def load_work_item(doc: Document, rank: int, options: LoadOptions | None = None) -> WorkItem:

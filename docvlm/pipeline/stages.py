@@ -88,6 +88,13 @@ class StageContext:
         self.stats[stage].add(follow, time.perf_counter() - start, len(prompts))
         return follow
 
+    def prefetch(self, items: Sequence[WorkItem]) -> None:
+        """Let the engine preprocess the detection requests of `items` while the current batch runs."""
+        prepare = getattr(self.model, "prepare", None)
+        if prepare is not None:
+            prompt = detection.detection_prompt(self.prompts, self.schema)
+            prepare([Request(item.image, prompt, self.budgets.detect) for item in items])
+
     def type_spec(self, item: WorkItem) -> Any:
         return self.schema.type_spec(item.record.document_type or self.schema.default_type)
 
