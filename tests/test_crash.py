@@ -62,7 +62,7 @@ def test_injected_oom_and_bad_files_end_as_error_records_counted_by_kind(corpus,
 
     rows = stable(out)
     assert [r["image"] for r in rows] == [r["image"] for r in reference] + ["empty.png", "notes.png"]
-    assert rows[0]["error"]["kind"] == "OutOfMemoryError" and rows[0]["error"]["stage"] == "detect"
+    assert rows[0]["error"]["kind"] == "OutOfMemoryError" and rows[0]["error"]["stage"] == "detect+extract"
     assert rows[1:N_DOCS] == reference[1:]  # its batch mate and all the others: as in a clean run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["errors_by_kind"] == {"OutOfMemoryError": 1, "empty_file": 1, "not_an_image": 1}

@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-docs", type=int, default=None,
                    help="the baseline (first configuration) runs on the first N documents only: it is slow, "
                         "and its rate per document is steady from one full batch on")
+    p.add_argument("--profile-docs", type=int, default=0,
+                   help="after the configurations, the last docvlm configuration again on the first N documents "
+                        "under torch.profiler: top kernels written to profile_<model>.txt (0: skip)")
     p.add_argument("--check-docs", type=int, default=8,
                    help="the plain path (hf) and the static engine on the first N documents, same flow and "
                         "batch: share of identical replies and fields (0: skip)")
@@ -240,6 +243,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_json(out, result)  # the build figures survive a run cut short
         result["configs"] = _run_configs(configs, built, workload, hardware, args.warmup_tokens, result, out,
                                          args.baseline_docs)
+        if args.profile_docs:
+            docvlm = [c for c in configs if c.engine == "docvlm"][-1]
+            profile(built, workload, docvlm, args.profile_docs, args.out / f"profile_{args.model}.txt")
         if args.check_docs:
             result["plain_vs_static"] = check_identity(built, workload, args.check_docs)
             log.info("plain path vs static engine: %s", result["plain_vs_static"])
@@ -248,6 +254,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"ratio to baseline ({configs[0].name}): {result['ratio']}", flush=True)
     print(f"wrote {out}", flush=True)
     return result
+
+
+def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: int, out: Path) -> None:
+    """One pass under torch.profiler: where the GPU time goes, kernel by kernel (CPU ops on CPU)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    engine = make_engine(config, built)
+    batch = config.batch_size or auto_batch_size(built.model.device, engine, workload.budgets.detect,
+                                                 built.spec.max_tiles)
+    subset = workload.docs[:docs]
+    run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)  # warm-up: graphs captured
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if built.model.device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        timed = run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)
+    key = "cuda_time_total" if built.model.device.type == "cuda" else "cpu_time_total"
+    text = prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f"{config.name} on {len(subset)} documents, batch {batch}, {timed.wall_s:.1f} s\n{text}\n")
+    log.info("profile written to %s", out)
+    if hasattr(engine, "release"):
+        engine.release()
 
 
 def check_identity(built: BuiltModel, workload: Workload, docs: int) -> dict[str, Any]:

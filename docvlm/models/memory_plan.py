@@ -1,11 +1,13 @@
 """processing.batch_size=null: how many documents one batch can hold on this device.
 
 A batch's memory is the model (already loaded: it is not in `free`), the KV buffers of its
-conversations and the prefill's transient activations. Per document, from the model's own sizes:
-- KV: every column a conversation can reach (prompt bound + detection + the columns the static
-  engine reserves for follow-up turns) x the KV bytes of one token;
-- prefill activations: prompt tokens x (4 hidden + 3 intermediate) values of the language model and
-  vision-tower tokens x the same for the vision tower (the widest tensors alive at once in a layer).
+conversations and the prefill's transient activations, from the model's own sizes:
+- KV, per document: every column a conversation can reach (prompt bound + detection + the columns
+  the static engine reserves for follow-up turns) x the KV bytes of one token;
+- prefill activations, ONCE: the static engine prefills one document at a time: prompt tokens x
+  (4 hidden + 3 intermediate) values of the language model, vision-tower tokens x the same for the
+  vision tower (the widest tensors alive at once in a layer), twice for headroom.
+The plain engine prefills the whole batch at once: its activations count per document.
 The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
 an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.
 """
@@ -29,23 +31,27 @@ def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int 
     if device.type != "cuda":
         return CPU_BATCH
     free, _ = torch.cuda.mem_get_info(device)
-    per_document = document_bytes(model, detect_tokens, max_tiles) if hasattr(model, "kv_bytes_per_token") \
-        else FALLBACK_DOCUMENT_BYTES
-    rows = int(free * USABLE_FRACTION / per_document)
+    if hasattr(model, "kv_bytes_per_token"):
+        rows = int((free * USABLE_FRACTION - 2 * prefill_bytes(model, max_tiles)) / kv_bytes(model, detect_tokens, max_tiles))
+    else:
+        rows = int(free * USABLE_FRACTION / FALLBACK_DOCUMENT_BYTES)
     fitting = [bucket for bucket in ROW_BUCKETS if bucket <= min(rows, MAX_AUTO_BATCH)]
     return fitting[-1] if fitting else 1
 
 
-def document_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
-    """Bytes one document in a batch needs (see the module docstring)."""
+def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
+    """KV buffer bytes of one document's conversation (see the module docstring)."""
+    columns = _round_up(_prompt_tokens(engine, max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
+    return columns * engine.kv_bytes_per_token() + engine.cross_kv_bytes()
+
+
+def prefill_bytes(engine: Any, max_tiles: int) -> float:
+    """Transient activations of one document's prefill."""
     text, vision = engine.model.config.get_text_config(decoder=True), engine.model.config.vision_config
     itemsize = engine.dtype.itemsize
-    prompt = _prompt_tokens(engine, max_tiles)
-    columns = _round_up(prompt + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
-    kv = columns * engine.kv_bytes_per_token() + engine.cross_kv_bytes()
-    text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size) * itemsize
-    vision_activations = _vision_tokens(engine, max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size) * itemsize
-    return kv + text_activations + vision_activations
+    text_activations = _prompt_tokens(engine, max_tiles) * (4 * text.hidden_size + 3 * text.intermediate_size)
+    vision_activations = _vision_tokens(engine, max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size)
+    return (text_activations + vision_activations) * itemsize
 
 
 def _prompt_tokens(engine: Any, max_tiles: int) -> int:
