@@ -97,3 +97,31 @@ def test_buffers_grow_for_a_long_follow_up(pairs):
         third = engine.continue_(second.state, [long_prompt, "short"], [1500, 8], force_length=True)
         results[name] = (ids(first), ids(second), ids(third))
     assert results["static"] == results["hf"]
+
+
+def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypatch):
+    """An OOM in a batch of 4 frees the KV buffers; the pipeline's halves then run and lose nothing."""
+    from docvlm.pipeline.batching import run_in_batches
+
+    hf, _ = pairs["internvl"]
+    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    real_step = static._step
+
+    def step(rows: int, columns: int) -> None:
+        if rows >= 4:  # "the GPU" holds at most 2 rows of decode
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        real_step(rows, columns)
+
+    monkeypatch.setattr(static, "_step", step)
+    requests = batch([5, 5, 5, 5])
+    replies, failed, sizes = {}, [], []
+
+    def run(rows):
+        sizes.append(len(rows))
+        for index, reply in zip(rows, static.generate([requests[i] for i in rows]).replies):
+            replies[index] = reply.token_ids
+
+    run_in_batches([0, 1, 2, 3], 4, run, lambda item, err: failed.append(item))
+    assert sizes == [4, 2, 2] and not failed
+    assert static.buffers is not None and static.buffers.rows == 2  # reallocated for the halves
+    assert [replies[i] for i in range(4)] == ids(hf.generate(requests))

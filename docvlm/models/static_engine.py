@@ -22,8 +22,9 @@ import inspect
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +180,25 @@ class StaticEngine(HFEngine):
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request], keep_state: bool = False,
                  force_length: bool = False) -> BatchResult:
+        with self._released_on_oom():
+            return self._generate(requests, keep_state, force_length)
+
+    def continue_(self, *args: Any, **kwargs: Any) -> BatchResult:
+        with self._released_on_oom():
+            return super().continue_(*args, **kwargs)
+
+    @contextmanager
+    def _released_on_oom(self) -> Iterator[None]:
+        """Out of memory: free the buffers (sized for this batch) so the smaller retry can fit."""
+        try:
+            yield
+        except torch.OutOfMemoryError:
+            self.release()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise
+
+    def _generate(self, requests: Sequence[Request], keep_state: bool, force_length: bool) -> BatchResult:
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
         singles = [self._encode_one(request) for request in requests]
