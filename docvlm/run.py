@@ -111,7 +111,7 @@ def _together(ctx: dist.DistContext, step: Callable[[], T]) -> T:
         result = step()
     except Exception as err:  # noqa: BLE001 - every rank hears of it below
         own = err
-    errors = _collective(lambda: _all_gather(None if own is None else f"{type(own).__name__}: {own}", ctx))
+    errors = _collective(lambda: dist.all_gather(None if own is None else f"{type(own).__name__}: {own}", ctx))
     if any(error is not None for error in errors):
         raise JobFailed(_describe(errors)) from own
     return result
@@ -131,14 +131,6 @@ def _collective(action: Callable[[], T]) -> T:
         return action()
     except Exception as err:
         raise RanksOutOfStep(f"a collective failed, the ranks may be out of step: {type(err).__name__}: {err}") from err
-
-
-def _all_gather(obj: Any, ctx: dist.DistContext) -> list[Any]:
-    if not ctx.distributed:
-        return [obj]
-    out: list[Any] = [None] * ctx.world_size
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
