@@ -125,3 +125,20 @@ def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypa
     assert sizes == [4, 2, 2] and not failed
     assert static.buffers is not None and static.buffers.rows == 2  # reallocated for the halves
     assert [replies[i] for i in range(4)] == ids(hf.generate(requests))
+
+
+def test_prefetched_inputs_are_used_once_and_stale_ones_dropped(pairs):
+    """`prepare` runs the processor ahead; generate uses it (same tokens); an unused prefetch is dropped."""
+    hf, _ = pairs["internvl"]
+    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    first, second = batch([6, 6]), batch([6, 6], seed=7)
+    static.prepare(first)
+    assert len(static._prepared) == 2
+    static.prepare(second)  # the batch after: prefetched while `first` runs
+    got = static.generate(first)
+    assert len(static._prepared) == 2  # `first` consumed, `second` kept
+    assert ids(got) == ids(hf.generate(first))
+    third = batch([6], seed=11)
+    static.prepare(third)  # `second` never runs (its documents failed before): dropped at the next batch
+    static.generate(third)
+    assert not static._prepared

@@ -46,12 +46,8 @@ def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
     """KV buffer bytes of one document's conversation (see the module docstring)."""
     columns = _round_up(_prompt_tokens(engine, max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
     text = engine.model.config.get_text_config(decoder=True)
-    repeated_layer = 2 * text.num_attention_heads * _head_dim(text) * engine.dtype.itemsize
+    repeated_layer = 2 * text.num_attention_heads * engine.head_dim * engine.dtype.itemsize
     return columns * (engine.kv_bytes_per_token() + repeated_layer) + engine.cross_kv_bytes()
-
-
-def _head_dim(text: Any) -> int:
-    return getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:

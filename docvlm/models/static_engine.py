@@ -137,24 +137,28 @@ class StaticEngine(HFEngine):
         self.captures, self.capture_s = 0, 0.0  # CUDA graphs recorded so far and the time it took
         self.graphs_on = self.use_graphs and self.device.type == "cuda"
         self.end_ids = torch.tensor(self.eos_ids, device=self.device)
-        self._prepared: dict[tuple[int, str], Future] = {}
+        # Prefetched processor outputs: (id(image), prompt) -> (the image, kept so its id stays unique, future)
+        self._prepared: dict[tuple[int, str], tuple[Any, Future]] = {}
+        self._latest_prepared: set[tuple[int, str]] = set()
         self._preprocessor: Optional[ThreadPoolExecutor] = None
+        self._cross_lengths: list[int] = []  # per layer: image tokens a cross-attention layer holds
 
     # ---- sizes (also used to plan the batch size) ---------------------------------------------
 
+    @property
+    def head_dim(self) -> int:
+        config = self.text.config
+        return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
     def kv_bytes_per_token(self) -> int:
         """Bytes of KV one token costs in the self-attention layers."""
-        config = self.text.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        layers = config.num_hidden_layers - len(self.cross_layers)
-        return 2 * layers * config.num_key_value_heads * head_dim * self.dtype.itemsize
+        layers = self.text.config.num_hidden_layers - len(self.cross_layers)
+        return 2 * layers * self.text.config.num_key_value_heads * self.head_dim * self.dtype.itemsize
 
     def cross_kv_bytes(self) -> int:
         """Bytes of one document's image KV in the cross-attention layers (Mllama)."""
-        config = self.text.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        per_column = 2 * len(self.cross_layers) * config.num_key_value_heads * head_dim * self.dtype.itemsize
-        return self._cross_columns() * per_column
+        per_column = 2 * len(self.cross_layers) * self.text.config.num_key_value_heads * self.head_dim
+        return self._cross_columns() * per_column * self.dtype.itemsize
 
     def release(self) -> None:
         """Free the KV buffers and graphs now (the next batch allocates them again)."""
@@ -167,15 +171,20 @@ class StaticEngine(HFEngine):
         """Start the processor on these first-turn requests in a background thread (the next batch)."""
         if self._preprocessor is None:
             self._preprocessor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docvlm-preprocess")
+        self._latest_prepared = {(id(request.image), request.prompt) for request in requests}
         for request in requests:
             key = (id(request.image), request.prompt)
             if key not in self._prepared:
-                self._prepared[key] = self._preprocessor.submit(self.preprocess, [request])
+                self._prepared[key] = (request.image, self._preprocessor.submit(self.preprocess, [request]))
 
     def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
-        future = self._prepared.pop((id(request.image), request.prompt), None)
+        _, future = self._prepared.pop((id(request.image), request.prompt), (None, None))
         inputs = future.result() if future is not None else self.preprocess([request])
         return {key: self._to_device(value) for key, value in inputs.items()}
+
+    def _forget_unused_prefetches(self) -> None:
+        """Prefetches for a batch that never ran (its documents failed before) are dropped."""
+        self._prepared = {k: v for k, v in self._prepared.items() if k in self._latest_prepared}
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request], keep_state: bool = False,
@@ -202,6 +211,7 @@ class StaticEngine(HFEngine):
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
         singles = [self._encode_one(request) for request in requests]
+        self._forget_unused_prefetches()
         inputs = self._left_padded(singles)
         budgets = [request.max_new_tokens for request in requests]
         start = inputs["input_ids"].shape[1]
@@ -455,9 +465,8 @@ class StaticEngine(HFEngine):
 
     def _layer_shapes(self) -> list[tuple[int, int, bool]]:
         """(kv heads, head dim, is cross-attention) of every decoder layer."""
-        config = self.text.config
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        return [(config.num_key_value_heads, head_dim, i in self.cross_layers) for i in range(len(self.text.layers))]
+        heads = self.text.config.num_key_value_heads
+        return [(heads, self.head_dim, i in self.cross_layers) for i in range(len(self.text.layers))]
 
     def _cross_columns(self) -> int:
         return 0
