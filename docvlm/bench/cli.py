@@ -168,13 +168,19 @@ def _peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
+def _batch_size(config: BenchConfig, engine: HFEngine, built: BuiltModel, workload: Workload) -> int:
+    """The configuration's batch, or what `processing.batch_size=null` picks for this engine."""
+    return config.batch_size or auto_batch_size(built.model.device, engine, workload.budgets.detect,
+                                                built.spec.max_tiles)
+
+
 def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, counter: VisionCounter,
                hardware: list[Hardware], warmup_tokens: int, docs: int | None = None) -> tuple[dict[str, Any], Any]:
     device = built.model.device
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the last configuration's cached blocks would shrink the auto batch
     engine = make_engine(config, built)
-    batch = config.batch_size or auto_batch_size(device, engine, workload.budgets.detect, built.spec.max_tiles)
+    batch = _batch_size(config, engine, built, workload)
     schema, prompts = load_schema(), load_prompts()
     shared = config.engine != "seed"
     if docs is not None:
@@ -262,8 +268,7 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     from torch.profiler import profile as torch_profile
 
     engine = make_engine(config, built)
-    batch = config.batch_size or auto_batch_size(built.model.device, engine, workload.budgets.detect,
-                                                 built.spec.max_tiles)
+    batch = _batch_size(config, engine, built, workload)
     subset = workload.docs[:docs]
     run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)  # warm-up: graphs captured
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if built.model.device.type == "cuda" else [])

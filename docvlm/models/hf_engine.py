@@ -267,9 +267,13 @@ class HFEngine:
         _sync(self.device)
         ended = time.perf_counter()
         first = stop.first_token_at or ended
+        return self._make_run(sequences, start, budgets, force_length, first - began, ended - first)
+
+    def _make_run(self, sequences: torch.Tensor, start: int, budgets: list[int], force_length: bool,
+                  prefill_s: float, decode_s: float) -> _Run:
         generated = sequences[:, start:].tolist()
         lengths, finished = self._reply_lengths(generated, budgets, force_length)
-        return _Run(sequences, start, generated, lengths, finished, first - began, ended - first)
+        return _Run(sequences, start, generated, lengths, finished, prefill_s, decode_s)
 
     def _reply_lengths(
         self, generated: list[list[int]], budgets: list[int], force_length: bool

@@ -141,7 +141,6 @@ class StaticEngine(HFEngine):
         self._prepared: dict[tuple[int, str], tuple[Any, Future]] = {}
         self._latest_prepared: set[tuple[int, str]] = set()
         self._preprocessor: Optional[ThreadPoolExecutor] = None
-        self._cross_lengths: list[int] = []  # per layer: image tokens a cross-attention layer holds
 
     # ---- sizes (also used to plan the batch size) ---------------------------------------------
 
@@ -218,8 +217,8 @@ class StaticEngine(HFEngine):
         lease = self._ensure_columns(self._new_cache(len(requests)), start + max(budgets))
         _sync(self.device)
         began = time.perf_counter()
-        first = self._prefill_rows(lease, singles, start)
-        lease = self._lease(lease.rows, start, [self._prefilled_length(i, start) for i in range(len(lease.cache.layers))])
+        first, lengths = self._prefill_rows(lease, singles, start)
+        lease = self._lease(lease.rows, start, lengths)
         _sync(self.device)
         sequences = torch.cat([inputs["input_ids"], first[:, None]], dim=1)
         run = self._complete(lease, inputs, sequences, budgets, force_length, began, time.perf_counter())
@@ -242,10 +241,12 @@ class StaticEngine(HFEngine):
             batch[key] = torch.cat(rows, dim=0)
         return batch
 
-    def _prefill_rows(self, lease: _Lease, singles: list[dict[str, torch.Tensor]], start: int) -> torch.Tensor:
-        """Each document alone through the model, its KV landing in columns [start - length, start)."""
+    def _prefill_rows(self, lease: _Lease, singles: list[dict[str, torch.Tensor]],
+                      start: int) -> tuple[torch.Tensor, list[int]]:
+        """Each document alone through the model, its KV landing in columns [start - length, start).
+        Returns the first tokens and every layer's filled length (cross-attention: the image tokens)."""
         buffers = self._buffers()
-        self._cross_lengths = [0] * len(buffers.keys)
+        lengths = [start] * len(buffers.keys)
         firsts, extras = [], []
         for row, single in enumerate(singles):
             offset = start - single["input_ids"].shape[1]
@@ -257,12 +258,9 @@ class StaticEngine(HFEngine):
             firsts.append(out.logits[:, -1].float().argmax(dim=-1))
             extras.append(self.row_extras())
             for i in self.cross_layers:
-                self._cross_lengths[i] = cache.layers[i].length
+                lengths[i] = cache.layers[i].length
         self.set_batch_extras(extras)
-        return torch.cat(firsts)
-
-    def _prefilled_length(self, layer: int, start: int) -> int:
-        return self._cross_lengths[layer] if layer in self.cross_layers else start
+        return torch.cat(firsts), lengths
 
     def row_extras(self) -> Any:
         """Family state one document's prefill left on the model (Qwen3-VL: its rope delta)."""
@@ -309,9 +307,7 @@ class StaticEngine(HFEngine):
             sequences = torch.cat([sequences, rest], dim=1)
         _sync(self.device)
         ended = time.perf_counter()
-        generated = sequences[:, start:].tolist()
-        lengths, finished = self._reply_lengths(generated, budgets, force_length)
-        run = _Run(sequences, start, generated, lengths, finished, prefilled - began, ended - prefilled)
+        run = self._make_run(sequences, start, budgets, force_length, prefilled - began, ended - prefilled)
         run.cache = lease  # type: ignore[attr-defined]  # a grown lease replaces the one passed in
         return run
 

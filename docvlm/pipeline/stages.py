@@ -129,10 +129,10 @@ def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     detected = detect_batch(ctx, items, keep_state=True)
     for item in items:
         ctx.route(item)
-    banks = [i for i, item in enumerate(items) if ctx.type_spec(item).flow == "bank"]
+    specs = [ctx.type_spec(item) for item in items]
+    banks = [i for i, spec in enumerate(specs) if spec.flow == "bank"]
     prompts, budgets = [], []
-    for item in items:
-        spec = ctx.type_spec(item)
+    for spec in specs:
         if spec.flow == "bank":
             prompts.append(bank.header_prompt(ctx.prompts))
             budgets.append(ctx.budgets.bank_headers)
@@ -143,8 +143,8 @@ def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     stage = "bank_headers" if len(banks) == len(items) else "extract"  # a mixed batch counts as extraction
     second = ctx.continue_(stage, detected, prompts, budgets, keep_state=bool(banks))
     _share_time(items, "extract_s", time.perf_counter() - start)
-    for item, reply in zip(items, second.replies):
-        if ctx.type_spec(item).flow != "bank":
+    for item, spec, reply in zip(items, specs, second.replies):
+        if spec.flow != "bank":
             _store_extraction(ctx, item, reply.text)
     if banks:
         assert second.state is not None
