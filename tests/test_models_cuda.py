@@ -60,3 +60,28 @@ def test_bf16_by_default_on_cuda(tiny_models, family):
     assert result.prefill_s > 0 and result.decode_s > 0 and result.new_tokens == 18
     follow = engine.continue_(result.state, ["a", "b", "c"], [3, 3, 3], force_length=True)
     assert [len(reply.token_ids) for reply in follow.replies] == [3, 3, 3]
+
+
+def test_bf16_packed_prefill_matches_one_document_at_a_time(tiny_models):
+    """bf16 on CUDA packs take the varlen flash kernel: the KV each document leaves in its buffer row and
+    every layer matches the one-document-at-a-time prefill (flash as well), up to bf16 rounding."""
+    spec = ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4)
+    packed = load_model(spec, torch.device("cuda"))
+    single = _adapter("internvl", "static")(packed.model, packed.processor, spec, torch.device("cuda"))
+    single.packs_prefill = False
+    assert packed.packs_prefill and packed.dtype == torch.bfloat16
+    buffers = {}
+    for name, engine in (("packed", packed), ("single", single)):
+        result = engine.generate(requests([1, 1, 1]), keep_state=True)
+        length = result.state.cache.length
+        buffers[name] = [k[:3, :, :length].float().clone() for k in engine.buffers.keys]
+    for a, b in zip(buffers["packed"], buffers["single"]):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, b, atol=3e-2, rtol=3e-2)
+
+
+def test_triton_decode_attention_bf16_matches_the_matmuls():
+    from decode_attention_check import CASES, check
+
+    check("cuda", torch.bfloat16, CASES + [(64, 32, 8, 128, 4608, 2700, None), (7, 32, 8, 128, 4608, 2300, None)],
+          tolerance=3e-2)

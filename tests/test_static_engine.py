@@ -9,7 +9,8 @@ import torch
 
 from docvlm.models import ModelSpec, Request, _adapter, load_model
 from docvlm.models.families import StaticInternVL
-from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, row_bucket
+from docvlm.models import static_engine
+from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, packs, row_bucket
 from test_models_engine import FAMILIES, noise_image
 
 CPU = torch.device("cpu")
@@ -68,6 +69,34 @@ def test_conversation_select_and_follow_ups_same_tokens(pairs, family):
         third = engine.continue_(kept, ["Now the rows.", "Rows please.", "And rows."], [15, 15, 15])
         results[name] = (ids(first), ids(second), ids(third))
     assert results["static"] == results["hf"]
+
+
+def test_packs_are_consecutive_and_bounded():
+    assert packs([5, 5, 5], 10) == [[0, 1], [2]]
+    assert packs([12, 3, 4, 20, 1], 10) == [[0], [1, 2], [3], [4]]  # a longer document goes alone
+    assert packs([], 10) == []
+
+
+@pytest.mark.parametrize("limit", [1, 200, 100_000])
+def test_packed_prefill_same_tokens(pairs, monkeypatch, limit):
+    """InternVL packs first turns into one sequence (positions restart, attention kept per document):
+    the same tokens as transformers' padded batch, whether each document goes alone, some share a
+    pack, or all share one."""
+    hf, static = pairs["internvl"]
+    assert static.packs_prefill
+    monkeypatch.setattr(static_engine, "PACK_TOKENS", limit)
+    calls = []
+    original = static._prefill_pack
+    monkeypatch.setattr(static, "_prefill_pack", lambda singles, *a: calls.append(len(singles)) or original(singles, *a))
+    budgets = [7, 3, 15, 9, 11]
+    first = static.generate(batch(budgets, seed=5), keep_state=True)
+    assert sum(calls) == 5 and len(calls) == {1: 5, 100_000: 1}.get(limit, len(calls))
+    if limit == 200:
+        assert 1 < len(calls) < 5, calls
+    follow = static.continue_(first.state, [f"Fields {i}?" for i in range(5)], [6] * 5)
+    reference = hf.generate(batch(budgets, seed=5), keep_state=True)
+    assert ids(first) == ids(reference)
+    assert ids(follow) == ids(hf.continue_(reference.state, [f"Fields {i}?" for i in range(5)], [6] * 5))
 
 
 def test_graph_buckets_and_buffer_reuse(pairs):

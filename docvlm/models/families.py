@@ -107,7 +107,7 @@ class Mllama(HFEngine):
 
 @register_static
 class StaticInternVL(StaticEngine, InternVL):
-    pass
+    packs_prefill = True  # 1-D positions that restart per document, no state left on the model
 
 
 @register_static

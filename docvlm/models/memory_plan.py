@@ -7,9 +7,10 @@ conversations and the prefill's transient activations, from the model's own size
   turn's prefill (transformers, whole batch, padding mask) copies of one layer's KV per row: its
   grouped-query KV repeated to every query head (measured: 64 rows ran out of memory on H100 in a
   batch with statements, 48 did not);
-- prefill activations, ONCE: the static engine prefills one document at a time: prompt tokens x
-  (4 hidden + 3 intermediate) values of the language model, vision-tower tokens x the same for the
-  vision tower (the widest tensors alive at once in a layer), twice for headroom.
+- prefill activations, ONCE: the static engine prefills one document (or one pack of up to
+  `PACK_TOKENS` tokens) at a time: prompt tokens x (4 hidden + 3 intermediate) values of the
+  language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
+  once in a layer), twice for headroom.
 The plain engine prefills the whole batch at once: its activations count per document.
 The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
 an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from docvlm.models import static_engine
 from docvlm.models.static_engine import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, _round_up
 
 CPU_BATCH = 4
@@ -51,12 +53,14 @@ def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:
-    """Transient activations of one document's prefill."""
+    """Transient activations of one prefill: one document, or a pack of them (as many tokens, tiles in proportion)."""
     text, vision = engine.model.config.get_text_config(decoder=True), engine.model.config.vision_config
     itemsize = engine.dtype.itemsize
-    text_activations = _prompt_tokens(engine, max_tiles) * (4 * text.hidden_size + 3 * text.intermediate_size)
+    prompt = _prompt_tokens(engine, max_tiles)
+    documents = max(1.0, static_engine.PACK_TOKENS / prompt) if getattr(engine, "packs_prefill", False) else 1.0
+    text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
     vision_activations = _vision_tokens(engine, max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size)
-    return (text_activations + vision_activations) * itemsize
+    return documents * (text_activations + vision_activations) * itemsize
 
 
 def _prompt_tokens(engine: Any, max_tiles: int) -> int:

@@ -4,13 +4,14 @@ Why: eager `generate` pays ~90 ms a decode step in kernel launches and, with a p
 every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
 - the KV cache lives in buffers allocated once per engine ([rows, kv heads, columns, head dim] a
   layer); transformers' own forward writes straight into them (`BufferLayer`);
-- a first turn is prefilled ONE DOCUMENT AT A TIME with no padding (causal attention takes the flash
-  kernel, no padded tokens are computed, no mask is built), each row right-aligned in the buffers
-  so the batch decodes together; the processor runs ahead in a thread (`prepare`);
+- a first turn is prefilled with no padding, each row right-aligned in the buffers so the batch
+  decodes together: InternVL packs several documents into one sequence (`PACK_TOKENS`; the GEMMs
+  of one document do not fill an H100) with varlen flash attention keeping each document to itself;
+  the other families run one document at a time; the processor runs ahead in a thread (`prepare`);
 - a follow-up turn is prefilled by transformers' `generate(max_new_tokens=1)` over the whole batch
   (positions from the mask, rope deltas, as the plain engine);
 - each later token is one pass of OUR step over the decoder layers (grouped-query attention
-  without copies) and, on CUDA, a CUDA graph captured once per (row bucket, column bucket) and
+  without copies: a Triton flash-decoding kernel on CUDA, `decode_attention.py`) and, on CUDA, a CUDA graph captured once per (row bucket, column bucket) and
   replayed: one launch a step. The graph feeds its outputs back (token, position, column, row
   done), so the host only replays and looks for the end every few steps.
 One live conversation per engine: a new `generate` reuses the buffers and retires the last state.
@@ -23,14 +24,19 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
+from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
 
+from docvlm.models import decode_attention
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
 from docvlm.models.protocol import BatchResult, Conversations, Request
 
@@ -41,6 +47,9 @@ COLUMN_STEP = 256  # attention reads columns up to the next multiple: one graph 
 FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely has to grow the buffers
 END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every row has ended"
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
+PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
+PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
+PREPROCESS_THREADS = 4
 
 
 def _round_up(n: int, step: int) -> int:
@@ -77,6 +86,72 @@ class BufferLayer(DynamicLayer):
         self.value_buffer[:, :, self.length : end].copy_(value_states)
         self.set_length(end)
         return self.keys, self.values
+
+
+class PackedWriteLayer(DynamicLayer):
+    """A cache layer for a packed prefill: each token's KV goes to its document's buffer row and column,
+    and attention gets the packed KV itself (a document attends only to its own tokens)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
+        super().__init__()
+        self.key_buffer, self.value_buffer = keys, values  # (rows, kv heads, capacity, head dim)
+        self.rows, self.columns = rows, columns  # (tokens,) each: where every packed token's KV lands
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.keys, self.values = keys[:0, :, :0], values[:0, :, :0]  # nothing before this turn
+
+    def lazy_initialization(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        self.key_buffer[self.rows, :, self.columns] = key_states[0].transpose(0, 1)
+        self.value_buffer[self.rows, :, self.columns] = value_states[0].transpose(0, 1)
+        return key_states, value_states
+
+
+# (cumulative document lengths as int32 on the device, the longest document) of the running packed prefill
+_PACK: ContextVar[Optional[tuple[torch.Tensor, int]]] = ContextVar("docvlm_pack", default=None)
+
+
+def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None, dropout: float = 0.0,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Causal attention within each document of a packed (1, heads, tokens, head dim) sequence."""
+    pack = _PACK.get()
+    assert pack is not None, "packed attention outside a packed prefill"
+    starts, longest = pack
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        # varlen flash attention: grouped-query KV as it is, no mask, no padding
+        out = torch.ops.aten._flash_attention_forward(
+            query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
+            longest, longest, 0.0, True, False, scale=scaling)[0]
+        return out[None], None
+    # CPU, fp32: transformers' own SDPA path one document at a time (the numerics of an unpacked prefill)
+    bounds = starts.tolist()
+    outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                                   scaling=scaling, is_causal=True)[0] for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(outs, dim=1), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    return None  # packed attention keeps documents apart itself
+
+
+AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+AttentionMaskInterface.register(PACKED_ATTENTION, _no_mask)
+
+
+def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
+    """Consecutive indices grouped while their lengths sum to at most `limit` (a longer one alone)."""
+    groups: list[list[int]] = []
+    total = 0
+    for index, length in enumerate(lengths):
+        if not groups or total + length > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += length
+    return groups
 
 
 @dataclass
@@ -123,6 +198,7 @@ class StaticEngine(HFEngine):
     """Mixin over a family adapter (`class StaticInternVL(StaticEngine, InternVL)`)."""
 
     use_graphs: bool = True  # CUDA only; False runs the same step eagerly (tests compare both)
+    packs_prefill: bool = False  # families whose first turns can be packed (`_prefill_pack`)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -169,7 +245,7 @@ class StaticEngine(HFEngine):
     def prepare(self, requests: Sequence[Request]) -> None:
         """Start the processor on these first-turn requests in a background thread (the next batch)."""
         if self._preprocessor is None:
-            self._preprocessor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docvlm-preprocess")
+            self._preprocessor = ThreadPoolExecutor(max_workers=PREPROCESS_THREADS, thread_name_prefix="docvlm-preprocess")
         self._latest_prepared = {(id(request.image), request.prompt) for request in requests}
         for request in requests:
             key = (id(request.image), request.prompt)
@@ -243,8 +319,12 @@ class StaticEngine(HFEngine):
 
     def _prefill_rows(self, lease: _Lease, singles: list[dict[str, torch.Tensor]],
                       start: int) -> tuple[torch.Tensor, list[int]]:
-        """Each document alone through the model, its KV landing in columns [start - length, start).
+        """Each document's KV lands in its row at columns [start - length, start).
         Returns the first tokens and every layer's filled length (cross-attention: the image tokens)."""
+        if self.packs_prefill:
+            lengths = [single["input_ids"].shape[1] for single in singles]
+            firsts = [self._prefill_pack([singles[row] for row in rows], rows, start) for rows in packs(lengths, PACK_TOKENS)]
+            return torch.cat(firsts), [start] * len(self._buffers().keys)
         buffers = self._buffers()
         lengths = [start] * len(buffers.keys)
         firsts, extras = [], []
@@ -261,6 +341,38 @@ class StaticEngine(HFEngine):
                 lengths[i] = cache.layers[i].length
         self.set_batch_extras(extras)
         return torch.cat(firsts), lengths
+
+    def _prefill_pack(self, singles: list[dict[str, torch.Tensor]], rows: list[int], start: int) -> torch.Tensor:
+        """Several documents as ONE sequence through the model (positions restart at each document);
+        returns their first tokens."""
+        lengths = [single["input_ids"].shape[1] for single in singles]
+        ends = torch.tensor(lengths, device=self.device).cumsum(0)
+        starts = F.pad(ends, (1, 0)).to(torch.int32)
+        row_of_token = torch.repeat_interleave(torch.tensor(rows, device=self.device), torch.tensor(lengths, device=self.device))
+        column_of_token = torch.cat([torch.arange(start - n, start, device=self.device) for n in lengths])
+        buffers = self._buffers()
+        cache = DynamicCache()
+        cache.layers = [PackedWriteLayer(k, v, row_of_token, column_of_token) for k, v in zip(buffers.keys, buffers.values)]
+        inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
+                  for key in singles[0] if key != "attention_mask"}
+        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])[None]
+        with self._packed_text_attention(starts, max(lengths)):
+            out = self.model(**inputs, position_ids=positions, **{_CACHE_KWARG: cache}, use_cache=True,
+                             logits_to_keep=ends - 1)
+        return out.logits[0].float().argmax(dim=-1)
+
+    @contextmanager
+    def _packed_text_attention(self, starts: torch.Tensor, longest: int) -> Iterator[None]:
+        """The language model runs `packed_attention` meanwhile (the vision tower keeps its own)."""
+        config = self.text.config
+        saved = config._attn_implementation
+        config._attn_implementation = PACKED_ATTENTION
+        token = _PACK.set((starts, longest))
+        try:
+            yield
+        finally:
+            config._attn_implementation = saved
+            _PACK.reset(token)
 
     def row_extras(self) -> Any:
         """Family state one document's prefill left on the model (Qwen3-VL: its rope delta)."""
@@ -386,7 +498,7 @@ class StaticEngine(HFEngine):
         """One decode step for rows [0, rows), attention over columns [0, columns); advances the state."""
         state, buffers = self._step_state(), self._buffers()
         buffers.bias[:rows].index_fill_(1, state.column, 0.0)  # the new token sees itself
-        bias = buffers.bias[:rows, None, None, :columns]
+        bias = buffers.bias[:rows]
         hidden = self.text.embed_tokens(state.tokens[:rows])
         cos, sin = self.text.rotary_emb(hidden, self.rotary_ids(state.positions[:rows]))
         for index, layer in enumerate(self.text.layers):
@@ -420,7 +532,11 @@ class StaticEngine(HFEngine):
         column = self._step_state().column
         keys.index_copy_(2, column, key)
         values.index_copy_(2, column, value)
-        out = _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns], bias, attn.scaling)
+        if decode_attention.available(query):
+            out = decode_attention.decode_attention(query, keys, values, bias, attn.scaling, columns)
+        else:
+            out = _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+                                     bias[:, None, None, :columns], attn.scaling)
         hidden = hidden + attn.o_proj(out)
         return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
@@ -541,9 +657,9 @@ def _grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Te
                        scale: float) -> torch.Tensor:
     """One query token per row; the query heads sharing a KV head ride as its query rows (no KV copy).
 
-    Two batched matmuls, as transformers' eager attention computes it: with only a few query rows per
-    KV head, the fused SDPA kernels leave most of the GPU idle (measured 4x over the bandwidth floor on
-    H100), while the matmuls stream K and V once at close to full bandwidth.
+    Two batched matmuls, as transformers' eager attention computes it (with only a few query rows per
+    KV head, the fused SDPA kernels leave most of the GPU idle: 4x over the bandwidth floor on H100).
+    The reference, and the path of fp32 and CPUs; CUDA half precision runs `decode_attention`.
     """
     rows, heads, _, head_dim = query.shape
     kv_heads = keys.shape[1]

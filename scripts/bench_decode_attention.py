@@ -1,0 +1,61 @@
+"""Decode attention on this GPU: the Triton kernel against the two-matmul path, same inputs, same process.
+
+    python scripts/bench_decode_attention.py [--rows 16 48 64 96] [--columns 2700]
+
+InternVL3.5-8B's language model shapes (32 query heads, 8 KV heads, head dim 128), bf16, buffers
+sized as the static engine sizes them; rows' prompts differ by up to 15% (left padding), and the
+columns bucket rounds up to 256 as the engine's graphs do. Prints ms per call for one layer, the
+ratio, and the bandwidth each reaches on the K/V bytes that matter.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docvlm.models.decode_attention import decode_attention  # noqa: E402
+from docvlm.models.static_engine import COLUMN_STEP, _grouped_attention, _round_up  # noqa: E402
+
+
+def timed(fn, repeats: int = 50) -> float:
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="+", default=[16, 48, 64, 96])
+    parser.add_argument("--columns", type=int, default=2700)
+    args = parser.parse_args()
+    heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    print("rows | columns | matmuls ms | triton ms | speed-up | matmul GB/s | triton GB/s")
+    for rows in args.rows:
+        capacity = _round_up(args.columns + 2048, COLUMN_STEP)
+        columns = _round_up(args.columns, COLUMN_STEP)
+        query = torch.randn(rows, heads, 1, dim, dtype=dtype, device="cuda")
+        keys = torch.randn(rows, kv_heads, capacity, dim, dtype=dtype, device="cuda")
+        values = torch.randn_like(keys)
+        bias = torch.full((rows, capacity), torch.finfo(dtype).min, dtype=dtype, device="cuda")
+        lengths = [int(args.columns * (0.85 + 0.15 * row / max(rows - 1, 1))) for row in range(rows)]
+        for row, length in enumerate(lengths):
+            bias[row, args.columns - length : args.columns] = 0
+        attended = sum(lengths) * kv_heads * dim * 2 * dtype.itemsize  # K and V bytes that matter
+        matmuls = timed(lambda: _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+                                                   bias[:, None, None, :columns], 0.088))
+        kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, columns))
+        print(f"{rows} | {columns} | {matmuls:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "
+              f"{attended / matmuls / 1e6:.0f} | {attended / kernel / 1e6:.0f}")
+
+
+if __name__ == "__main__":
+    main()

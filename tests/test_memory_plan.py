@@ -1,0 +1,50 @@
+"""processing.batch_size=null: the batch planner sizes rows from free memory and the model's own sizes."""
+
+import pytest
+import torch
+
+from docvlm.models import ModelSpec, _adapter, load_model, static_engine
+from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_models):
+    spec = ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4, engine="static")
+    packed = load_model(spec, CPU)
+    single = _adapter("internvl", "static")(packed.model, packed.processor, spec, CPU)
+    single.packs_prefill = False
+    return packed, single
+
+
+def with_free(monkeypatch, free: float) -> None:
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free), int(free)))
+
+
+def test_cpu_takes_the_fixed_batch(engines):
+    assert auto_batch_size(CPU, engines[0]) == CPU_BATCH
+
+
+def test_rows_follow_free_memory_in_buckets(engines, monkeypatch):
+    engine = engines[0]
+    per_row, prefill = kv_bytes(engine, 96, 12), prefill_bytes(engine, 12)
+    cuda = torch.device("cuda")
+    for rows, expected in ((5.5, 4), (50, 48), (1000, MAX_AUTO_BATCH)):
+        with_free(monkeypatch, (rows * per_row + 2 * prefill) / 0.9)
+        assert auto_batch_size(cuda, engine, 96, 12) == expected
+    with_free(monkeypatch, prefill)  # not even one row fits: one document a batch
+    assert auto_batch_size(cuda, engine, 96, 12) == 1
+
+
+def test_packing_counts_a_pack_of_activations(engines, monkeypatch):
+    packed, single = engines
+    assert prefill_bytes(packed, 4) > 1.5 * prefill_bytes(single, 4)
+    monkeypatch.setattr(static_engine, "PACK_TOKENS", 1)  # no pack holds more than one document
+    assert prefill_bytes(packed, 4) == prefill_bytes(single, 4)
+
+
+def test_more_tiles_more_bytes(engines):
+    engine = engines[0]
+    assert kv_bytes(engine, 96, 12) > kv_bytes(engine, 96, 2)
+    assert prefill_bytes(engine, 12) > prefill_bytes(engine, 2)
