@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ import pypdfium2.raw as pdfium_raw
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
+# Documents load in parallel threads (pipeline/document_pipeline.py). Two things are process-wide:
+# pdfium is not thread-safe (one render at a time), and warning filters are global (set once here:
+# docvlm's own pixel limit decides, Pillow's bomb warning is noise).
+_PDFIUM = threading.Lock()
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Ground truth, reports and hidden files live next to the images; they are not documents.
 DEFAULT_IGNORE = (".*", "*.csv", "*.jsonl", "*.json", "*.md")
@@ -163,7 +169,7 @@ def _pdf_page_count(path: Path) -> int:
     if not path.is_file():  # a FIFO named x.pdf would block the open forever
         return 0
     try:
-        with path.open("rb") as handle:
+        with _PDFIUM, path.open("rb") as handle:
             pdf = pdfium.PdfDocument(handle)
             try:
                 return len(pdf)
@@ -249,12 +255,10 @@ def _check_size(doc: Document, width: int, height: int, options: LoadOptions) ->
 
 def _decode_image(doc: Document, options: LoadOptions) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
-            with Image.open(doc.path, formats=IMAGE_FORMATS) as img:
-                _check_size(doc, *img.size, options)
-                img.load()  # the first frame of a GIF/TIFF
-                return _to_rgb(_upright(doc, img))
+        with Image.open(doc.path, formats=IMAGE_FORMATS) as img:
+            _check_size(doc, *img.size, options)
+            img.load()  # the first frame of a GIF/TIFF
+            return _to_rgb(_upright(doc, img))
     except InputError:
         raise
     except (Image.DecompressionBombError, MemoryError) as err:
@@ -300,7 +304,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 def _render_pdf_page(doc: Document, options: LoadOptions) -> Image.Image:
     try:
-        with doc.path.open("rb") as handle:
+        with _PDFIUM, doc.path.open("rb") as handle:
             pdf = pdfium.PdfDocument(handle)
             try:
                 return _render_page(doc, pdf, options)

@@ -1,5 +1,5 @@
 """The Triton decode-attention kernel == the matmul reference, on CPU through Triton's interpreter
-(fp16: the interpreter's dot does not take bf16; the CUDA tests cover bf16 on the GPU)."""
+(fp16: the interpreter truncates fp32 -> bf16 where GPUs round; the CUDA tests cover bf16)."""
 
 import os
 import subprocess

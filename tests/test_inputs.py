@@ -419,3 +419,23 @@ def test_safe_name_is_stable_and_unique() -> None:
     assert safe_name("a/b.png") == safe_name("a/b.png")
     names = {safe_name(i) for i in ("a/b.png", "a_b.png", "a\\b.png", "a b.png", "a" * 500, "a" * 501)}
     assert len(names) == 6
+
+
+def test_a_window_loads_in_parallel_threads_with_the_serial_outcomes(corpus: tuple[Path, dict[str, str]]) -> None:
+    """The pipeline decodes a window in threads (PDF renders serialised: pdfium is not thread-safe):
+    every document's image or error is what loading it alone gives, in input order."""
+    from types import SimpleNamespace
+
+    from docvlm.pipeline.document_pipeline import LOAD_THREADS, DocumentPipeline
+
+    root, _ = corpus
+    docs = discover(root, EXTENSIONS) * 3  # every PDF page and broken file several times at once
+    assert len(docs) > LOAD_THREADS
+    pipeline = DocumentPipeline(SimpleNamespace(), batch_size=4, group_window=2, rank=0)  # type: ignore[arg-type]
+    items = pipeline._load_window(docs)
+    assert [item.doc.id for item in items] == [doc.id for doc in docs]
+    for item, doc in zip(items, docs):
+        alone = pipeline._load(doc)
+        assert item.record.ok == alone.record.ok and item.record.error == alone.record.error
+        if item.record.ok:
+            assert item.image.tobytes() == alone.image.tobytes()

@@ -85,3 +85,9 @@ def test_triton_decode_attention_bf16_matches_the_matmuls():
 
     check("cuda", torch.bfloat16, CASES + [(64, 32, 8, 128, 4608, 2700, None), (7, 32, 8, 128, 4608, 2300, None)],
           tolerance=3e-2)
+
+
+def test_fused_rms_norm_bf16_matches_transformers():
+    from fused_norm_check import check
+
+    check("cuda", torch.bfloat16)

@@ -37,6 +37,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 from docvlm.models import decode_attention
+from docvlm.models.fused_norm import fused_rms_norms, runs_on
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
 from docvlm.models.protocol import BatchResult, Conversations, Request
 
@@ -243,10 +244,14 @@ class StaticEngine(HFEngine):
     # ---- first turns: one document at a time into right-aligned rows --------------------------
 
     def prepare(self, requests: Sequence[Request]) -> None:
-        """Start the processor on these first-turn requests in a background thread (the next batch)."""
+        """Start the processor on these first-turn requests in background threads (the next batch)."""
+        self._latest_prepared = {(id(request.image), request.prompt) for request in requests}
+        self._submit(requests)
+
+    def _submit(self, requests: Sequence[Request]) -> None:
+        """The processor starts on every request not started yet (threads: the first batch too)."""
         if self._preprocessor is None:
             self._preprocessor = ThreadPoolExecutor(max_workers=PREPROCESS_THREADS, thread_name_prefix="docvlm-preprocess")
-        self._latest_prepared = {(id(request.image), request.prompt) for request in requests}
         for request in requests:
             key = (id(request.image), request.prompt)
             if key not in self._prepared:
@@ -264,12 +269,16 @@ class StaticEngine(HFEngine):
     @torch.inference_mode()
     def generate(self, requests: Sequence[Request], keep_state: bool = False,
                  force_length: bool = False) -> BatchResult:
-        with self._released_on_oom():
+        with self._released_on_oom(), self._fused_kernels():
             return self._generate(requests, keep_state, force_length)
 
     def continue_(self, *args: Any, **kwargs: Any) -> BatchResult:
-        with self._released_on_oom():
+        with self._released_on_oom(), self._fused_kernels():
             return super().continue_(*args, **kwargs)
+
+    def _fused_kernels(self):
+        """The language model's RMSNorms as one kernel each while this engine runs (CUDA half precision)."""
+        return fused_rms_norms(self.text, enabled=runs_on(self.dtype, self.device))
 
     @contextmanager
     def _released_on_oom(self) -> Iterator[None]:
@@ -285,6 +294,7 @@ class StaticEngine(HFEngine):
     def _generate(self, requests: Sequence[Request], keep_state: bool, force_length: bool) -> BatchResult:
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
+        self._submit(requests)
         singles = [self._encode_one(request) for request in requests]
         self._forget_unused_prefetches()
         inputs = self._left_padded(singles)
@@ -587,7 +597,8 @@ class StaticEngine(HFEngine):
         """(Re)allocate buffers; `keep`'s KV is copied over. Graphs baked on the old ones are dropped."""
         old = self.buffers
         self.buffers = None
-        self.state = None  # frees the graphs (and their references to the old buffers)
+        self.state, self.pool = None, None  # frees the graphs (and their references to the old buffers);
+        # a fresh pool for the next captures: torch 2.11 asserts when a pool outlives all its graphs and is reused
         cross = self._cross_columns()
         keys, values = [], []
         for heads, head_dim, is_cross in self._layer_shapes():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from docvlm import faults
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from docvlm.pipeline.grounding import Grounding
 
 log = logging.getLogger(__name__)
+LOAD_THREADS = 8
 
 
 class DocumentPipeline:
@@ -46,7 +48,7 @@ class DocumentPipeline:
         """Records of `docs` in input order. `detected`: detection records from `detect_only` (any
         rank); their documents skip detection and take the separate flow."""
         for window in chunks(docs, self.window):
-            items = [self._load(doc, detected) for doc in window]
+            items = self._load_window(window, detected)
             ok = [it for it in items if it.record.ok]
             if detected is None and self.shared_prefill:
                 # Similar pages batch together: fewer padded columns for the whole conversation.
@@ -62,7 +64,7 @@ class DocumentPipeline:
     def detect_only(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
         """Detection records (type, raw reply, evidence): the first phase of cost-balanced sharding."""
         for window in chunks(docs, self.window):
-            items = [self._load(doc) for doc in window]
+            items = self._load_window(window)
             self._stage("detect", [it for it in items if it.record.ok], detect_batch)
             yield from self._finished(items)
 
@@ -70,6 +72,13 @@ class DocumentPipeline:
         for item in items:
             item.record.timings["total_s"] = round(sum(item.record.timings.values()), 6)
             yield item.record
+
+    def _load_window(self, window: Sequence[Document],
+                     detected: dict[str, DocumentRecord] | None = None) -> list[WorkItem]:
+        """The window's documents in order, decoded in parallel threads (decoders release the GIL)."""
+        with ThreadPoolExecutor(max_workers=max(1, min(LOAD_THREADS, len(window))),
+                                thread_name_prefix="docvlm-load") as pool:
+            return list(pool.map(lambda doc: self._load(doc, detected), window))
 
     def _load(self, doc: Document, detected: dict[str, DocumentRecord] | None = None) -> WorkItem:
         item = load_work_item(doc, self.rank, self.load_options)
