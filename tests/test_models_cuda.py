@@ -80,11 +80,11 @@ def test_bf16_packed_prefill_matches_one_document_at_a_time(tiny_models):
         torch.testing.assert_close(a, b, atol=3e-2, rtol=3e-2)
 
 
-def test_triton_decode_attention_bf16_matches_the_matmuls():
-    from decode_attention_check import CASES, check
+def test_triton_attention_bf16_matches_the_matmuls():
+    from attention_check import DECODE_CASES, TURN_CASES, check
 
-    check("cuda", torch.bfloat16, CASES + [(64, 32, 8, 128, 4608, 2700, None), (7, 32, 8, 128, 4608, 2300, None)],
-          tolerance=3e-2)
+    check("cuda", torch.bfloat16, DECODE_CASES + [(64, 32, 8, 128, 4608, 2700, None), (7, 32, 8, 128, 4608, 2300, None)],
+          TURN_CASES + [(16, 32, 8, 128, 4608, 2400, 630)], tolerance=3e-2)
 
 
 def test_fused_rms_norm_bf16_matches_transformers():

@@ -171,3 +171,21 @@ def test_prefetched_inputs_are_used_once_and_stale_ones_dropped(pairs):
     static.prepare(third)  # `second` never runs (its documents failed before): dropped at the next batch
     static.generate(third)
     assert not static._prepared
+
+
+@pytest.mark.parametrize("family", ["internvl", "qwen3_vl"])
+def test_follow_up_turns_run_our_layer_loop_in_row_chunks(pairs, monkeypatch, family):
+    """InternVL and Qwen3-VL follow-ups skip generate: our layer loop over the buffers, rows in chunks
+    (one row a chunk here) when a turn has many tokens; the same tokens as transformers."""
+    hf, static = pairs[family]
+    assert static.owns_turns
+    prompts, budgets = [f"Row {i} fields?" + " more" * i for i in range(4)], [5, 9, 3, 7]
+
+    def conversation(engine):
+        first = engine.generate(batch([4, 4, 4, 4], seed=9), keep_state=True)
+        return ids(first), ids(engine.continue_(first.state, prompts, budgets))
+
+    expected = conversation(hf)
+    monkeypatch.setattr(static_engine, "TURN_CHUNK_TOKENS", 1)
+    monkeypatch.setattr(static.model, "generate", None)  # (the shared model) a follow-up through generate fails
+    assert conversation(static) == expected

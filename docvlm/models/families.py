@@ -108,10 +108,16 @@ class Mllama(HFEngine):
 @register_static
 class StaticInternVL(StaticEngine, InternVL):
     packs_prefill = True  # 1-D positions that restart per document, no state left on the model
+    owns_turns = True
 
 
 @register_static
 class StaticQwen3VL(StaticEngine, Qwen3VL):
+    owns_turns = True
+
+    def turn_positions(self, mask: torch.Tensor, start: int) -> torch.Tensor:
+        return super().turn_positions(mask, start) + self.position_offsets(mask.shape[0])[:, None]
+
     def position_offsets(self, rows: int) -> torch.Tensor:
         return self.model.model.rope_deltas[:rows, 0]  # M-RoPE: text positions run `rope_deltas` ahead
 

@@ -8,11 +8,12 @@ every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
   decodes together: InternVL packs several documents into one sequence (`PACK_TOKENS`; the GEMMs
   of one document do not fill an H100) with varlen flash attention keeping each document to itself;
   the other families run one document at a time; the processor runs ahead in a thread (`prepare`);
-- a follow-up turn is prefilled by transformers' `generate(max_new_tokens=1)` over the whole batch
-  (positions from the mask, rope deltas, as the plain engine);
-- each later token is one pass of OUR step over the decoder layers (grouped-query attention
-  without copies: a Triton flash-decoding kernel on CUDA, `decode_attention.py`) and, on CUDA, a CUDA graph captured once per (row bucket, column bucket) and
-  replayed: one launch a step. The graph feeds its outputs back (token, position, column, row
+- a follow-up turn (left-padded new tokens for every row) runs OUR layer loop over the buffers
+  (InternVL, Qwen3-VL: `_prefill_turn`; transformers' `generate` repeated every layer's KV per query
+  head); Mllama's cross-attention turns still go through `generate(max_new_tokens=1)`;
+- each later token is one pass of OUR step over the decoder layers and, on CUDA, a CUDA graph
+  captured once per (row bucket, column bucket) and replayed: one launch a step. Attention reads the
+  grouped-query KV as it is (`attention.py`: Triton kernels on CUDA, matmuls elsewhere). The graph feeds its outputs back (token, position, column, row
   done), so the host only replays and looks for the end every few steps.
 One live conversation per engine: a new `generate` reuses the buffers and retires the last state.
 """
@@ -26,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
@@ -36,7 +38,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
-from docvlm.models import decode_attention
+from docvlm.models import attention
 from docvlm.models.fused_norm import fused_rms_norms, runs_on
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
 from docvlm.models.protocol import BatchResult, Conversations, Request
@@ -51,6 +53,7 @@ SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_to
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
 PREPROCESS_THREADS = 4
+TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
 
 def _round_up(n: int, step: int) -> int:
@@ -200,6 +203,7 @@ class StaticEngine(HFEngine):
 
     use_graphs: bool = True  # CUDA only; False runs the same step eagerly (tests compare both)
     packs_prefill: bool = False  # families whose first turns can be packed (`_prefill_pack`)
+    owns_turns: bool = False  # families whose follow-up turns run our layer loop (`_prefill_turn`), not generate
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -412,13 +416,42 @@ class StaticEngine(HFEngine):
         lease = self._check_lease(cache)
         start = inputs["input_ids"].shape[1]
         lease = self._ensure_columns(lease, start + max(budgets))
-        config = GenerationConfig(max_new_tokens=1, do_sample=False, num_beams=1,
-                                  eos_token_id=None if force_length else self.eos_ids, pad_token_id=self.pad_id)
         _sync(self.device)
         began = time.perf_counter()
-        first = self.model.generate(**inputs, generation_config=config, **{_CACHE_KWARG: lease.cache})
+        if self.owns_turns:
+            first = torch.cat([inputs["input_ids"], self._prefill_turn(lease, inputs)[:, None]], dim=1)
+        else:
+            config = GenerationConfig(max_new_tokens=1, do_sample=False, num_beams=1,
+                                      eos_token_id=None if force_length else self.eos_ids, pad_token_id=self.pad_id)
+            first = self.model.generate(**inputs, generation_config=config, **{_CACHE_KWARG: lease.cache})
         _sync(self.device)
         return self._complete(lease, inputs, first, budgets, force_length, began, time.perf_counter())
+
+    def _prefill_turn(self, lease: _Lease, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A follow-up turn's new tokens (left-padded, at the columns after the cache) through our own layer
+        loop: no generate, no repeated KV; rows in chunks of at most `TURN_CHUNK_TOKENS` tokens (bounded
+        activations). Returns each row's first token."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        start, end, rows = lease.length, ids.shape[1], lease.rows
+        buffers = self._buffers()
+        bias = buffers.bias[:rows]
+        bias.fill_(torch.finfo(self.dtype).min)
+        bias[:, :end].masked_fill_(mask.bool(), 0.0)
+        positions = self.turn_positions(mask, start)
+        step = max(1, TURN_CHUNK_TOKENS // (end - start))
+        firsts = []
+        for a in range(0, rows, step):
+            b = min(rows, a + step)
+            hidden = self.text.embed_tokens(ids[a:b, start:])
+            cos, sin = self.text.rotary_emb(hidden, self.rotary_ids(positions[a:b]))
+            attend = partial(self._turn_attend, bias=bias[a:b], start=start)
+            for index, layer in enumerate(self.text.layers):
+                hidden = self._self_layer(layer, hidden, cos, sin, buffers.keys[index][a:b],
+                                          buffers.values[index][a:b], attend)
+            firsts.append(self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float().argmax(dim=-1))
+        for layer in lease.cache.layers:
+            layer.set_length(end)
+        return torch.cat(firsts)
 
     def _complete(self, lease: _Lease, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, budgets: list[int],
                   force_length: bool, began: float, prefilled: float) -> _Run:
@@ -508,7 +541,7 @@ class StaticEngine(HFEngine):
         """One decode step for rows [0, rows), attention over columns [0, columns); advances the state."""
         state, buffers = self._step_state(), self._buffers()
         buffers.bias[:rows].index_fill_(1, state.column, 0.0)  # the new token sees itself
-        bias = buffers.bias[:rows]
+        attend = partial(self._decode_attend, bias=buffers.bias[:rows], columns=columns)
         hidden = self.text.embed_tokens(state.tokens[:rows])
         cos, sin = self.text.rotary_emb(hidden, self.rotary_ids(state.positions[:rows]))
         for index, layer in enumerate(self.text.layers):
@@ -516,7 +549,7 @@ class StaticEngine(HFEngine):
                 hidden = self._cross_layer(layer, hidden, buffers.keys[index][:rows], buffers.values[index][:rows])
             else:
                 keys, values = buffers.keys[index][:rows], buffers.values[index][:rows]
-                hidden = self._self_layer(layer, hidden, cos, sin, keys, values, bias, columns)
+                hidden = self._self_layer(layer, hidden, cos, sin, keys, values, attend)
         logits = self.lm_head(self.text.norm(hidden))[:, -1].float()
         running = state.running[:rows]
         token = torch.where(running, logits.argmax(dim=-1), torch.full_like(running, self.pad_id, dtype=torch.long))
@@ -529,26 +562,40 @@ class StaticEngine(HFEngine):
         state.column += 1
 
     def _self_layer(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                    keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, columns: int) -> torch.Tensor:
+                    keys: torch.Tensor, values: torch.Tensor, attend: Callable) -> torch.Tensor:
+        """A decoder layer over `hidden` (rows, tokens, width); `attend` writes the KV and attends."""
         attn = layer.self_attn
-        rows, head_dim = hidden.shape[0], keys.shape[-1]
+        rows, tokens, head_dim = hidden.shape[0], hidden.shape[1], keys.shape[-1]
         x = layer.input_layernorm(hidden)
-        query = attn.q_proj(x).view(rows, 1, -1, head_dim)
-        key = attn.k_proj(x).view(rows, 1, -1, head_dim)
+        query = attn.q_proj(x).view(rows, tokens, -1, head_dim)
+        key = attn.k_proj(x).view(rows, tokens, -1, head_dim)
         if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
             query, key = attn.q_norm(query), attn.k_norm(key)
-        value = attn.v_proj(x).view(rows, 1, -1, head_dim).transpose(1, 2)
+        value = attn.v_proj(x).view(rows, tokens, -1, head_dim).transpose(1, 2)
         query, key = self.apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+        hidden = hidden + attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
+        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+    def _decode_attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
+                       values: torch.Tensor, scale: float, *, bias: torch.Tensor, columns: int) -> torch.Tensor:
         column = self._step_state().column
         keys.index_copy_(2, column, key)
         values.index_copy_(2, column, value)
-        if decode_attention.available(query):
-            out = decode_attention.decode_attention(query, keys, values, bias, attn.scaling, columns)
-        else:
-            out = _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
-                                     bias[:, None, None, :columns], attn.scaling)
-        hidden = hidden + attn.o_proj(out)
-        return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        if attention.available(query):
+            return attention.decode_attention(query, keys, values, bias, scale, columns)
+        return attention.grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+                                           bias[:, None, None, :columns], scale)
+
+    def _turn_attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
+                     values: torch.Tensor, scale: float, *, bias: torch.Tensor, start: int) -> torch.Tensor:
+        tokens = query.shape[2]
+        keys[:, :, start : start + tokens] = key
+        values[:, :, start : start + tokens] = value
+        if attention.available(query):
+            return attention.turn_attention(query, keys, values, bias, start, scale)
+        end = start + tokens
+        return attention.grouped_attention(query, keys[:, :, :end], values[:, :, :end],
+                                           attention.turn_bias(bias, start, tokens), scale)
 
     def _cross_layer(self, layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor,
                      values: torch.Tensor) -> torch.Tensor:
@@ -558,7 +605,8 @@ class StaticEngine(HFEngine):
         x = layer.input_layernorm(hidden)
         query = attn.q_norm(attn.q_proj(x).view(rows, 1, -1, attn.head_dim).transpose(1, 2))
         image = state.cross_bias.shape[-1]
-        out = _grouped_attention(query, keys[:, :, :image], values[:, :, :image], state.cross_bias[:rows], attn.scaling)
+        out = attention.grouped_attention(query, keys[:, :, :image], values[:, :, :image], state.cross_bias[:rows],
+                                          attn.scaling)
         hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
         mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * state.cross_rows[:rows]
         return hidden + layer.cross_attn_mlp_gate.tanh() * mlp
@@ -571,6 +619,11 @@ class StaticEngine(HFEngine):
 
     def rotary_ids(self, positions: torch.Tensor) -> torch.Tensor:
         return positions
+
+    def turn_positions(self, mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Rotary positions of a follow-up turn's tokens (columns start..): generate's rule, real tokens counted."""
+        positions = mask.long().cumsum(-1) - 1
+        return positions.masked_fill_(mask == 0, 1)[:, start:]
 
     def _set_cross_bias(self, inputs: dict[str, torch.Tensor], rows: int) -> None:
         """Mllama: the image mask row of the last token, which every generated token repeats."""
@@ -662,19 +715,3 @@ class StaticEngine(HFEngine):
         """The family's own `apply_rotary_pos_emb` (same numerics as its attention)."""
         attention = next(layer.self_attn for i, layer in enumerate(self.text.layers) if i not in self.cross_layers)
         return inspect.getmodule(type(attention)).apply_rotary_pos_emb  # type: ignore[union-attr]
-
-
-def _grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
-                       scale: float) -> torch.Tensor:
-    """One query token per row; the query heads sharing a KV head ride as its query rows (no KV copy).
-
-    Two batched matmuls, as transformers' eager attention computes it (with only a few query rows per
-    KV head, the fused SDPA kernels leave most of the GPU idle: 4x over the bandwidth floor on H100).
-    The reference, and the path of fp32 and CPUs; CUDA half precision runs `decode_attention`.
-    """
-    rows, heads, _, head_dim = query.shape
-    kv_heads = keys.shape[1]
-    grouped = query.reshape(rows, kv_heads, heads // kv_heads, head_dim)
-    scores = torch.matmul(grouped, keys.transpose(-1, -2)) * scale + bias
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    return torch.matmul(weights, values).reshape(rows, 1, heads * head_dim)

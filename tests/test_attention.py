@@ -1,4 +1,4 @@
-"""The Triton decode-attention kernel == the matmul reference, on CPU through Triton's interpreter
+"""The Triton attention kernels (decode, follow-up turn) == the matmul reference, on CPU through Triton's interpreter
 (fp16: the interpreter truncates fp32 -> bf16 where GPUs round; the CUDA tests cover bf16)."""
 
 import os
@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from docvlm.models.decode_attention import BLOCK_COLUMNS, MAX_SPLITS, splits_for
+from docvlm.models.attention import BLOCK_COLUMNS, MAX_SPLITS, splits_for
 
 pytest.importorskip("triton")
 HERE = Path(__file__).parent
 
 
-def test_kernel_matches_matmul_attention_under_the_interpreter():
+def test_kernels_match_matmul_attention_under_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
-    done = subprocess.run([sys.executable, str(HERE / "decode_attention_check.py"), "cpu", "float16"], env=env,
+    done = subprocess.run([sys.executable, str(HERE / "attention_check.py"), "cpu", "float16"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
 
@@ -30,7 +30,7 @@ def test_splits_fill_the_gpu_without_empty_splits():
 
 
 def test_half_precision_only():
-    from docvlm.models.decode_attention import available
+    from docvlm.models.attention import available
 
     assert not available(torch.zeros(1, 4, 1, 16))  # fp32 uses the matmuls
     assert not available(torch.zeros(1, 4, 1, 16, dtype=torch.float16))  # so does a CPU (no interpreter)

@@ -1,6 +1,6 @@
 """Decode attention on this GPU: the Triton kernel against the two-matmul path, same inputs, same process.
 
-    python scripts/bench_decode_attention.py [--rows 16 48 64 96] [--columns 2700]
+    python scripts/bench_attention.py [--rows 16 48 64 96] [--columns 2700]
 
 InternVL3.5-8B's language model shapes (32 query heads, 8 KV heads, head dim 128), bf16, buffers
 sized as the static engine sizes them; rows' prompts differ by up to 15% (left padding), and the
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from docvlm.models.decode_attention import decode_attention  # noqa: E402
-from docvlm.models.static_engine import COLUMN_STEP, _grouped_attention, _round_up  # noqa: E402
+from docvlm.models.attention import decode_attention, grouped_attention  # noqa: E402
+from docvlm.models.static_engine import COLUMN_STEP, _round_up  # noqa: E402
 
 
 def timed(fn, repeats: int = 50) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
         for row, length in enumerate(lengths):
             bias[row, args.columns - length : args.columns] = 0
         attended = sum(lengths) * kv_heads * dim * 2 * dtype.itemsize  # K and V bytes that matter
-        matmuls = timed(lambda: _grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+        matmuls = timed(lambda: grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
                                                    bias[:, None, None, :columns], 0.088))
         kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, columns))
         print(f"{rows} | {columns} | {matmuls:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "

@@ -1,0 +1,225 @@
+"""Attention over the static engine's KV buffers: grouped-query KV read as it is, never repeated.
+
+Three ways, one contract (query (rows, heads, tokens, dim), KV buffers (rows, kv heads, columns, dim)
+as strided views, a key bias (rows, columns): 0 attended, a large negative masked):
+- `grouped_attention`: two batched matmuls, as transformers' eager attention computes it; the
+  reference, and the path of fp32 and CPUs;
+- `decode_attention` (one token a row, CUDA half precision): a Triton flash-decoding kernel. The
+  matmuls stream K, V and an fp32 score matrix over EVERY column up to the bucket's end, and the
+  softmax between them is five elementwise kernels; here each program takes one (row, KV head,
+  column split), loads the query heads that share the KV head, SKIPS every block the bias masks
+  whole (left padding of shorter prompts, the bucket's unused tail, pads between turns) and keeps
+  an online softmax; a second kernel merges the splits;
+- `turn_attention` (a follow-up turn's tokens, causal among themselves): the same walk with a block
+  of query tokens a program (transformers' SDPA path repeated every layer's KV per query head).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs without triton: the matmul path serves
+    triton = None
+
+BLOCK_COLUMNS = 64
+TARGET_PROGRAMS = 2 * 132  # two waves of an H100's SMs: enough splits to keep every SM busy
+MAX_SPLITS = 16
+
+
+TURN_TOKENS = 16  # query tokens a turn-attention program takes (x the query heads of one KV head)
+
+
+def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                      scale: float) -> torch.Tensor:
+    """query (rows, heads, tokens, dim); keys/values (rows, kv heads, columns, dim); bias broadcastable to
+    (rows, 1, tokens, columns). The query heads sharing a KV head ride as its query rows (no KV copy).
+    -> (rows, tokens, heads * dim)."""
+    rows, heads, tokens, dim = query.shape
+    kv_heads = keys.shape[1]
+    group = heads // kv_heads
+    grouped = query.reshape(rows, kv_heads, group * tokens, dim)  # (head in group, token) -> one axis
+    bias = bias.expand(rows, 1, tokens, -1)[:, :, None].expand(-1, -1, group, -1, -1).reshape(rows, 1, group * tokens, -1)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)) * scale + bias
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(weights, values).reshape(rows, heads, tokens, dim)
+    return out.transpose(1, 2).reshape(rows, tokens, heads * dim)
+
+
+def available(query: torch.Tensor) -> bool:
+    """The kernels run on CUDA half-precision tensors (or anywhere under TRITON_INTERPRET=1, for tests)."""
+    dim = query.shape[-1]
+    if triton is None or query.dtype not in (torch.float16, torch.bfloat16) or dim < 16 or dim & (dim - 1):
+        return False  # tl.dot wants a power-of-two head dim of at least 16
+    return query.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def splits_for(rows: int, kv_heads: int, columns: int) -> int:
+    """Column splits per (row, KV head): more when few rows would leave SMs idle."""
+    wanted = -(-TARGET_PROGRAMS // (rows * kv_heads))
+    return max(1, min(MAX_SPLITS, wanted, -(-columns // BLOCK_COLUMNS)))
+
+
+def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                     scale: float, columns: int, splits: Optional[int] = None) -> torch.Tensor:
+    """query (rows, heads, 1, dim); keys/values (rows, kv heads, >= columns, dim) (strided views allowed,
+    dim contiguous); bias (rows, >= columns): 0 attended, a large negative masked. -> (rows, 1, heads * dim)."""
+    rows, heads, _, dim = query.shape
+    kv_heads = keys.shape[1]
+    group = heads // kv_heads
+    splits = splits or splits_for(rows, kv_heads, columns)
+    span = -(-columns // (splits * BLOCK_COLUMNS)) * BLOCK_COLUMNS  # columns a split walks
+    partial = torch.empty((rows, heads, splits, dim), dtype=torch.float32, device=query.device)
+    maxima = torch.empty((rows, heads, splits), dtype=torch.float32, device=query.device)
+    sums = torch.empty((rows, heads, splits), dtype=torch.float32, device=query.device)
+    query = query.reshape(rows, heads, dim)
+    masked_below = torch.finfo(bias.dtype).min / 2  # a block whose bias is all below this is skipped
+    _split_kernel[(rows, kv_heads, splits)](
+        query, keys, values, bias, partial, maxima, sums,
+        query.stride(0), query.stride(1),
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2),
+        bias.stride(0),
+        columns, span, scale * math.log2(math.e), masked_below,
+        GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), DIM=dim, BLOCK=BLOCK_COLUMNS,
+    )
+    out = torch.empty((rows, heads, dim), dtype=query.dtype, device=query.device)
+    _merge_kernel[(rows, heads)](partial, maxima, sums, out, SPLITS=splits, SPLITS_PAD=max(2, triton.next_power_of_2(splits)),
+                                 DIM=dim)
+    return out.reshape(rows, 1, heads * dim)
+
+
+def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                   start: int, scale: float) -> torch.Tensor:
+    """A turn's `tokens` new tokens per row, written at columns [start, start + tokens): each sees the
+    columns `bias` leaves open up to its own. -> (rows, tokens, heads * dim)."""
+    rows, heads, tokens, dim = query.shape
+    kv_heads = keys.shape[1]
+    group = heads // kv_heads
+    out = torch.empty((rows, tokens, heads * dim), dtype=query.dtype, device=query.device)
+    block = triton.next_power_of_2(TURN_TOKENS * group)
+    masked_below = torch.finfo(bias.dtype).min / 2
+    _turn_kernel[(rows, kv_heads, triton.cdiv(tokens * group, block))](
+        query, keys, values, bias, out,
+        query.stride(0), query.stride(1), query.stride(2),
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2),
+        bias.stride(0), tokens, start, scale * math.log2(math.e), masked_below,
+        GROUP=group, DIM=dim, BLOCK_M=block, BLOCK=BLOCK_COLUMNS,
+    )
+    return out
+
+
+def turn_bias(bias: torch.Tensor, start: int, tokens: int) -> torch.Tensor:
+    """The key bias made causal for the turn's tokens: (rows, 1, tokens, start + tokens), for `grouped_attention`."""
+    columns = torch.arange(start + tokens, device=bias.device)
+    later = columns[None, :] > (start + torch.arange(tokens, device=bias.device))[:, None]
+    return bias[:, None, None, : start + tokens].masked_fill(later, torch.finfo(bias.dtype).min)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _split_kernel(query, keys, values, bias, partial, maxima, sums,
+                      q_row, q_head, k_row, k_head, k_col, v_row, v_head, v_col, bias_row,
+                      columns, span, scale_log2, masked_below,
+                      GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, DIM: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        kv_head = tl.program_id(1)
+        split = tl.program_id(2)
+        splits = tl.num_programs(2)
+        heads = tl.arange(0, GROUP_PAD)
+        dims = tl.arange(0, DIM)
+        head_ok = heads < GROUP
+        q = tl.load(query + row * q_row + (kv_head * GROUP + heads)[:, None] * q_head + dims[None, :],
+                    mask=head_ok[:, None], other=0.0)
+        best = tl.full((GROUP_PAD,), float("-inf"), tl.float32)
+        total = tl.zeros((GROUP_PAD,), tl.float32)
+        acc = tl.zeros((GROUP_PAD, DIM), tl.float32)
+        begin = split * span
+        end = tl.minimum(begin + span, columns)
+        for start in range(begin, end, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            col_ok = cols < end
+            b = tl.load(bias + row * bias_row + cols, mask=col_ok, other=float("-inf")).to(tl.float32)
+            if tl.max(b, axis=0) > masked_below:  # at least one column here is attended
+                k = tl.load(keys + row * k_row + kv_head * k_head + cols[:, None] * k_col + dims[None, :],
+                            mask=col_ok[:, None] & (b[:, None] > masked_below), other=0.0)
+                s = tl.dot(q, tl.trans(k)).to(tl.float32) * scale_log2 + b[None, :] * 1.4426950408889634
+                s = tl.where(b[None, :] > masked_below, s, float("-inf"))
+                new_best = tl.maximum(best, tl.max(s, axis=1))
+                p = tl.exp2(s - new_best[:, None])
+                alpha = tl.exp2(best - new_best)
+                total = total * alpha + tl.sum(p, axis=1)
+                v = tl.load(values + row * v_row + kv_head * v_head + cols[:, None] * v_col + dims[None, :],
+                            mask=col_ok[:, None] & (b[:, None] > masked_below), other=0.0)  # masked: never read
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+                best = new_best
+        out_heads = kv_head * GROUP + heads
+        slot = (row * tl.num_programs(1) * GROUP + out_heads) * splits + split
+        tl.store(partial + slot[:, None] * DIM + dims[None, :], acc, mask=head_ok[:, None])
+        tl.store(maxima + slot, best, mask=head_ok)
+        tl.store(sums + slot, total, mask=head_ok)
+
+    @triton.jit
+    def _merge_kernel(partial, maxima, sums, out, SPLITS: tl.constexpr, SPLITS_PAD: tl.constexpr, DIM: tl.constexpr):
+        row_head = tl.program_id(0) * tl.num_programs(1) + tl.program_id(1)
+        index = tl.arange(0, SPLITS_PAD)
+        ok = index < SPLITS
+        best = tl.load(maxima + row_head * SPLITS + index, mask=ok, other=float("-inf"))
+        top = tl.max(best, axis=0)
+        weight = tl.where(ok & (best > float("-inf")), tl.exp2(best - top), 0.0)
+        total = tl.sum(tl.load(sums + row_head * SPLITS + index, mask=ok, other=0.0) * weight, axis=0)
+        dims = tl.arange(0, DIM)
+        acc = tl.load(partial + (row_head * SPLITS + index)[:, None] * DIM + dims[None, :], mask=ok[:, None], other=0.0)
+        result = tl.sum(acc * weight[:, None], axis=0) / total
+        tl.store(out + row_head * DIM + dims, result.to(out.dtype.element_ty))
+
+    @triton.jit
+    def _turn_kernel(query, keys, values, bias, out,
+                     q_row, q_head, q_token, k_row, k_head, k_col, v_row, v_head, v_col, bias_row,
+                     tokens, start, scale_log2, masked_below,
+                     GROUP: tl.constexpr, DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        kv_head = tl.program_id(1)
+        m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)  # query vector = token * GROUP + head in group
+        token = m // GROUP
+        head = kv_head * GROUP + m % GROUP
+        valid = token < tokens
+        dims = tl.arange(0, DIM)
+        q = tl.load(query + row * q_row + head[:, None] * q_head + token[:, None] * q_token + dims[None, :],
+                    mask=valid[:, None], other=0.0)
+        best = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        total = tl.zeros((BLOCK_M,), tl.float32)
+        acc = tl.zeros((BLOCK_M, DIM), tl.float32)
+        last = start + tl.minimum(((tl.program_id(2) + 1) * BLOCK_M - 1) // GROUP + 1, tokens)  # causal end
+        for first in range(0, last, BLOCK):
+            cols = first + tl.arange(0, BLOCK)
+            col_ok = cols < last
+            b = tl.load(bias + row * bias_row + cols, mask=col_ok, other=float("-inf")).to(tl.float32)
+            if tl.max(b, axis=0) > masked_below:
+                open_ = col_ok & (b > masked_below)
+                k = tl.load(keys + row * k_row + kv_head * k_head + cols[:, None] * k_col + dims[None, :],
+                            mask=open_[:, None], other=0.0)
+                s = tl.dot(q, tl.trans(k)).to(tl.float32) * scale_log2
+                seen = open_[None, :] & (cols[None, :] <= start + token[:, None])
+                s = tl.where(seen, s, float("-inf"))
+                new_best = tl.maximum(best, tl.max(s, axis=1))
+                safe = tl.where(new_best == float("-inf"), 0.0, new_best)  # a query with nothing seen yet
+                p = tl.exp2(s - safe[:, None])
+                alpha = tl.exp2(best - safe)
+                total = total * alpha + tl.sum(p, axis=1)
+                v = tl.load(values + row * v_row + kv_head * v_head + cols[:, None] * v_col + dims[None, :],
+                            mask=open_[:, None], other=0.0)
+                acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v).to(tl.float32)
+                best = new_best
+        result = acc / tl.where(total > 0, total, 1.0)[:, None]
+        tl.store(out + (row * tokens + token[:, None]) * (tl.num_programs(1) * GROUP * DIM) + head[:, None] * DIM + dims[None, :],
+                 result.to(out.dtype.element_ty), mask=valid[:, None])

@@ -1,0 +1,76 @@
+"""The Triton attention kernels against the matmul reference; run by the tests in a process of its own
+(TRITON_INTERPRET=1 must be set before triton compiles, i.e. before docvlm imports it) and by the CUDA
+tests directly."""
+
+import sys
+
+import torch
+
+from docvlm.models.attention import available, decode_attention, grouped_attention, turn_attention, turn_bias
+
+DECODE_CASES = [  # rows, heads, kv heads, head dim, buffer columns, attended columns, splits (None: automatic)
+    (3, 8, 2, 32, 300, 200, None),
+    (2, 4, 4, 16, 130, 130, 3),
+    (5, 16, 2, 64, 256, 256, 1),
+    (4, 12, 4, 16, 512, 449, 5),
+]
+TURN_CASES = [  # rows, heads, kv heads, head dim, buffer columns, columns before the turn, turn tokens
+    (3, 8, 2, 32, 400, 150, 37),
+    (2, 4, 4, 16, 200, 64, 1),
+    (4, 12, 4, 16, 512, 300, 90),
+]
+
+
+def _inputs(generator, device, dtype, rows, heads, kv_heads, dim, capacity, tokens=1):
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+
+    query = rand(rows, heads, tokens, dim)
+    keys, values = rand(rows + 2, kv_heads, capacity, dim)[:rows], rand(rows + 2, kv_heads, capacity, dim)[:rows]
+    return query, keys, values
+
+
+def _bias(rows: int, capacity: int, end: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    masked = torch.finfo(dtype).min
+    bias = torch.full((rows, capacity), masked, dtype=dtype, device=device)
+    for row in range(rows):
+        bias[row, 70 * row + 5 : end] = 0  # left padding grows per row: whole blocks are skipped
+        bias[row, 40:47] = masked  # pads between turns
+        bias[row, end - 1] = 0  # the last token sees itself
+    return bias
+
+
+def check(device: str, dtype: torch.dtype, decode_cases=DECODE_CASES, turn_cases=TURN_CASES,
+          tolerance: float = 2e-3) -> None:
+    generator = torch.Generator().manual_seed(0)
+    for rows, heads, kv_heads, dim, capacity, columns, splits in decode_cases:
+        query, keys, values = _inputs(generator, device, dtype, rows, heads, kv_heads, dim, capacity)
+        bias = _bias(rows, capacity, columns, device, dtype)
+        assert available(query)
+        out = decode_attention(query, keys, values, bias, 0.125, columns, splits)
+        reference = grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+                                      bias[:, None, None, :columns], 0.125)
+        _close(out, reference, dtype, tolerance, ("decode", rows, heads, kv_heads, dim, columns, splits))
+        keys[:, :, 40:47], values[:, :, 40:47] = float("nan"), float("nan")  # masked columns are never read
+        assert torch.equal(decode_attention(query, keys, values, bias, 0.125, columns, splits), out)
+    for rows, heads, kv_heads, dim, capacity, start, tokens in turn_cases:
+        query, keys, values = _inputs(generator, device, dtype, rows, heads, kv_heads, dim, capacity, tokens)
+        bias = _bias(rows, capacity, start + tokens, device, dtype)
+        bias[0, start + tokens // 2] = torch.finfo(dtype).min  # a padded token inside the turn
+        out = turn_attention(query, keys, values, bias, start, 0.125)
+        end = start + tokens
+        reference = grouped_attention(query, keys[:, :, :end], values[:, :, :end], turn_bias(bias, start, tokens), 0.125)
+        _close(out, reference, dtype, tolerance, ("turn", rows, heads, kv_heads, dim, start, tokens))
+        keys[:, :, 40:47], values[:, :, 40:47] = float("nan"), float("nan")
+        assert torch.equal(turn_attention(query, keys, values, bias, start, 0.125), out)
+    print("ok")
+
+
+def _close(out: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype, tolerance: float, case: tuple) -> None:
+    assert out.shape == reference.shape and out.dtype == dtype, (case, out.shape, reference.shape)
+    error = (out.float() - reference.float()).abs().max().item()
+    assert error < tolerance, (case, error)
+
+
+if __name__ == "__main__":
+    check(sys.argv[1], getattr(torch, sys.argv[2]))
