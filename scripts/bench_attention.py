@@ -1,11 +1,12 @@
 """Decode attention on this GPU: the Triton kernel against the two-matmul path, same inputs, same process.
 
-    python scripts/bench_attention.py [--rows 16 48 64 96] [--columns 2700]
+    python scripts/bench_attention.py [--rows 16 48 64 96] [--columns 2700] [--vision-tiles 25]
 
 InternVL3.5-8B's language model shapes (32 query heads, 8 KV heads, head dim 128), bf16, buffers
 sized as the static engine sizes them; rows' prompts differ by up to 15% (left padding), and the
 columns bucket rounds up to 256 as the engine's graphs do. Prints ms per call for one layer, the
-ratio, and the bandwidth each reaches on the K/V bytes that matter.
+ratio, and the bandwidth each reaches on the K/V bytes that matter. Then the vision tower's attention
+(InternViT-300M: 16 heads of 64, 1025 tokens a tile) through each SDPA backend, as TFLOP/s.
 """
 
 import argparse
@@ -35,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[16, 48, 64, 96])
     parser.add_argument("--columns", type=int, default=2700)
+    parser.add_argument("--vision-tiles", type=int, default=25)
     args = parser.parse_args()
     heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
@@ -55,6 +57,22 @@ def main() -> None:
         kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, columns))
         print(f"{rows} | {columns} | {matmuls:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "
               f"{attended / matmuls / 1e6:.0f} | {attended / kernel / 1e6:.0f}")
+    vision_backends(args.vision_tiles)
+
+
+def vision_backends(tiles: int) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    query, key, value = (torch.randn(tiles, 16, 1025, 64, dtype=torch.bfloat16, device="cuda") for _ in range(3))
+    flops = 4 * tiles * 16 * 1025 * 1025 * 64
+    print(f"vision attention, {tiles} tiles x 1025 tokens, 16 heads of 64: backend | ms | TFLOP/s")
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value))
+            print(f"{backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+        except RuntimeError as err:
+            print(f"{backend.name} | unavailable: {str(err).splitlines()[0]}")
 
 
 if __name__ == "__main__":
