@@ -87,7 +87,7 @@ def test_triton_attention_bf16_matches_the_matmuls():
           TURN_CASES + [(16, 32, 8, 128, 4608, 2400, 630)], tolerance=3e-2)
 
 
-def test_fused_rms_norm_bf16_matches_transformers():
-    from fused_norm_check import check
+def test_fused_kernels_bf16_match_transformers():
+    from fused_check import check
 
     check("cuda", torch.bfloat16)

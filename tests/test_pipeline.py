@@ -98,3 +98,11 @@ def test_pipeline_turns_an_injected_oom_into_one_error_record(model, statements,
     assert [r.image for r in bad] == [poisoned]
     assert bad[0].error["kind"] == "OutOfMemoryError" and bad[0].error["stage"] == "detect+extract"
     assert all(r.raw.get("detect") for r in records if not r.error)
+
+
+def test_upcoming_prepares_the_first_batch_first_then_one_ahead():
+    events = []
+    run_in_batches(list(range(5)), 2, lambda batch: events.append(("run", list(batch))), lambda item, err: None,
+                   upcoming=lambda batch: events.append(("prepare", list(batch))))
+    assert events == [("prepare", [0, 1]), ("prepare", [2, 3]), ("run", [0, 1]), ("prepare", [4]), ("run", [2, 3]),
+                      ("run", [4])]

@@ -39,7 +39,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 from docvlm.models import attention
-from docvlm.models.fused_norm import fused_rms_norms, runs_on
+from docvlm.models.fused import fused_kernels, runs_on
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
 from docvlm.models.protocol import BatchResult, Conversations, Request
 
@@ -52,7 +52,7 @@ END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every 
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
-PREPROCESS_THREADS = 4
+PREPROCESS_THREADS = 8  # at most; no more than this rank's share of CPU cores (torch's thread count)
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
 
@@ -255,7 +255,8 @@ class StaticEngine(HFEngine):
     def _submit(self, requests: Sequence[Request]) -> None:
         """The processor starts on every request not started yet (threads: the first batch too)."""
         if self._preprocessor is None:
-            self._preprocessor = ThreadPoolExecutor(max_workers=PREPROCESS_THREADS, thread_name_prefix="docvlm-preprocess")
+            workers = max(2, min(PREPROCESS_THREADS, torch.get_num_threads()))
+            self._preprocessor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvlm-preprocess")
         for request in requests:
             key = (id(request.image), request.prompt)
             if key not in self._prepared:
@@ -281,8 +282,8 @@ class StaticEngine(HFEngine):
             return super().continue_(*args, **kwargs)
 
     def _fused_kernels(self):
-        """The language model's RMSNorms as one kernel each while this engine runs (CUDA half precision)."""
-        return fused_rms_norms(self.text, enabled=runs_on(self.dtype, self.device))
+        """The language model's RMSNorms and gated MLPs on fused kernels while this engine runs (CUDA half precision)."""
+        return fused_kernels(self.text, enabled=runs_on(self.dtype, self.device))
 
     @contextmanager
     def _released_on_oom(self) -> Iterator[None]:

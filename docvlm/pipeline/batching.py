@@ -26,8 +26,11 @@ def run_in_batches(
     on_item_error: Callable[[T, BaseException], None],
     upcoming: Optional[Callable[[Sequence[T]], None]] = None,
 ) -> None:
-    """`upcoming(next batch)` is called before each batch runs (to prepare the next one meanwhile)."""
+    """`upcoming(batch)` is called for the first batch, then for each next one before the current runs
+    (to prepare it meanwhile; the first batch first, so its own preparation is not queued behind)."""
     batches = chunks(items, batch_size)
+    if upcoming is not None and batches:
+        upcoming(batches[0])
     for i, batch in enumerate(batches):
         if upcoming is not None and i + 1 < len(batches):
             upcoming(batches[i + 1])

@@ -1,11 +1,12 @@
-"""RMSNorm as one Triton kernel for the static engine's half-precision CUDA passes.
+"""Fused elementwise kernels (Triton) for the static engine's half-precision CUDA passes.
 
 Why: transformers' RMSNorm (Qwen3, Qwen3-VL text, Mllama text) is eight kernels (to fp32, pow, mean,
 add, rsqrt, mul, to half, mul by the weight), each a pass over the activations in fp32. A decoder
 layer of Qwen3 runs four of them (input, post-attention, per-head q and k): in a packed prefill they
 took ~20 ms a document on H100 (as much as the attention), in a decode step ~1,100 tiny kernels.
-Here: one read, one write, the same arithmetic (normalise in fp32, round to the model's dtype, then
-multiply by the weight as transformers does).
+The gated MLP's `act(gate) * up` is two more passes over the widest activations. Here: one read, one
+write each, the same arithmetic (RMSNorm: normalise in fp32, round to the model's dtype, multiply by
+the weight; SiLU in fp32, rounded, times `up`), as transformers does it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ def runs_on(dtype: torch.dtype, device: torch.device) -> bool:
     return device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(gate)
+    count = gate.numel()
+    _silu_mul_kernel[(triton.cdiv(count, ELEMENTS_PER_PROGRAM),)](gate, up, out, count, BLOCK=ELEMENTS_PER_PROGRAM)
+    return out
+
+
 def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     width = hidden.shape[-1]
     flat = hidden.reshape(-1, width)  # a view when contiguous (every caller's case), else a copy
@@ -45,24 +53,30 @@ def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Te
 
 
 @contextmanager
-def fused_rms_norms(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
-    """Meanwhile, every transformers RMSNorm under `model` runs the fused kernel (restored after:
-    other engines sharing the model, the seed baseline among them, keep transformers' own)."""
-    norms = [module for module in model.modules()
-             if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon")] if enabled else []
-    for module in norms:
-        module.forward = _bound(module)
+def fused_kernels(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Meanwhile, transformers' RMSNorms and SiLU-gated MLPs under `model` run the fused kernels (restored
+    after: other engines sharing the model, the seed baseline among them, keep transformers' own)."""
+    patched = []
+    for module in model.modules() if enabled else []:
+        forward = _fused_forward(module)
+        if forward is not None:
+            module.forward = forward
+            patched.append(module)
     try:
         yield
     finally:
-        for module in norms:
+        for module in patched:
             del module.forward  # back to the class's own
 
 
-def _bound(module: torch.nn.Module):
-    def forward(hidden: torch.Tensor) -> torch.Tensor:
-        return rms_norm(hidden, module.weight, module.variance_epsilon)
-    return forward
+def _fused_forward(module: torch.nn.Module):
+    name = type(module).__name__
+    if name.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+        return lambda hidden: rms_norm(hidden, module.weight, module.variance_epsilon)
+    if name.endswith("MLP") and all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) \
+            and type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):
+        return lambda x: module.down_proj(silu_mul(module.gate_proj(x), module.up_proj(x)))
+    return None
 
 
 if triton is not None:
@@ -78,3 +92,12 @@ if triton is not None:
         scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)
         result = scale[None, :] * normal.to(tl.float32)
         tl.store(out + row[:, None] * width + column[None, :], result.to(out.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _silu_mul_kernel(gate, up, out, count, BLOCK: tl.constexpr):
+        index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        inside = index < count
+        g = tl.load(gate + index, mask=inside, other=0.0).to(tl.float32)
+        activated = (g / (1.0 + tl.exp(-g))).to(out.dtype.element_ty)  # SiLU, rounded as transformers' act_fn
+        product = activated.to(tl.float32) * tl.load(up + index, mask=inside, other=0.0).to(tl.float32)
+        tl.store(out + index, product.to(out.dtype.element_ty), mask=inside)
