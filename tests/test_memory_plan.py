@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from docvlm.models import ModelSpec, _adapter, load_model, static_engine
-from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes
+from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes, turn_bytes
 
 CPU = torch.device("cpu")
 
@@ -28,12 +28,12 @@ def test_cpu_takes_the_fixed_batch(engines):
 
 def test_rows_follow_free_memory_in_buckets(engines, monkeypatch):
     engine = engines[0]
-    per_row, prefill = kv_bytes(engine, 96, 12), prefill_bytes(engine, 12)
+    per_row, transient = kv_bytes(engine, 96, 12), 2 * prefill_bytes(engine, 12) + turn_bytes(engine)
     cuda = torch.device("cuda")
-    for rows, expected in ((5.5, 4), (50, 48), (1000, MAX_AUTO_BATCH)):
-        with_free(monkeypatch, (rows * per_row + 2 * prefill) / 0.9)
+    for rows, expected in ((5.5, 4), (50, 48), (63.5, 56), (1000, MAX_AUTO_BATCH)):
+        with_free(monkeypatch, (rows * per_row + transient) / 0.9)
         assert auto_batch_size(cuda, engine, 96, 12) == expected
-    with_free(monkeypatch, prefill)  # not even one row fits: one document a batch
+    with_free(monkeypatch, transient)  # not even one row fits: one document a batch
     assert auto_batch_size(cuda, engine, 96, 12) == 1
 
 
@@ -48,3 +48,18 @@ def test_more_tiles_more_bytes(engines):
     engine = engines[0]
     assert kv_bytes(engine, 96, 12) > kv_bytes(engine, 96, 2)
     assert prefill_bytes(engine, 12) > prefill_bytes(engine, 2)
+
+
+def test_engines_owning_follow_ups_count_activations_not_repeated_kv(engines, tiny_models):
+    packed, _ = engines
+    assert packed.owns_turns
+    plain_turns = _adapter("mllama", "static")  # Mllama's follow-ups still go through generate
+    assert not plain_turns.owns_turns
+    assert turn_bytes(packed) > 0
+    packed.owns_turns = False
+    try:
+        repeated = kv_bytes(packed, 96, 12)
+        assert turn_bytes(packed) == 0
+    finally:
+        packed.owns_turns = True
+    assert repeated > kv_bytes(packed, 96, 12)

@@ -3,10 +3,11 @@
 A batch's memory is the model (already loaded: it is not in `free`), the KV buffers of its
 conversations and the prefill's transient activations, from the model's own sizes:
 - KV, per document: every column a conversation can reach (prompt bound + detection + the columns
-  the static engine reserves for follow-up turns) x the KV bytes of one token, plus what a follow-up
-  turn's prefill (transformers, whole batch, padding mask) copies of one layer's KV per row: its
-  grouped-query KV repeated to every query head (measured: 64 rows ran out of memory on H100 in a
-  batch with statements, 48 did not);
+  the static engine reserves for follow-up turns) x the KV bytes of one token, plus, where a
+  follow-up turn's prefill is transformers' `generate` (Mllama, the plain engine: whole batch,
+  padding mask), one layer's KV per row repeated to every query head (measured: 64 rows ran out of
+  memory on H100 in a batch with statements, 48 did not). Engines that run follow-ups in their own
+  layer loop (`owns_turns`) need no copy, only the activations of `TURN_CHUNK_TOKENS` tokens;
 - prefill activations, ONCE: the static engine prefills one document (or one pack of up to
   `PACK_TOKENS` tokens) at a time: prompt tokens x (4 hidden + 3 intermediate) values of the
   language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from docvlm.models import static_engine
-from docvlm.models.static_engine import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, _round_up
+from docvlm.models.static_engine import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, TURN_CHUNK_TOKENS, _round_up
 
 CPU_BATCH = 4
 MAX_AUTO_BATCH = 128
@@ -37,7 +38,8 @@ def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int 
         return CPU_BATCH
     free, _ = torch.cuda.mem_get_info(device)
     if hasattr(model, "kv_bytes_per_token"):
-        rows = int((free * USABLE_FRACTION - 2 * prefill_bytes(model, max_tiles)) / kv_bytes(model, detect_tokens, max_tiles))
+        transient = 2 * prefill_bytes(model, max_tiles) + turn_bytes(model)
+        rows = int((free * USABLE_FRACTION - transient) / kv_bytes(model, detect_tokens, max_tiles))
     else:
         rows = int(free * USABLE_FRACTION / FALLBACK_DOCUMENT_BYTES)
     fitting = [bucket for bucket in ROW_BUCKETS if bucket <= min(rows, MAX_AUTO_BATCH)]
@@ -48,8 +50,16 @@ def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
     """KV buffer bytes of one document's conversation (see the module docstring)."""
     columns = _round_up(_prompt_tokens(engine, max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
     text = engine.model.config.get_text_config(decoder=True)
-    repeated_layer = 2 * text.num_attention_heads * engine.head_dim * engine.dtype.itemsize
-    return columns * (engine.kv_bytes_per_token() + repeated_layer) + engine.cross_kv_bytes()
+    repeated_layer = 0 if getattr(engine, "owns_turns", False) else 2 * text.num_attention_heads * engine.head_dim
+    return columns * (engine.kv_bytes_per_token() + repeated_layer * engine.dtype.itemsize) + engine.cross_kv_bytes()
+
+
+def turn_bytes(engine: Any) -> float:
+    """Activations of a follow-up turn run by the engine's own layer loop, one chunk of rows at a time."""
+    if not getattr(engine, "owns_turns", False):
+        return 0.0
+    text = engine.model.config.get_text_config(decoder=True)
+    return TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:

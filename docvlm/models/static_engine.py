@@ -45,7 +45,7 @@ from docvlm.models.protocol import BatchResult, Conversations, Request
 
 log = logging.getLogger(__name__)
 
-ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 COLUMN_STEP = 256  # attention reads columns up to the next multiple: one graph per 256 columns
 FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely has to grow the buffers
 END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every row has ended"
