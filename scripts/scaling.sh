@@ -4,7 +4,9 @@
 #
 #   scripts/scaling.sh [N ...]       env: MODEL (random_internvl3_5_8b), DOCS (48), STATEMENTS (8),
 #                                    BATCH (null = auto), SHARDS (count; processing.shard modes to run,
-#                                    e.g. "count cost"), EXTRA (more Hydra overrides)
+#                                    e.g. "count cost"), EXTRA (more Hydra overrides), WARMUP (1: first
+#                                    a 1-rank run on 4 documents, outside the table, so that Triton's
+#                                    kernel cache is filled before ANY measured run, not only for later ones)
 # On the device machine: run(command="SHARDS='count cost' bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
 # Each run goes to $OUT/<shard>_n<N>; one table compares them all.
 # NCCL carries tensors, gloo the gather_object of results. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
@@ -34,18 +36,25 @@ if not (folder / "ground_truth.csv").exists():
     make_workload(folder, docs, statements, seed=0, budgets=TokenBudgets())
 PY
 
+common=(model="$MODEL" data.dir="$DATA" data.ground_truth="$DATA/ground_truth.csv" output.overwrite=true
+        debug.route_by_ground_truth=true processing.force_length=true
+        processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256
+        processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024
+        processing.batch_size=${BATCH:-null})
+if [ "${WARMUP:-0}" = 1 ]; then
+    echo "=== warm-up: 1 rank, 4 documents (not measured) ==="
+    # shellcheck disable=SC2086
+    torchrun --standalone --nproc_per_node=1 launch.py "${common[@]}" output.dir="$OUT/warmup" debug.limit=4 \
+        ${EXTRA:-} > "$OUT/warmup.log" 2>&1 || echo "warm-up failed (see $OUT/warmup.log)"
+fi
 runs=()
 for shard in ${SHARDS:-count}; do
     for n in ${RANKS[@]}; do
         name="${shard}_n$n"
         echo "=== $n rank(s), processing.shard=$shard ==="
         # shellcheck disable=SC2086
-        torchrun --standalone --nproc_per_node="$n" launch.py model="$MODEL" data.dir="$DATA" \
-            data.ground_truth="$DATA/ground_truth.csv" output.dir="$OUT/$name" output.overwrite=true \
-            debug.route_by_ground_truth=true processing.force_length=true processing.shard="$shard" \
-            processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256 \
-            processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024 \
-            processing.batch_size=${BATCH:-null} ${EXTRA:-} 2>&1 | tee "$OUT/$name.log" | grep -v "it/s\]" | tail -n 5
+        torchrun --standalone --nproc_per_node="$n" launch.py "${common[@]}" output.dir="$OUT/$name" \
+            processing.shard="$shard" ${EXTRA:-} 2>&1 | tee "$OUT/$name.log" | grep -v "it/s\]" | tail -n 5
         runs+=("$OUT/$name")
     done
 done
