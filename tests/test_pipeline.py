@@ -76,6 +76,30 @@ def test_failing_batches_split_down_to_the_failing_document():
     assert [len(b) for b in calls] == [4, 2, 2, 1, 1, 4]  # [0-3] -> [0,1] ok, [2,3] -> [2] ok, [3] fails
 
 
+def test_a_failed_batch_frees_what_its_frames_held_before_the_halves_run():
+    """Found on 4xH100: the split retry ran inside the except block, so the traceback kept the failed
+    batch's frames, and the KV buffers they referenced, alive: every half ran out of memory too."""
+    import gc
+    import weakref
+
+    class Buffers:  # stands in for the failed batch's KV buffers
+        pass
+
+    alive_during_halves = []
+    held: list = []
+
+    def run(batch):
+        if len(batch) == 4:
+            buffers = Buffers()  # a local of the failing frame, as the engine's lease is
+            held.append(weakref.ref(buffers))
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        gc.collect()
+        alive_during_halves.append(held[0]() is not None)
+
+    run_in_batches(list(range(4)), 4, run, lambda item, err: None)
+    assert alive_during_halves == [False, False]
+
+
 def test_pipeline_turns_an_injected_oom_into_one_error_record(model, statements, monkeypatch):
     """A document that fails even alone gets an error record; the others in its batch finish."""
     ctx = context(model)

@@ -128,6 +128,26 @@ def test_buffers_grow_for_a_long_follow_up(pairs):
     assert results["static"] == results["hf"]
 
 
+def test_a_selected_few_grow_into_buffers_of_their_own_rows(pairs):
+    """Found on 4xH100: a mixed batch's statements outgrew the reserved columns after a long extraction
+    turn, and the growth allocated the WHOLE batch's rows beside the old buffers: out of memory. Now only
+    the selected rows move; the next batch gets full-width buffers again. Same tokens as transformers."""
+    hf, static = pairs["internvl"]
+    long_prompt = " ".join(["word"] * 700)
+    results = {}
+    for name, engine in (("hf", hf), ("static", static)):
+        first = engine.generate(batch([3, 3, 3, 3, 3]), keep_state=True)
+        kept = engine.select(first.state, [1, 4])
+        grown = engine.continue_(kept, [long_prompt, "short"], [1500, 8], force_length=True)
+        if engine is static:
+            assert static.buffers.rows == row_bucket(2) == 2
+        again = engine.generate(batch([3, 3, 3, 3, 3], seed=4))
+        if engine is static:
+            assert static.buffers.rows == row_bucket(5)
+        results[name] = (ids(first), ids(grown), ids(again))
+    assert results["static"] == results["hf"]
+
+
 def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypatch):
     """An OOM in a batch of 4 frees the KV buffers; the pipeline's halves then run and lose nothing."""
     from docvlm.pipeline.batching import run_in_batches

@@ -684,19 +684,26 @@ class StaticEngine(HFEngine):
         return state
 
     def _ensure_rows(self, rows: int) -> None:
-        buffers = self.buffers
-        if buffers is None or row_bucket(rows) > buffers.rows:
-            columns = buffers.columns if buffers else COLUMN_STEP
-            self._allocate(max(row_bucket(rows), buffers.rows if buffers else 0), columns)
+        """Room for a new conversation batch of `rows`; its first turn sizes the columns (`_ensure_columns`)."""
+        if self.buffers is None or row_bucket(rows) > self.buffers.rows:
+            self._allocate(row_bucket(rows), COLUMN_STEP)
 
     def _ensure_columns(self, lease: _Lease, needed: int) -> _Lease:
+        """Columns for a turn reaching `needed`. A first turn reserves room for later turns too; a
+        follow-up that still does not fit (a mixed batch's statements after a long extraction turn) moves
+        to buffers of ITS rows only: the selected few, not the whole batch's rows beside the old buffers."""
         buffers = self._buffers()
         if needed <= buffers.columns:
             return lease
         first_turn = lease.length == 0
-        columns = _round_up(needed + (FOLLOW_UP_COLUMNS if first_turn else 0), COLUMN_STEP)
+        columns = _round_up(needed + FOLLOW_UP_COLUMNS, COLUMN_STEP)
         lengths = [layer.length for layer in lease.cache.layers]
-        self._allocate(buffers.rows, max(columns, buffers.columns), keep=None if first_turn else lease)
+        if first_turn:
+            self._allocate(buffers.rows, max(columns, buffers.columns))
+        else:
+            log.info("%s: a follow-up turn of %d rows needs %d columns (%d reserved): growing", self.name,
+                     lease.rows, needed, buffers.columns)
+            self._allocate(row_bucket(lease.rows), columns, keep=lease)
         return self._lease(lease.rows, lengths[0], lengths)
 
     def _lease(self, rows: int, length: int, lengths: Optional[list[int]] = None) -> _Lease:

@@ -41,14 +41,18 @@ def _run_or_split(batch: Sequence[T], run_batch: Callable[[Sequence[T]], None],
                   on_item_error: Callable[[T, BaseException], None]) -> None:
     try:
         run_batch(batch)
+        return
     except Exception as err:  # noqa: BLE001 - a document's failure must never stop the rank
-        if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
-            torch.cuda.empty_cache()
         if len(batch) == 1:
-            log.warning("item failed alone: %s: %s", type(err).__name__, err)
+            log.warning("item failed alone: %s: %s", type(err).__name__, str(err))
             on_item_error(batch[0], err)
             return
-        log.warning("batch of %d failed (%s: %s); retrying as two halves", len(batch), type(err).__name__, err)
-        half = len(batch) // 2
-        _run_or_split(batch[:half], run_batch, on_item_error)
-        _run_or_split(batch[half:], run_batch, on_item_error)
+        # str(err): a log record must not keep the exception (its traceback holds the batch's tensors)
+        log.warning("batch of %d failed (%s: %s); retrying as two halves", len(batch), type(err).__name__, str(err))
+    # Out of the except block: the exception's traceback, and with it every tensor the failed batch's
+    # frames held (KV buffers among them), is gone before the halves run and the cache is emptied.
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(batch) // 2
+    _run_or_split(batch[:half], run_batch, on_item_error)
+    _run_or_split(batch[half:], run_batch, on_item_error)
