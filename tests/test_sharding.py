@@ -133,19 +133,20 @@ def test_shard_config_is_validated():
 
 
 def test_scaling_report_separates_the_modes_and_shows_costs():
-    def summary(shard: str, world: int, per_s: float, costs: list[float]) -> dict:
+    def summary(shard: str, world: int, per_s: float, costs: list[float], errors: int = 0) -> dict:
         ranks = [{"rank": r, "documents": 4, "busy_s": 10.0 + r, "load_model_s": 1.0, "first_result_s": 2.0,
                   "shard": shard, "estimated_cost": c} for r, c in enumerate(costs)]
         return {"world_size": world, "processed_this_run": 8, "elapsed_s": 12.0, "documents_per_s": per_s,
-                "gather_s": 0.01, "ranks": ranks}
+                "gather_s": 0.01, "ranks": ranks, "errors": errors}
 
-    rows = scaling_rows([summary("cost", 2, 1.5, [5.0, 5.0]), summary("count", 2, 1.0, [8.0, 2.0]),
+    rows = scaling_rows([summary("cost", 2, 1.5, [5.0, 5.0]), summary("count", 2, 1.0, [8.0, 2.0], errors=3),
                          summary("count", 1, 0.8, [10.0]), summary("cost", 1, 0.75, [10.0])])
     assert [(r["shard"], r["ranks"]) for r in rows] == [("count", 1), ("count", 2), ("cost", 1), ("cost", 2)]
     assert [r["efficiency"] for r in rows] == [1.0, 0.625, 1.0, 1.0]  # each mode against its own 1-rank run
-    assert rows[1]["estimated_cost_per_rank"] == [8.0, 2.0]
+    assert [r["efficiency_vs_best_1"] for r in rows] == [1.0, 0.625, 0.938, 0.938]  # against count's 0.8
+    assert rows[1]["estimated_cost_per_rank"] == [8.0, 2.0] and rows[1]["errors"] == 3
     text = table(rows)
-    assert "| count | 2 |" in text and "8.0, 2.0" in text and "5.0, 5.0" in text
+    assert "| count | 2 | 8 | 3 |" in text and "8.0, 2.0" in text and "5.0, 5.0" in text
 
 
 # ---------------------------------------------------------------- end to end (torchrun, gloo, CPU)

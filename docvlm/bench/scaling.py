@@ -1,8 +1,9 @@
 """Multi-GPU scaling report (issue 5): compare runs of the SAME workload with N = 1, 2, 4 ranks.
 
 Each run is a normal `torchrun --nproc_per_node=N launch.py ...` job; this reads their summary.json
-files and prints documents/s, scaling efficiency throughput_N / (N * throughput_1), the slowest and
-fastest rank's busy time, documents and estimated cost per rank, model load time per rank, time to
+files and prints documents/s, error records (a run with errors measured less work: its rate is not
+comparable), scaling efficiency throughput_N / (N * throughput_1), the same against the fastest
+1-rank run of any mode, the slowest and fastest rank's busy time, documents and estimated cost per rank, model load time per rank, time to
 first result and gather time. Runs of both sharding modes (processing.shard=count / cost) may be
 mixed: each mode's efficiency is against its own run with the fewest ranks.
 
@@ -22,6 +23,8 @@ def scaling_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     baseline for the efficiency."""
     runs = sorted(summaries, key=lambda s: (_shard(s) != "count", _shard(s), s["world_size"]))  # count first
     base: dict[str, float] = {}
+    single = [s["documents_per_s"] for s in runs if s["world_size"] == 1]
+    best = max(single) if single else 0.0
     rows = []
     for s in runs:
         base.setdefault(_shard(s), s["documents_per_s"] / s["world_size"])
@@ -31,9 +34,11 @@ def scaling_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "shard": _shard(s),
             "ranks": s["world_size"],
             "documents": s["processed_this_run"],
+            "errors": s.get("errors", 0),
             "elapsed_s": s["elapsed_s"],
             "documents_per_s": s["documents_per_s"],
             "efficiency": round(s["documents_per_s"] / (s["world_size"] * per_rank), 3) if per_rank else 0.0,
+            "efficiency_vs_best_1": round(s["documents_per_s"] / (s["world_size"] * best), 3) if best else 0.0,
             "busy_s_max": max(busy),
             "busy_s_min": min(busy),
             "load_model_s": [r["load_model_s"] for r in s["ranks"]],
@@ -51,13 +56,14 @@ def _shard(summary: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| shard | ranks | docs | elapsed s | docs/s | efficiency | busy max / min s | docs per rank | "
-            "est. cost s per rank | load s per rank | first result s | gather s |")
-    lines = [head, "|" + "---|" * 12]
+    head = ("| shard | ranks | docs | errors | elapsed s | docs/s | efficiency | vs best 1-rank | busy max / min s | "
+            "docs per rank | est. cost s per rank | load s per rank | first result s | gather s |")
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
-            f"| {r['shard']} | {r['ranks']} | {r['documents']} | {r['elapsed_s']:.1f} | {r['documents_per_s']:.3f} | "
-            f"{r['efficiency']:.2f} | {r['busy_s_max']:.1f} / {r['busy_s_min']:.1f} | "
+            f"| {r['shard']} | {r['ranks']} | {r['documents']} | {r['errors']} | {r['elapsed_s']:.1f} | "
+            f"{r['documents_per_s']:.3f} | {r['efficiency']:.2f} | {r['efficiency_vs_best_1']:.2f} | "
+            f"{r['busy_s_max']:.1f} / {r['busy_s_min']:.1f} | "
             f"{', '.join(str(x) for x in r['documents_per_rank'])} | {_numbers(r['estimated_cost_per_rank'])} | "
             f"{_numbers(r['load_model_s'])} | {_numbers(r['first_result_s'])} | {r['gather_s']:.3f} |")
     return "\n".join(lines)
