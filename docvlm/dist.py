@@ -12,7 +12,7 @@ import os
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -235,3 +235,45 @@ def store() -> Optional[dist.Store]:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class JobFailed(RuntimeError):
+    """The job failed on some rank; raised on EVERY rank at the same point (the ranks stay in step)."""
+
+
+class RanksOutOfStep(RuntimeError):
+    """A collective itself failed (timeout, a rank gone): no later job can run safely in this process."""
+
+
+def together(ctx: DistContext, step: Callable[[], T]) -> T:
+    """Run `step` on this rank, then meet the other ranks: all go on, or all raise JobFailed.
+
+    Used instead of a barrier: a rank that raised would never reach a barrier, leaving the others
+    waiting (until the dist timeout) or, under multirun, meeting the next job's collectives.
+    """
+    own: Optional[Exception] = None
+    result: Any = None
+    try:
+        result = step()
+    except Exception as err:  # noqa: BLE001 - every rank hears of it below
+        own = err
+    errors = collective(lambda: all_gather(None if own is None else f"{type(own).__name__}: {own}", ctx))
+    if any(error is not None for error in errors):
+        raise JobFailed(_describe(errors)) from own
+    return result
+
+
+def _describe(errors: list[Optional[str]]) -> str:
+    """'rank 0,1: ValueError: ...; rank 3: ...': one entry per distinct error."""
+    ranks_by_error: dict[str, list[str]] = {}
+    for rank, error in enumerate(errors):
+        if error is not None:
+            ranks_by_error.setdefault(error, []).append(str(rank))
+    return "; ".join(f"rank {','.join(ranks)}: {error}" for error, ranks in ranks_by_error.items())
+
+
+def collective(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except Exception as err:
+        raise RanksOutOfStep(f"a collective failed, the ranks may be out of step: {type(err).__name__}: {err}") from err

@@ -120,6 +120,6 @@ def _process_group_broken(err: BaseException) -> bool:
     """A collective timed out or a peer vanished: the ranks may be out of step, so the sweep must end."""
     import torch.distributed as torch_dist
 
-    from docvlm.run import RanksOutOfStep
+    from docvlm.dist import RanksOutOfStep
 
     return isinstance(err, (RanksOutOfStep, torch_dist.DistError))

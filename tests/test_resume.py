@@ -19,7 +19,7 @@ from docvlm import outputs
 from docvlm.inputs import Document
 from docvlm.paths import REPO_ROOT
 from docvlm.records import DocumentRecord
-from docvlm.run import _split_resume
+from docvlm.work import _split_resume
 from docvlm.synth import generate_corpus
 
 FAST = [

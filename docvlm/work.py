@@ -1,0 +1,301 @@
+"""One rank's share of the job: which documents it takes, the model pipeline, its part file.
+
+  processing.shard=count: an equal-count contiguous shard, detected and extracted here;
+  processing.shard=cost: detect an equal-count share first, all-gather the detections, then take a
+    contiguous range of about equal estimated cost (every rank computes the same ranges).
+Either way, documents recorded by an earlier run are kept (resume), each new record goes to this
+rank's part file as it is made, and the model loads on first use (an idle rank never loads it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from docvlm import dist, faults, outputs
+from docvlm.config import RunConfig
+from docvlm.inputs import Document, LoadOptions
+from docvlm.models import load_model
+from docvlm.models.memory_plan import auto_batch_size
+from docvlm.pipeline.cost import CostModel
+from docvlm.pipeline.document_pipeline import DocumentPipeline
+from docvlm.pipeline.stages import StageContext
+from docvlm.progress import Progress
+from docvlm.records import DocumentRecord
+from docvlm.schema import Schema
+from docvlm.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+
+def work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, docs: list[Document], truth: Any,
+          out_dir: Path, progress: Progress,
+          watchdog: Watchdog) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
+    """This rank's share: (records kept from earlier runs, new records, stats)."""
+    worker = Worker(run_cfg, ctx, schema, prompts, truth, docs, progress, watchdog)
+    try:
+        if run_cfg.processing.shard == "cost":
+            return _work_by_cost(worker, docs, out_dir)
+        return _work_by_count(worker, docs, out_dir)
+    finally:
+        watchdog.waiting()  # done (or failed): waiting for the other ranks is not a hang
+
+
+def _work_by_count(worker: "Worker", docs: list[Document],
+                   out_dir: Path) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
+    """processing.shard=count: an equal-count contiguous shard, detected and extracted here."""
+    ctx = worker.ctx
+    mine = [docs[i] for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)]
+    kept, todo = _split_resume(mine, outputs.read_parts(out_dir), worker.cfg.processing.max_retries)
+    log.info("%d documents in all; this rank: %d (%d recorded earlier, %d to do)", len(docs), len(mine), len(kept), len(todo))
+    worker.progress.resumed(len(kept))
+    new_records, stats = _process(worker, todo, out_dir)
+    stats.update(worker.stats(), shard="count")
+    if worker.stage_ctx is not None:  # the same estimate as shard=cost, from the types found, to compare
+        model = worker.cost_model(worker.batch_size or 1)
+        stats["estimated_cost"] = round(sum(model.cost(r) for r in new_records), 3)
+    return kept, new_records, stats
+
+
+def _work_by_cost(worker: "Worker", docs: list[Document],
+                  out_dir: Path) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
+    """processing.shard=cost: detect an equal-count shard, share the detections with every rank, then
+    extract a contiguous range of about equal estimated cost (every rank computes the same ranges).
+
+    Resume: documents recorded by an earlier run are neither detected nor extracted again; they cost 0,
+    and the rank whose range holds one passes its record on.
+    """
+    ctx, cfg = worker.ctx, worker.cfg
+    started = time.perf_counter()
+    # Inside dist.together: a rank that fails here must not skip the all-gather the others wait in.
+    recorded, todo, detections, detect_s = dist.together(ctx, lambda: _detect_share(worker, docs, out_dir))
+    payload = {"records": [r.to_json() for r in detections], "batch_size": worker.batch_size}
+    gathered = dist.collective(lambda: dist.all_gather(payload, ctx))
+    worker.watchdog.beat("splitting the documents by estimated cost")
+    detected = {rec["image"]: DocumentRecord.from_json(rec) for part in gathered for rec in part["records"]}
+    costs = _estimate_costs(worker, docs, detected, _cost_batch_size(cfg, gathered))
+    mine = dist.balanced_ranges(costs, ctx.world_size)[ctx.rank]
+    kept, work = _split_range([docs[i] for i in mine], detected, recorded, todo)
+    log.info("%d documents in all; cost-balanced range of this rank: %d (%d recorded earlier, %d to do), "
+             "estimated cost %.1f s of %.1f s", len(docs), len(mine), len(kept), len(work),
+             sum(costs[i] for i in mine), sum(costs))
+    worker.progress.resumed(len(kept))
+    new_records, stats = _process(worker, work, out_dir, detected=detected, clock_start=started)
+    stats.update(worker.stats(), shard="cost", detected=len(detections), detect_s=round(detect_s, 3),
+                 estimated_cost=round(sum(costs[i] for i in mine), 3))
+    stats["busy_s"] = round(stats["busy_s"] + detect_s, 3)  # working time: waiting at the all-gather excluded
+    return kept, new_records, stats
+
+
+def _detect_share(worker: "Worker", docs: list[Document], out_dir: Path) -> tuple[
+        list[DocumentRecord], list[tuple[Document, int]], list[DocumentRecord], float]:
+    """shard=cost, phase 1: what earlier runs recorded (all documents: recorded, to do), then detection
+    of this rank's equal-count share of the documents to do: their records (error records for
+    unreadable files) and the seconds it took, model loading excluded."""
+    try:
+        ctx = worker.ctx
+        recorded, todo = _split_resume(docs, outputs.read_parts(out_dir), worker.cfg.processing.max_retries)
+        share = {docs[i].id for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)}
+        mine = [doc for doc, _ in todo if doc.id in share]
+        if not mine:
+            return recorded, todo, [], 0.0
+        pipeline = worker.pipeline()
+        start = time.perf_counter()
+        records = []
+        for record in pipeline.detect_only(mine):
+            records.append(record)
+            worker.watchdog.beat(f"detected {len(records)}/{len(mine)} ({record.image})")
+        return recorded, todo, records, time.perf_counter() - start
+    finally:
+        worker.watchdog.waiting()  # the other ranks may still be detecting: not a hang
+
+
+def _cost_batch_size(run_cfg: RunConfig, gathered: list[dict[str, Any]]) -> int:
+    """The batch size in the cost estimate: the same on every rank, which auto sizes (free memory) may
+    not be, so the smallest any rank reported."""
+    reported = [part["batch_size"] for part in gathered if part["batch_size"]]
+    return run_cfg.processing.batch_size or min(reported, default=1)
+
+
+def _estimate_costs(worker: "Worker", docs: list[Document], detected: dict[str, DocumentRecord],
+                    batch_size: int) -> list[float]:
+    """Each document's work left after detection (seconds); 0 for those recorded by an earlier run."""
+    model = worker.cost_model(batch_size)
+    routes = worker.routes or {}  # benchmarks: the ground-truth type picks the flow
+    return [model.cost(detected[doc.id], routes.get(doc.id)) if doc.id in detected else 0.0 for doc in docs]
+
+
+def _split_range(mine: list[Document], detected: dict[str, DocumentRecord], recorded: list[DocumentRecord],
+                 todo: list[tuple[Document, int]]) -> tuple[list[DocumentRecord], list[tuple[Document, int]]]:
+    """This rank's range: (records of earlier runs, documents to finish with their attempt number).
+    Every document still to do was detected in phase 1 by some rank; the others were recorded."""
+    earlier = {record.image: record for record in recorded}
+    attempts = {doc.id: n for doc, n in todo}
+    kept, work = [], []
+    for doc in mine:
+        if doc.id in detected and doc.id in attempts:
+            work.append((doc, attempts[doc.id]))
+        elif doc.id in earlier and doc.id not in detected:
+            kept.append(earlier[doc.id])
+        else:  # the ranks read different part files (a file system that is not shared?)
+            raise RuntimeError(f"{doc.id}: the ranks disagree on whether an earlier run recorded it; "
+                               "are the part files under output.dir visible to every rank?")
+    return kept, work
+
+
+def _split_resume(mine: list[Document], earlier: dict[str, DocumentRecord],
+                  max_retries: int) -> tuple[list[DocumentRecord], list[tuple[Document, int]]]:
+    """Documents already recorded are kept; failed ones are redone while attempts remain."""
+    kept: list[DocumentRecord] = []
+    todo: list[tuple[Document, int]] = []
+    for doc in mine:
+        prior = earlier.get(doc.id)
+        if prior is not None and (prior.ok or prior.attempts > max_retries):
+            prior.index = doc.index
+            kept.append(prior)
+        else:
+            todo.append((doc, 1 if prior is None else prior.attempts + 1))
+    return kept, todo
+
+
+def _process(worker: "Worker", todo: list[tuple[Document, int]], out_dir: Path,
+             detected: Optional[dict[str, DocumentRecord]] = None,
+             clock_start: Optional[float] = None) -> tuple[list[DocumentRecord], dict[str, Any]]:
+    """Finish `todo` and write each record to this rank's part file. `detected` (shard=cost): phase-1
+    records; their documents skip detection, and error records among them are written as they are.
+    first_result_s counts from `clock_start` (default: now)."""
+    ctx, progress, watchdog = worker.ctx, worker.progress, worker.watchdog
+    stats: dict[str, Any] = {"rank": ctx.rank, "documents": len(todo), "busy_s": 0.0}
+    if not todo:
+        return [], stats  # idle rank: still joins every collective
+    docs = [doc for doc, _ in todo]
+    failed = [detected[doc.id] for doc in docs if detected is not None and not detected[doc.id].ok]
+    to_run = [doc for doc in docs if detected is None or detected[doc.id].ok]
+    pipeline = worker.pipeline() if to_run else None
+    faults.at_point("work", ctx.rank)  # tests: model loaded, nothing flushed yet
+    attempts = {doc.id: n for doc, n in todo}
+    records: list[DocumentRecord] = []
+    busy_start = time.perf_counter()
+    clock_start = busy_start if clock_start is None else clock_start
+    with outputs.PartWriter(out_dir, ctx.rank) as part:
+        for record in itertools.chain(failed, _run_pipeline(pipeline, to_run, detected)):
+            record.attempts = attempts[record.image]
+            part.write(record)
+            records.append(record)
+            progress.advance()
+            watchdog.beat(f"wrote record {len(records)}/{len(todo)} ({record.image})")
+            faults.after_records(ctx.rank, len(records))
+            if len(records) == 1:
+                stats["first_result_s"] = round(time.perf_counter() - clock_start, 3)
+    stats["busy_s"] = round(time.perf_counter() - busy_start, 3)
+    return records, stats
+
+
+def _run_pipeline(pipeline: Any, docs: list[Document],
+                  detected: Optional[dict[str, DocumentRecord]]) -> Iterator[DocumentRecord]:
+    if not docs:
+        return iter(())
+    return pipeline.process(docs) if detected is None else pipeline.process(docs, detected=detected)
+
+
+class Worker:
+    """What one rank works with: config, model pipeline, progress and heartbeat. The model is loaded on
+    first use, so a rank with nothing to do never loads it."""
+
+    def __init__(self, run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, truth: Any,
+                 docs: list[Document], progress: Progress, watchdog: Watchdog) -> None:
+        self.cfg, self.ctx, self.schema, self.prompts = run_cfg, ctx, schema, prompts
+        self.progress, self.watchdog = progress, watchdog
+        self.routes = _route_types(run_cfg, truth, docs)  # benchmarks: document id -> true type
+        self.batch_size: Optional[int] = None
+        self.stage_ctx: Optional[StageContext] = None
+        self.load_model_s = 0.0
+        self._pipeline: Any = None
+
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            start = time.perf_counter()
+            self.watchdog.beat(f"loading the model from {self.cfg.model.path}")
+            self._pipeline = self._build()
+            self.load_model_s = round(time.perf_counter() - start, 3)
+        return self._pipeline
+
+    def _build(self) -> Any:
+        cfg = self.cfg
+        if cfg.model.family == "ocr":
+            self.batch_size = 1
+            self.progress.phase("extraction")
+            return _ocr_pipeline(cfg, self.ctx, self.schema)
+        model = load_model(cfg.model, self.ctx.device)
+        self.batch_size = cfg.processing.batch_size or auto_batch_size(
+            self.ctx.device, model, cfg.processing.max_new_tokens.detect, cfg.processing.max_tiles)
+        self.stage_ctx = StageContext(model, self.schema, self.prompts, cfg.processing.max_new_tokens,
+                                      cfg.processing.force_length)
+        pipeline = _PhasedPipeline(self.stage_ctx, self.batch_size, cfg.processing.group_window, self.ctx.rank,
+                                   LoadOptions(pdf_dpi=cfg.data.pdf_dpi), route_types=self.routes,
+                                   grounding=_grounding(cfg, self.schema),
+                                   shared_prefill=cfg.processing.shared_prefill)
+        pipeline.progress, pipeline.watchdog = self.progress, self.watchdog
+        return pipeline
+
+    def cost_model(self, batch_size: int) -> CostModel:
+        processing = self.cfg.processing
+        return CostModel(self.schema, processing.max_new_tokens, processing.shard_cost, processing.max_tiles,
+                         batch_size)
+
+    def stats(self) -> dict[str, Any]:
+        """Model loading, batch size and per-stage statistics (empty stages: the model never loaded)."""
+        stats: dict[str, Any] = {"load_model_s": self.load_model_s}
+        if self.batch_size is not None:
+            stats["batch_size"] = self.batch_size
+        stages = self.stage_ctx.stats.items() if self.stage_ctx is not None else ()
+        stats["stages"] = {name: st.to_json() for name, st in stages}
+        return stats
+
+
+def _route_types(run_cfg: RunConfig, truth: Any, docs: list[Document]) -> Optional[dict[str, str]]:
+    """debug.route_by_ground_truth (random-weight benchmarks): document id -> its true type."""
+    if not run_cfg.debug.route_by_ground_truth:
+        return None
+    if truth is None:
+        raise ValueError("debug.route_by_ground_truth=true needs data.ground_truth")
+    keys = {doc.id: truth.match(doc.id) for doc in docs}
+    return {doc_id: truth[key]["DOCUMENT_TYPE"] for doc_id, key in keys.items() if key is not None}
+
+
+def _grounding(run_cfg: RunConfig, schema: Schema) -> Any:
+    if not run_cfg.validation.grounding:
+        return None
+    from docvlm.pipeline.grounding import Grounding
+
+    return Grounding(schema)
+
+
+def _ocr_pipeline(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema) -> Any:
+    """model=ocr: RapidOCR + layout rules on the CPU; ONNX Runtime threads = CPUs / local ranks."""
+    from docvlm.ocr import OcrEngine
+    from docvlm.pipeline.ocr_pipeline import OcrPipeline
+
+    return OcrPipeline(OcrEngine(), schema, ctx.rank, LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi))
+
+
+class _PhasedPipeline(DocumentPipeline):
+    """The pipeline, naming the stage it runs in the progress bar."""
+
+    _PHASES = {"detect": "detection", "detect+extract": "detection+extraction", "extract": "extraction", "bank": "bank turns"}
+    progress: Optional[Progress] = None
+    watchdog: Optional[Watchdog] = None
+
+    def _stage(self, stage: str, items: list, run_batch: Callable) -> None:
+        if items and self.progress is not None and stage in self._PHASES:
+            self.progress.phase(self._PHASES[stage])
+        super()._stage(stage, items, run_batch)
+
+    def _before_batch(self, stage: str, batch: list) -> None:
+        if self.watchdog is not None:
+            ids = ", ".join(item.doc.id for item in batch[:3]) + (", ..." if len(batch) > 3 else "")
+            self.watchdog.beat(f"{self._PHASES.get(stage, stage)}: stage {stage}, batch of {len(batch)} ({ids})")
+        super()._before_batch(stage, batch)
