@@ -10,7 +10,8 @@ import torch
 from docvlm.models import ModelSpec, Request, _adapter, load_model
 from docvlm.models.families import StaticInternVL
 from docvlm.models import static_engine
-from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, packs, row_bucket
+from docvlm.models.packing import packs
+from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, row_bucket
 from test_models_engine import FAMILIES, noise_image
 
 CPU = torch.device("cpu")

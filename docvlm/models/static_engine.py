@@ -1,20 +1,22 @@
-"""The static engine: transformers prefill into preallocated KV buffers, then our own decode loop.
+"""The static engine: KV cache in preallocated buffers, and its own loop around transformers' layers.
 
 Why: eager `generate` pays ~90 ms a decode step in kernel launches and, with a padding mask, copies
 every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
-- the KV cache lives in buffers allocated once per engine ([rows, kv heads, columns, head dim] a
+- the KV cache lives in buffers allocated once per batch size ([rows, kv heads, columns, head dim] a
   layer); transformers' own forward writes straight into them (`BufferLayer`);
 - a first turn is prefilled with no padding, each row right-aligned in the buffers so the batch
-  decodes together: InternVL packs several documents into one sequence (`PACK_TOKENS`; the GEMMs
-  of one document do not fill an H100) with varlen flash attention keeping each document to itself;
-  the other families run one document at a time; the processor runs ahead in a thread (`prepare`);
+  decodes together: InternVL packs several documents into one sequence (`PACK_TOKENS`, `packing.py`:
+  the GEMMs of one document do not fill an H100), the other families go one document at a time; the
+  processor runs ahead in threads (`prepare`);
 - a follow-up turn (left-padded new tokens for every row) runs OUR layer loop over the buffers
   (InternVL, Qwen3-VL: `_prefill_turn`; transformers' `generate` repeated every layer's KV per query
   head); Mllama's cross-attention turns still go through `generate(max_new_tokens=1)`;
 - each later token is one pass of OUR step over the decoder layers and, on CUDA, a CUDA graph
-  captured once per (row bucket, column bucket) and replayed: one launch a step. Attention reads the
-  grouped-query KV as it is (`attention.py`: Triton kernels on CUDA, matmuls elsewhere). The graph feeds its outputs back (token, position, column, row
-  done), so the host only replays and looks for the end every few steps.
+  captured once per (row bucket, column bucket) and replayed: one launch a step. The graph feeds its
+  outputs back (token, position, column, row done), so the host only replays and looks for the end
+  every few steps.
+Attention reads the grouped-query KV as it is (`attention.py`: Triton kernels on CUDA, matmuls
+elsewhere); RMSNorm and the gated MLP run fused while the engine runs (`fused.py`).
 One live conversation per engine: a new `generate` reuses the buffers and retires the last state.
 """
 
@@ -25,7 +27,6 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -33,14 +34,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, GenerationConfig
-from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface
 
 from docvlm.models import attention
 from docvlm.models.fused import fused_kernels, runs_on
 from docvlm.models.hf_engine import _CACHE_KWARG, HFEngine, _Run, _sync
+from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs
 from docvlm.models.protocol import BatchResult, Conversations, Request
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely
 END_CHECK_EVERY = 16  # decode steps between looks (one device sync) for "every row has ended"
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
-PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
 PREPROCESS_THREADS = 8  # at most; no more than this rank's share of CPU cores (torch's thread count)
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
@@ -90,72 +88,6 @@ class BufferLayer(DynamicLayer):
         self.value_buffer[:, :, self.length : end].copy_(value_states)
         self.set_length(end)
         return self.keys, self.values
-
-
-class PackedWriteLayer(DynamicLayer):
-    """A cache layer for a packed prefill: each token's KV goes to its document's buffer row and column,
-    and attention gets the packed KV itself (a document attends only to its own tokens)."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
-        super().__init__()
-        self.key_buffer, self.value_buffer = keys, values  # (rows, kv heads, capacity, head dim)
-        self.rows, self.columns = rows, columns  # (tokens,) each: where every packed token's KV lands
-        self.dtype, self.device = keys.dtype, keys.device
-        self.is_initialized = True
-        self.keys, self.values = keys[:0, :, :0], values[:0, :, :0]  # nothing before this turn
-
-    def lazy_initialization(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        self.key_buffer[self.rows, :, self.columns] = key_states[0].transpose(0, 1)
-        self.value_buffer[self.rows, :, self.columns] = value_states[0].transpose(0, 1)
-        return key_states, value_states
-
-
-# (cumulative document lengths as int32 on the device, the longest document) of the running packed prefill
-_PACK: ContextVar[Optional[tuple[torch.Tensor, int]]] = ContextVar("docvlm_pack", default=None)
-
-
-def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None, dropout: float = 0.0,
-                     **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """Causal attention within each document of a packed (1, heads, tokens, head dim) sequence."""
-    pack = _PACK.get()
-    assert pack is not None, "packed attention outside a packed prefill"
-    starts, longest = pack
-    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
-        # varlen flash attention: grouped-query KV as it is, no mask, no padding
-        out = torch.ops.aten._flash_attention_forward(
-            query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
-            longest, longest, 0.0, True, False, scale=scaling)[0]
-        return out[None], None
-    # CPU, fp32: transformers' own SDPA path one document at a time (the numerics of an unpacked prefill)
-    bounds = starts.tolist()
-    outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                                   scaling=scaling, is_causal=True)[0] for a, b in zip(bounds, bounds[1:])]
-    return torch.cat(outs, dim=1), None
-
-
-def _no_mask(*args: Any, **kwargs: Any) -> None:
-    return None  # packed attention keeps documents apart itself
-
-
-AttentionInterface.register(PACKED_ATTENTION, packed_attention)
-AttentionMaskInterface.register(PACKED_ATTENTION, _no_mask)
-
-
-def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
-    """Consecutive indices grouped while their lengths sum to at most `limit` (a longer one alone)."""
-    groups: list[list[int]] = []
-    total = 0
-    for index, length in enumerate(lengths):
-        if not groups or total + length > limit:
-            groups.append([])
-            total = 0
-        groups[-1].append(index)
-        total += length
-    return groups
 
 
 @dataclass
@@ -371,23 +303,10 @@ class StaticEngine(HFEngine):
         inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
                   for key in singles[0] if key != "attention_mask"}
         positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])[None]
-        with self._packed_text_attention(starts, max(lengths)):
+        with packed_text_attention(self.text.config, starts, max(lengths)):
             out = self.model(**inputs, position_ids=positions, **{_CACHE_KWARG: cache}, use_cache=True,
                              logits_to_keep=ends - 1)
         return out.logits[0].float().argmax(dim=-1)
-
-    @contextmanager
-    def _packed_text_attention(self, starts: torch.Tensor, longest: int) -> Iterator[None]:
-        """The language model runs `packed_attention` meanwhile (the vision tower keeps its own)."""
-        config = self.text.config
-        saved = config._attn_implementation
-        config._attn_implementation = PACKED_ATTENTION
-        token = _PACK.set((starts, longest))
-        try:
-            yield
-        finally:
-            config._attn_implementation = saved
-            _PACK.reset(token)
 
     def row_extras(self) -> Any:
         """Family state one document's prefill left on the model (Qwen3-VL: its rope delta)."""

@@ -1,0 +1,107 @@
+"""Several documents' first turns as ONE sequence through transformers' forward (the static engine).
+
+Why: the GEMMs of one document (~2.4k tokens) do not fill an H100; up to `PACK_TOKENS` tokens of
+several documents do. The documents must not see each other, and each one's KV must land in its own
+row of the engine's buffers:
+- `packed_attention`, registered with transformers as an attention implementation, attends causally
+  WITHIN each document (varlen flash attention on CUDA half precision; elsewhere transformers' own
+  SDPA path one document at a time, the numerics of an unpacked prefill);
+- `PackedWriteLayer` is the cache layer: it scatters every token's KV to its document's row and
+  column, and hands attention the packed KV itself;
+- `packed_text_attention(config, ...)` switches the language model to it for one forward (the vision
+  tower keeps its own attention).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator, Optional, Sequence
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface
+
+PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
+
+
+class PackedWriteLayer(DynamicLayer):
+    """A cache layer for a packed prefill: each token's KV goes to its document's buffer row and column,
+    and attention gets the packed KV itself (a document attends only to its own tokens)."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
+        super().__init__()
+        self.key_buffer, self.value_buffer = keys, values  # (rows, kv heads, capacity, head dim)
+        self.rows, self.columns = rows, columns  # (tokens,) each: where every packed token's KV lands
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.keys, self.values = keys[:0, :, :0], values[:0, :, :0]  # nothing before this turn
+
+    def lazy_initialization(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        self.key_buffer[self.rows, :, self.columns] = key_states[0].transpose(0, 1)
+        self.value_buffer[self.rows, :, self.columns] = value_states[0].transpose(0, 1)
+        return key_states, value_states
+
+
+# (cumulative document lengths as int32 on the device, the longest document) of the running packed prefill
+_PACK: ContextVar[Optional[tuple[torch.Tensor, int]]] = ContextVar("docvlm_pack", default=None)
+
+
+def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None, dropout: float = 0.0,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Causal attention within each document of a packed (1, heads, tokens, head dim) sequence."""
+    pack = _PACK.get()
+    assert pack is not None, "packed attention outside a packed prefill"
+    starts, longest = pack
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        # varlen flash attention: grouped-query KV as it is, no mask, no padding
+        out = torch.ops.aten._flash_attention_forward(
+            query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
+            longest, longest, 0.0, True, False, scale=scaling)[0]
+        return out[None], None
+    # CPU, fp32: transformers' own SDPA path one document at a time (the numerics of an unpacked prefill)
+    bounds = starts.tolist()
+    outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                                   scaling=scaling, is_causal=True)[0] for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(outs, dim=1), None
+
+
+def _no_mask(*args: Any, **kwargs: Any) -> None:
+    return None  # packed attention keeps documents apart itself
+
+
+AttentionInterface.register(PACKED_ATTENTION, packed_attention)
+AttentionMaskInterface.register(PACKED_ATTENTION, _no_mask)
+
+
+def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
+    """Consecutive indices grouped while their lengths sum to at most `limit` (a longer one alone)."""
+    groups: list[list[int]] = []
+    total = 0
+    for index, length in enumerate(lengths):
+        if not groups or total + length > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += length
+    return groups
+
+
+@contextmanager
+def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> Iterator[None]:
+    """The language model (whose config this is) runs `packed_attention` meanwhile: `starts` are the
+    documents' cumulative lengths (int32, on the device), `longest` the longest document."""
+    saved = config._attn_implementation
+    config._attn_implementation = PACKED_ATTENTION
+    token = _PACK.set((starts, longest))
+    try:
+        yield
+    finally:
+        config._attn_implementation = saved
+        _PACK.reset(token)
