@@ -149,6 +149,19 @@ def test_scaling_report_separates_the_modes_and_shows_costs():
     assert "| count | 2 | 8 | 3 |" in text and "8.0, 2.0" in text and "5.0, 5.0" in text
 
 
+def test_scaling_report_warns_about_runs_with_error_records(tmp_path, capsys):
+    from docvlm.bench.scaling import main
+
+    for name, errors in (("a", 0), ("b", 5)):
+        (tmp_path / name).mkdir()
+        ranks = [{"rank": 0, "documents": 8, "busy_s": 1.0, "load_model_s": 0.1, "shard": "count"}]
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"world_size": 1 if name == "a" else 2, "processed_this_run": 8, "elapsed_s": 1.0,
+             "documents_per_s": 8.0, "gather_s": 0.0, "ranks": ranks, "errors": errors}))
+    main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "WARNING: runs with error records, their rates are not comparable: count N=2: 5" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- end to end (torchrun, gloo, CPU)
 
 FAST = [

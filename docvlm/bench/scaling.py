@@ -81,6 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
     summaries = [json.loads((run / "summary.json").read_text()) for run in args.runs]
     rows = scaling_rows(summaries)
     print(table(rows))
+    invalid = [f"{r['shard']} N={r['ranks']}: {r['errors']}" for r in rows if r["errors"]]
+    if invalid:  # error records are cheap: such a run measured less work than the others
+        print(f"WARNING: runs with error records, their rates are not comparable: {'; '.join(invalid)}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return rows
