@@ -149,6 +149,29 @@ def test_a_selected_few_grow_into_buffers_of_their_own_rows(pairs):
     assert results["static"] == results["hf"]
 
 
+def test_a_new_batch_frees_the_old_buffers_before_allocating_bigger_ones(pairs, monkeypatch):
+    """A batch whose prompts need more columns than the last one's buffers: the old buffers are gone
+    before the new ones are allocated (side by side, two full batches' KV would not fit on the GPU)."""
+    import gc
+    import weakref
+
+    hf, _ = pairs["internvl"]
+    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    static.generate(batch([3, 3]))
+    old = weakref.ref(static.buffers.keys[0])
+    old_columns = static.buffers.columns
+    real_allocate, seen = static._allocate, []
+
+    def allocate(*args, **kwargs):
+        gc.collect()
+        seen.append(old() is None)
+        return real_allocate(*args, **kwargs)
+
+    monkeypatch.setattr(static, "_allocate", allocate)
+    static.generate(batch([old_columns, 3]))  # a budget past the old columns
+    assert seen == [True] and static.buffers.columns > old_columns
+
+
 def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypatch):
     """An OOM in a batch of 4 frees the KV buffers; the pipeline's halves then run and lose nothing."""
     from docvlm.pipeline.batching import run_in_batches

@@ -177,7 +177,7 @@ class StaticEngine(HFEngine):
         self.buffers, self.state, self.pool = None, None, None
         self.serial += 1  # any state still held is over
 
-    # ---- first turns: one document at a time into right-aligned rows --------------------------
+    # ---- first turns: into right-aligned rows (packed, or one document at a time) ------------------
 
     def prepare(self, requests: Sequence[Request]) -> None:
         """Start the processor on these first-turn requests in background threads (the next batch)."""
@@ -237,7 +237,7 @@ class StaticEngine(HFEngine):
         inputs = self._left_padded(singles)
         budgets = [request.max_new_tokens for request in requests]
         start = inputs["input_ids"].shape[1]
-        lease = self._ensure_columns(self._new_cache(len(requests)), start + max(budgets))
+        lease = self._new_cache(len(requests), start + max(budgets))
         _sync(self.device)
         began = time.perf_counter()
         first, lengths = self._prefill_rows(lease, singles, start)
@@ -317,10 +317,11 @@ class StaticEngine(HFEngine):
 
     # ---- engine hooks -------------------------------------------------------------------------
 
-    def _new_cache(self, rows: int) -> _Lease:
-        """A fresh conversation batch at rows [0, rows): the last live state ends here."""
+    def _new_cache(self, rows: int, columns: int = 0) -> _Lease:
+        """A fresh conversation batch at rows [0, rows) whose first turn reaches `columns`: the last live
+        state ends here."""
         self.serial += 1
-        self._ensure_rows(rows)
+        self._ensure_capacity(rows, columns)
         return self._lease(rows, length=0)
 
     def _select_cache(self, cache: Any, index: torch.Tensor) -> Any:
@@ -568,7 +569,7 @@ class StaticEngine(HFEngine):
 
     def _allocate(self, rows: int, columns: int, keep: Optional[_Lease] = None) -> None:
         """(Re)allocate buffers; `keep`'s KV is copied over. Graphs baked on the old ones are dropped."""
-        old = self.buffers
+        old = self.buffers if keep is not None else None  # otherwise freed before the new ones exist
         self.buffers = None
         self.state, self.pool = None, None  # frees the graphs (and their references to the old buffers);
         # a fresh pool for the next captures: torch 2.11 asserts when a pool outlives all its graphs and is reused
@@ -602,27 +603,27 @@ class StaticEngine(HFEngine):
             state.cross_rows = torch.zeros((rows, 1, 1), dtype=self.dtype, device=self.device)
         return state
 
-    def _ensure_rows(self, rows: int) -> None:
-        """Room for a new conversation batch of `rows`; its first turn sizes the columns (`_ensure_columns`)."""
-        if self.buffers is None or row_bucket(rows) > self.buffers.rows:
-            self._allocate(row_bucket(rows), COLUMN_STEP)
+    def _ensure_capacity(self, rows: int, columns: int) -> None:
+        """Buffers for a new conversation batch: its rows' bucket, its first turn and room for later turns.
+        No conversation lives on the old buffers any more, so they are freed BEFORE the new ones are
+        allocated (side by side they would need two batches' memory at once)."""
+        current = (self.buffers.rows, self.buffers.columns) if self.buffers is not None else (0, 0)
+        if row_bucket(rows) <= current[0] and columns <= current[1]:
+            return
+        self.release()  # (holding no reference to them here: they are freed now)
+        self._allocate(max(row_bucket(rows), current[0]), _round_up(columns + FOLLOW_UP_COLUMNS, COLUMN_STEP))
 
     def _ensure_columns(self, lease: _Lease, needed: int) -> _Lease:
-        """Columns for a turn reaching `needed`. A first turn reserves room for later turns too; a
-        follow-up that still does not fit (a mixed batch's statements after a long extraction turn) moves
-        to buffers of ITS rows only: the selected few, not the whole batch's rows beside the old buffers."""
+        """Columns for a follow-up turn reaching `needed`. One that does not fit in the reserve (a mixed
+        batch's statements after a long extraction turn) moves to buffers of ITS rows only: the selected
+        few, not the whole batch's rows beside the old buffers."""
         buffers = self._buffers()
         if needed <= buffers.columns:
             return lease
-        first_turn = lease.length == 0
-        columns = _round_up(needed + FOLLOW_UP_COLUMNS, COLUMN_STEP)
+        log.info("%s: a follow-up turn of %d rows needs %d columns (%d reserved): growing", self.name,
+                 lease.rows, needed, buffers.columns)
         lengths = [layer.length for layer in lease.cache.layers]
-        if first_turn:
-            self._allocate(buffers.rows, max(columns, buffers.columns))
-        else:
-            log.info("%s: a follow-up turn of %d rows needs %d columns (%d reserved): growing", self.name,
-                     lease.rows, needed, buffers.columns)
-            self._allocate(row_bucket(lease.rows), columns, keep=lease)
+        self._allocate(row_bucket(lease.rows), _round_up(needed + FOLLOW_UP_COLUMNS, COLUMN_STEP), keep=lease)
         return self._lease(lease.rows, lengths[0], lengths)
 
     def _lease(self, rows: int, length: int, lengths: Optional[list[int]] = None) -> _Lease:
