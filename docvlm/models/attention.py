@@ -17,11 +17,12 @@ as strided views, a key bias (rows, columns): 0 attended, a large negative maske
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from docvlm.models.fused import runs_on
 
 try:
     import triton
@@ -54,11 +55,10 @@ def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 
 
 def available(query: torch.Tensor) -> bool:
-    """The kernels run on CUDA half-precision tensors (or anywhere under TRITON_INTERPRET=1, for tests)."""
+    """The kernels run where the fused ones do (CUDA half precision, or the interpreter for tests), for
+    a power-of-two head dim of at least 16 (what tl.dot takes)."""
     dim = query.shape[-1]
-    if triton is None or query.dtype not in (torch.float16, torch.bfloat16) or dim < 16 or dim & (dim - 1):
-        return False  # tl.dot wants a power-of-two head dim of at least 16
-    return query.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    return runs_on(query.dtype, query.device) and dim >= 16 and not dim & (dim - 1)
 
 
 def splits_for(rows: int, kv_heads: int, columns: int) -> int:

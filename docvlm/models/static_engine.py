@@ -293,9 +293,10 @@ class StaticEngine(HFEngine):
         """Several documents as ONE sequence through the model (positions restart at each document);
         returns their first tokens."""
         lengths = [single["input_ids"].shape[1] for single in singles]
-        ends = torch.tensor(lengths, device=self.device).cumsum(0)
+        counts = torch.tensor(lengths, device=self.device)
+        ends = counts.cumsum(0)
         starts = F.pad(ends, (1, 0)).to(torch.int32)
-        row_of_token = torch.repeat_interleave(torch.tensor(rows, device=self.device), torch.tensor(lengths, device=self.device))
+        row_of_token = torch.repeat_interleave(torch.tensor(rows, device=self.device), counts)
         column_of_token = torch.cat([torch.arange(start - n, start, device=self.device) for n in lengths])
         buffers = self._buffers()
         cache = DynamicCache()
@@ -355,9 +356,7 @@ class StaticEngine(HFEngine):
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
         start, end, rows = lease.length, ids.shape[1], lease.rows
         buffers = self._buffers()
-        bias = buffers.bias[:rows]
-        bias.fill_(torch.finfo(self.dtype).min)
-        bias[:, :end].masked_fill_(mask.bool(), 0.0)
+        bias = self._key_bias(mask)
         positions = self.turn_positions(mask, start)
         step = max(1, TURN_CHUNK_TOKENS // (end - start))
         firsts = []
@@ -369,7 +368,7 @@ class StaticEngine(HFEngine):
             for index, layer in enumerate(self.text.layers):
                 hidden = self._self_layer(layer, hidden, cos, sin, buffers.keys[index][a:b],
                                           buffers.values[index][a:b], attend)
-            firsts.append(self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float().argmax(dim=-1))
+            firsts.append(self._last_logits(hidden).argmax(dim=-1))
         for layer in lease.cache.layers:
             layer.set_length(end)
         return torch.cat(firsts)
@@ -398,9 +397,7 @@ class StaticEngine(HFEngine):
         rows, start = lease.rows, lease.length
         mask = inputs["attention_mask"]
         state = self._step_state()
-        bias = self._buffers().bias
-        bias[:rows].fill_(torch.finfo(self.dtype).min)
-        bias[:rows, :start].masked_fill_(mask.bool(), 0.0)
+        self._key_bias(mask)
         state.tokens[:rows, 0] = first
         state.positions[:rows, 0] = mask.sum(dim=1) + self.position_offsets(rows)
         state.column.fill_(start)
@@ -471,7 +468,7 @@ class StaticEngine(HFEngine):
             else:
                 keys, values = buffers.keys[index][:rows], buffers.values[index][:rows]
                 hidden = self._self_layer(layer, hidden, cos, sin, keys, values, attend)
-        logits = self.lm_head(self.text.norm(hidden))[:, -1].float()
+        logits = self._last_logits(hidden)
         running = state.running[:rows]
         token = torch.where(running, logits.argmax(dim=-1), torch.full_like(running, self.pad_id, dtype=torch.long))
         state.generated[:rows] += 1
@@ -481,6 +478,17 @@ class StaticEngine(HFEngine):
         state.tokens[:rows, 0] = token
         state.positions[:rows] += 1
         state.column += 1
+
+    def _key_bias(self, mask: torch.Tensor) -> torch.Tensor:
+        """The buffers' bias for rows [0, len(mask)): 0 on the columns `mask` marks real, masked elsewhere."""
+        bias = self._buffers().bias[: mask.shape[0]]
+        bias.fill_(torch.finfo(self.dtype).min)
+        bias[:, : mask.shape[1]].masked_fill_(mask.bool(), 0.0)
+        return bias
+
+    def _last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of each row's last position."""
+        return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
 
     def _self_layer(self, layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                     keys: torch.Tensor, values: torch.Tensor, attend: Callable) -> torch.Tensor:
