@@ -96,10 +96,19 @@ def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any
 def _share_cpu_threads(local_ranks: int) -> None:
     """torchrun runs every rank with OMP_NUM_THREADS=1 when it starts more than one, which makes image
     preprocessing single-threaded (measured: 2 ranks slower than 1 on 4xH100). Unless the user chose
-    DOCVLM_CPU_THREADS, the ranks of a node share its cores."""
+    DOCVLM_CPU_THREADS, the ranks of a node share the cores this process may run on."""
     chosen = os.environ.get("DOCVLM_CPU_THREADS")
-    threads = int(chosen) if chosen else max(1, (os.cpu_count() or 1) // max(1, local_ranks))
+    threads = int(chosen) if chosen else max(1, _usable_cores() // max(1, local_ranks))
     torch.set_num_threads(threads)
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on: Slurm (cgroups, --cpus-per-task) and taskset restrict them,
+    and os.cpu_count() still counts the whole node."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _local_world_size(world: int) -> int:

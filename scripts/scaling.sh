@@ -6,13 +6,18 @@
 #                                    BATCH (null = auto), SHARDS (count; processing.shard modes to run,
 #                                    e.g. "count cost"), EXTRA (more Hydra overrides), WARMUP (1: first
 #                                    a 1-rank run on 4 documents, outside the table, so that Triton's
-#                                    kernel cache is filled before ANY measured run, not only for later ones)
+#                                    kernel cache is filled before ANY measured run, not only for later ones;
+#                                    "only": the workload and the warm-up, no runs: to start runs on
+#                                    disjoint GPUs side by side afterwards, e.g. N=1 on GPU 0 beside N=2
+#                                    on GPUs 1,2 with CUDA_VISIBLE_DEVICES and taskset; the table is
+#                                    `python -m docvlm.bench.scaling <run folders>`)
 # On the device machine: run(command="SHARDS='count cost' bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
 # Each run goes to $OUT/<shard>_n<N>; one table compares them all.
 # NCCL carries tensors, gloo the gather_object of results. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        && export PYTHONPATH=/tmp/site:$PWD || exit 1
+if [ -d .whl ]; then  # once per machine: runs started side by side must not install over each other
+    [ -d /tmp/site/hydra ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
 fi
 set -uo pipefail
 RANKS=("${@:-1 2 4}")
@@ -41,11 +46,12 @@ common=(model="$MODEL" data.dir="$DATA" data.ground_truth="$DATA/ground_truth.cs
         processing.max_new_tokens.detect=16 processing.max_new_tokens.extract=256
         processing.max_new_tokens.bank_headers=64 processing.max_new_tokens.bank_rows=1024
         processing.batch_size=${BATCH:-null})
-if [ "${WARMUP:-0}" = 1 ]; then
+if [ "${WARMUP:-0}" != 0 ]; then
     echo "=== warm-up: 1 rank, 4 documents (not measured) ==="
     # shellcheck disable=SC2086
     torchrun --standalone --nproc_per_node=1 launch.py "${common[@]}" output.dir="$OUT/warmup" debug.limit=4 \
         ${EXTRA:-} > "$OUT/warmup.log" 2>&1 || echo "warm-up failed (see $OUT/warmup.log)"
+    [ "$WARMUP" = only ] && exit 0
 fi
 runs=()
 for shard in ${SHARDS:-count}; do

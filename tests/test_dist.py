@@ -21,3 +21,22 @@ def test_fewer_documents_than_ranks_leaves_idle_ranks_with_empty_shards():
 def test_world_of_one_gathers_locally():
     ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     assert gather_to_rank0({"a": 1}, ctx) == [{"a": 1}]
+
+
+def test_ranks_of_a_node_share_the_cores_the_process_may_use(monkeypatch):
+    """Slurm's --cpus-per-task and taskset restrict the process to some cores; os.cpu_count() still
+    counts the node's, and dividing those would oversubscribe the allowed ones."""
+    from docvlm import run
+
+    monkeypatch.delenv("DOCVLM_CPU_THREADS", raising=False)
+    monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 64)
+    before = torch.get_num_threads()
+    try:
+        run._share_cpu_threads(2)
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv("DOCVLM_CPU_THREADS", "5")
+        run._share_cpu_threads(2)
+        assert torch.get_num_threads() == 5
+    finally:
+        torch.set_num_threads(before)

@@ -130,3 +130,62 @@ def test_upcoming_prepares_the_first_batch_first_then_one_ahead():
                    upcoming=lambda batch: events.append(("prepare", list(batch))))
     assert events == [("prepare", [0, 1]), ("prepare", [2, 3]), ("run", [0, 1]), ("prepare", [4]), ("run", [2, 3]),
                       ("run", [4])]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Two invoices and a statement in each window of 3 (statement in the middle), true types known."""
+    import csv
+    from dataclasses import replace
+
+    data = tmp_path_factory.mktemp("mixed")
+    truth = generate_corpus(data, {"INVOICE": 4, "RECEIPT": 0, "BANK_STATEMENT": 2}, seed=9)
+    types = {row["image_file"]: row["DOCUMENT_TYPE"] for row in csv.DictReader(truth.open())}
+    docs = discover(data, [".png"])
+    invoices = [d for d in docs if types[d.id] == "INVOICE"]
+    banks = [d for d in docs if types[d.id] == "BANK_STATEMENT"]
+    ordered = [invoices[0], banks[0], invoices[1], invoices[2], banks[1], invoices[3]]
+    return [replace(doc, index=i) for i, doc in enumerate(ordered)], types
+
+
+def test_statements_of_mostly_invoice_batches_share_one_bank_batch(model, mixed):
+    """One statement per batch of 3 would run its ~1,000-step rows turn alone, twice; pooled, both
+    statements take ONE header turn and ONE rows turn, after the windows' invoices are written."""
+    docs, types = mixed
+    ctx = context(model)
+    pipeline = DocumentPipeline(ctx, batch_size=3, group_window=1, rank=0, route_types=types)
+    records = list(pipeline.process(docs))
+    order = [r.image for r in records]
+    assert sorted(order) == sorted(d.id for d in docs) and all(r.ok for r in records)
+    statement_ids = [d.id for d in docs if types[d.id] == "BANK_STATEMENT"]
+    assert order[-2:] == statement_ids  # invoices leave with their window, statements after their batch
+    assert ctx.stats["bank_headers"].batches == 1 and ctx.stats["bank_headers"].documents == 2
+    assert ctx.stats["bank_rows"].batches == 1 and ctx.stats["bank_rows"].documents == 2
+    assert ctx.stats["detect"].documents == 6 and ctx.stats["extract"].documents == 4
+    by_id = {r.image: r for r in records}
+    for doc_id in statement_ids:
+        statement = by_id[doc_id]
+        assert statement.raw["detect"] and statement.raw["bank_headers"] and statement.raw["bank_rows"]
+        assert statement.fields["DOCUMENT_TYPE"] == "BANK_STATEMENT" and "bank" in statement.details
+
+    # A pooled statement reads as the bank flow does on its own: a fresh conversation, header turn then
+    # rows turn (the detection turn is not part of it).
+    for doc in docs:
+        if doc.id in statement_ids:
+            [item] = bank_items([doc])
+            bank_batch(context(model), [item])
+            assert item.record.raw["bank_rows"] == by_id[doc.id].raw["bank_rows"]
+
+
+def test_a_full_pool_runs_before_the_documents_run_out(model, mixed):
+    """Statements run as soon as the pool fills a batch: memory holds at most a batch's worth of them."""
+    docs, types = mixed
+    ctx = context(model)
+    pipeline = DocumentPipeline(ctx, batch_size=1, group_window=3, rank=0, route_types=types)
+    seen = []
+    for record in pipeline.process(docs):
+        seen.append((record.image, ctx.stats["bank_rows"].batches))
+    statements = [doc_id for doc_id, _ in seen if types[doc_id] == "BANK_STATEMENT"]
+    assert len(statements) == 2 and ctx.stats["bank_rows"].batches == 2
+    # batch_size=1: each window's statement is a full pool, run before the next window is read
+    assert [batches for doc_id, batches in seen if doc_id in statements] == [1, 2]

@@ -336,3 +336,14 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "wrote 2 ground-truth rows" in capsys.readouterr().out
     names = {p.name.split("-", 2)[2] for p in tmp_path.glob("*.png")}
     assert names == {"bank-statement-signed-amount.png", "invoice-classic.png"}
+
+
+def test_rendering_in_several_processes_writes_the_same_corpus(tmp_path):
+    counts = {"INVOICE": 2, "RECEIPT": 2, "BANK_STATEMENT": 2}
+    serial = generate_corpus(tmp_path / "serial", counts, seed=4)
+    parallel = generate_corpus(tmp_path / "parallel", counts, seed=4, workers=3)
+    assert parallel.read_text() == serial.read_text()
+    files = sorted(p.name for p in serial.parent.glob("*.png"))
+    assert len(files) == 6 and files == sorted(p.name for p in parallel.parent.glob("*.png"))
+    for name in files:
+        assert (serial.parent / name).read_bytes() == (parallel.parent / name).read_bytes()

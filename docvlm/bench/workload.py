@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ def make_workload(folder: Path, documents: int, statements: int, seed: int, budg
                          f"got {documents}, {statements}")
     standard = documents - statements
     counts = {"INVOICE": (standard + 1) // 2, "RECEIPT": standard // 2, "BANK_STATEMENT": statements}
-    truth = generate_corpus(folder, counts=counts, seed=seed)
+    truth = generate_corpus(folder, counts=counts, seed=seed, workers=min(16, os.cpu_count() or 1))
     with truth.open(newline="", encoding="utf-8") as handle:
         types = {row["image_file"]: row["DOCUMENT_TYPE"] for row in csv.DictReader(handle)}
     docs = discover(folder, [".png"])

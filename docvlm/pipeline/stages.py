@@ -6,7 +6,8 @@ bank:    turn 0 (column headers) for every statement of the batch, then turn 1 (
          each statement's conversation with its KV cache -> fields (docvlm/bank.py post-processing)
 read:    the shared-prefill flow (processing.shared_prefill): ONE conversation per document, so the
          image is encoded and prefilled once: detection turn -> next turn with the type's extraction
-         prompt (bank statements: the header turn) -> bank statements only: the rows turn.
+         prompt (bank statements: the header turn) -> bank statements only: the rows turn. Statements
+         that are a minority of their batch leave after detection, for a bank batch of their own.
 Turns of DIFFERENT documents share a batch; turns of one document are sequential.
 """
 
@@ -124,12 +125,32 @@ def detect_batch(ctx: StageContext, items: Sequence[WorkItem], keep_state: bool 
     return result
 
 
-def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
-    """Detection and extraction in one conversation per document: one image prefill, not two."""
+def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> list[WorkItem]:
+    """Detection and extraction in one conversation per document: one image prefill, not two.
+
+    Returns the bank statements left for a later bank batch (`bank_batch`): a statement's rows turn
+    is ~1,000 decode steps, as long for 1 statement as for 50, so a few statements of a mostly-invoice
+    batch would hold the GPU at a few rows for that long; pooled across batches they share one rows
+    turn (at the price of a second image prefill). A batch that is at least half statements keeps
+    them in its own conversation (their rows turn is full enough)."""
     detected = detect_batch(ctx, items, keep_state=True)
     for item in items:
         ctx.route(item)
     specs = [ctx.type_spec(item) for item in items]
+    banks = [i for i, spec in enumerate(specs) if spec.flow == "bank"]
+    if banks and 2 * len(banks) < len(items):
+        later = [items[i] for i in banks]
+        keep = [i for i in range(len(items)) if specs[i].flow != "bank"]
+        assert detected.state is not None
+        detected.state = ctx.model.select(detected.state, keep)  # frees the statements' cache rows
+        _continue_reading(ctx, [items[i] for i in keep], [specs[i] for i in keep], detected)
+        return later
+    _continue_reading(ctx, items, specs, detected)
+    return []
+
+
+def _continue_reading(ctx: StageContext, items: Sequence[WorkItem], specs: list[Any], detected: BatchResult) -> None:
+    """The turn after detection: the type's extraction prompt, or the header turn then the rows turn."""
     banks = [i for i, spec in enumerate(specs) if spec.flow == "bank"]
     prompts, budgets = [], []
     for spec in specs:

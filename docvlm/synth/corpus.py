@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,13 +55,14 @@ def all_layouts() -> dict[str, tuple[str, ...]]:
 
 def generate_corpus(out_dir: Path, counts: dict[str, int] | None = None, seed: int = 0, degrade: bool = False,
                     formats: tuple[str, ...] = ("png",), layouts: Sequence[str] | None = None,
-                    max_pages: int = 1, schema: Schema | None = None) -> Path:
+                    max_pages: int = 1, schema: Schema | None = None, workers: int = 1) -> Path:
     """Write documents and `out_dir/ground_truth.csv`; returns the CSV path.
 
     counts: documents per type (default DEFAULT_COUNTS). layouts: only these layout names (a type
     none of whose layouts is listed gets no documents). formats: "png" and/or "pdf".
     max_pages > 1: bank statements get 1..max_pages pages; those with several pages are written as
-    PDF only (needs "pdf" in formats). schema: default conf/schema/default.yaml.
+    PDF only (needs "pdf" in formats). schema: default conf/schema/default.yaml. workers: processes
+    that render (the documents are the same whatever the number: each has its own seed).
     Files of an earlier corpus in `out_dir` are not removed: use a fresh folder.
     """
     counts = dict(DEFAULT_COUNTS if counts is None else counts)
@@ -71,18 +73,41 @@ def generate_corpus(out_dir: Path, counts: dict[str, int] | None = None, seed: i
     master = random.Random(seed)
     plan = _plan(counts, layouts)
     master.shuffle(plan)
-    rows = []
-    for index, (doc_type, layout) in enumerate(plan, 1):
-        rng = random.Random(master.getrandbits(64))
-        generator = GENERATORS[doc_type]
-        pages = rng.randint(1, max_pages) if generator.multi_page else 1
-        doc = generator.make(rng, layout, pages)
-        if degrade:
-            doc = SynthDoc(doc.doc_type, doc.layout, [degrade_page(p, rng) for p in doc.pages], doc.values)
-        stem = f"doc-{index:04d}-{doc_type.lower().replace('_', '-')}-{layout.replace('_', '-')}"
-        truth = render_fields(doc.values, doc_type, schema)
-        rows += [{"image_file": name, **truth} for name in _write(doc, out_dir, stem, formats)]
+    jobs = [_Job(index, doc_type, layout, master.getrandbits(64), degrade, max_pages, formats, out_dir, schema)
+            for index, (doc_type, layout) in enumerate(plan, 1)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            written = list(pool.map(_make_document, jobs, chunksize=8))
+    else:
+        written = [_make_document(job) for job in jobs]
+    rows = [row for doc_rows in written for row in doc_rows]
     return _write_ground_truth(out_dir / GROUND_TRUTH, sorted(rows, key=lambda r: r["image_file"]), schema)
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    doc_type: str
+    layout: str
+    seed: int
+    degrade: bool
+    max_pages: int
+    formats: tuple[str, ...]
+    out_dir: Path
+    schema: Schema
+
+
+def _make_document(job: _Job) -> list[dict[str, str]]:
+    """Render and save one document; its ground-truth rows (one per file written)."""
+    rng = random.Random(job.seed)
+    generator = GENERATORS[job.doc_type]
+    pages = rng.randint(1, job.max_pages) if generator.multi_page else 1
+    doc = generator.make(rng, job.layout, pages)
+    if job.degrade:
+        doc = SynthDoc(doc.doc_type, doc.layout, [degrade_page(p, rng) for p in doc.pages], doc.values)
+    stem = f"doc-{job.index:04d}-{job.doc_type.lower().replace('_', '-')}-{job.layout.replace('_', '-')}"
+    truth = render_fields(doc.values, job.doc_type, job.schema)
+    return [{"image_file": name, **truth} for name in _write(doc, job.out_dir, stem, job.formats)]
 
 
 def generate_samples(out_dir: Path, seed: int = 0) -> Path:
