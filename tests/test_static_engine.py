@@ -116,6 +116,25 @@ def test_graph_buckets_and_buffer_reuse(pairs):
     assert row_bucket(3) == 4 and row_bucket(5) == 8 and row_bucket(300) == 320
 
 
+def test_decode_attends_over_the_whole_buffer_where_the_kernels_run(pairs, monkeypatch):
+    """With the Triton kernels, ONE graph per row bucket: every step attends over all the buffer's
+    columns (the masked tail skipped), so no prompt length needs a capture of its own. Same tokens."""
+    hf, _ = pairs["internvl"]
+    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    seen: list[int] = []
+    replay = static._replay
+    monkeypatch.setattr(static, "_replay", lambda rows, columns: (seen.append(columns), replay(rows, columns))[1])
+    budgets = [12, 3, 30]
+    bucketed = ids(static.generate(batch(budgets)))
+    assert max(seen) < static.buffers.columns and len(set(seen)) >= 1  # 256-column buckets on the matmul path
+    seen.clear()
+    monkeypatch.setattr(static_engine.attention, "runs", lambda dtype, device, head_dim: True)
+    monkeypatch.setattr(static_engine.attention, "available", lambda query: False)  # CPU: the matmuls compute it
+    whole = ids(static.generate(batch(budgets)))
+    assert set(seen) == {static.buffers.columns}
+    assert whole == bucketed == ids(hf.generate(batch(budgets)))
+
+
 def test_buffers_grow_for_a_long_follow_up(pairs):
     """A follow-up longer than the reserved columns grows the buffers and keeps the conversation."""
     hf, static = pairs["internvl"]

@@ -55,10 +55,14 @@ def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
 
 
 def available(query: torch.Tensor) -> bool:
+    """Whether the kernels take this query (see `runs`)."""
+    return runs(query.dtype, query.device, query.shape[-1])
+
+
+def runs(dtype: torch.dtype, device: torch.device, head_dim: int) -> bool:
     """The kernels run where the fused ones do (CUDA half precision, or the interpreter for tests), for
     a power-of-two head dim of at least 16 (what tl.dot takes)."""
-    dim = query.shape[-1]
-    return runs_on(query.dtype, query.device) and dim >= 16 and not dim & (dim - 1)
+    return runs_on(dtype, device) and head_dim >= 16 and not head_dim & (head_dim - 1)
 
 
 def splits_for(rows: int, kv_heads: int, columns: int) -> int:

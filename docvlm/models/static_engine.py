@@ -12,7 +12,10 @@ every layer's KV four times (`repeat_kv` for grouped-query attention). Here:
   (InternVL, Qwen3-VL: `_prefill_turn`; transformers' `generate` repeated every layer's KV per query
   head); Mllama's cross-attention turns still go through `generate(max_new_tokens=1)`;
 - each later token is one pass of OUR step over the decoder layers and, on CUDA, a CUDA graph
-  captured once per (row bucket, column bucket) and replayed: one launch a step. The graph feeds its
+  captured once per row bucket and replayed: one launch a step. Where the Triton attention runs, the
+  step attends over every column of the buffers: the kernel skips the blocks the bias masks (the
+  unwritten tail), so one graph serves every prompt length (a capture costs ~0.6 s on an H100, and
+  every rank pays its own); elsewhere, one graph per (row bucket, 256-column bucket). The graph feeds its
   outputs back (token, position, column, row done), so the host only replays and looks for the end
   every few steps.
 Attention reads the grouped-query KV as it is (`attention.py`: Triton kernels on CUDA, matmuls
@@ -412,7 +415,7 @@ class StaticEngine(HFEngine):
         bucket = row_bucket(rows)
         out = []
         for step in range(max(budgets) - 1):
-            columns = min(_round_up(start + step + 1, COLUMN_STEP), self._buffers().columns)
+            columns = self._decode_columns(start + step + 1)
             self._replay(bucket, columns)
             out.append(state.tokens[:rows, 0].clone())
             if not force_length and step % END_CHECK_EVERY == END_CHECK_EVERY - 1 and not state.running[:rows].any():
@@ -421,6 +424,13 @@ class StaticEngine(HFEngine):
             if index not in self.cross_layers:  # the image KV of cross-attention layers stays as it is
                 layer.set_length(start + len(out))
         return torch.stack(out, dim=1)
+
+    def _decode_columns(self, reached: int) -> int:
+        """Columns a decode step attends over once `reached` columns are written (see the docstring)."""
+        capacity = self._buffers().columns
+        if attention.runs(self.dtype, self.device, self.head_dim):
+            return capacity
+        return min(_round_up(reached, COLUMN_STEP), capacity)
 
     def _replay(self, rows: int, columns: int) -> None:
         state = self._step_state()
@@ -481,10 +491,10 @@ class StaticEngine(HFEngine):
 
     def _key_bias(self, mask: torch.Tensor) -> torch.Tensor:
         """The buffers' bias for rows [0, len(mask)): 0 on the columns `mask` marks real, masked elsewhere."""
-        bias = self._buffers().bias[: mask.shape[0]]
-        bias.fill_(torch.finfo(self.dtype).min)
-        bias[:, : mask.shape[1]].masked_fill_(mask.bool(), 0.0)
-        return bias
+        bias = self._buffers().bias
+        bias.fill_(torch.finfo(self.dtype).min)  # every row: a graph's rows past the batch read no stale columns
+        bias[: mask.shape[0], : mask.shape[1]].masked_fill_(mask.bool(), 0.0)
+        return bias[: mask.shape[0]]
 
     def _last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""

@@ -3,7 +3,7 @@
 Documents go through in windows of `batch_size * group_window`. Two flows:
 - shared prefill (default): each batch is ONE conversation per document (stages.read_batch):
   detection, then the extraction turn continuing its KV cache, so each image is prefilled once;
-  bank statements that are a minority of their batch wait instead (see below);
+  bank statements leave after detection (see below);
 - separate: the window is detected first, then its documents are regrouped by flow (single-prompt
   types vs bank statements) so that extraction batches are homogeneous, each prefilling the image
   again. Used when detection already ran elsewhere (`detected`, cost-balanced sharding).
@@ -67,6 +67,7 @@ class DocumentPipeline:
                 pool.extend(self._run_window(ok, detect=detected is None))
             waiting = {id(item) for item in pool}
             yield from self._finished([item for item in items if id(item) not in waiting])
+            pool.sort(key=lambda item: item.doc.index)  # batches were sorted by page shape
             full = len(pool) - len(pool) % self.batch_size
             yield from self._run_banks(pool[:full])
             del pool[:full]

@@ -6,8 +6,7 @@ bank:    turn 0 (column headers) for every statement of the batch, then turn 1 (
          each statement's conversation with its KV cache -> fields (docvlm/bank.py post-processing)
 read:    the shared-prefill flow (processing.shared_prefill): ONE conversation per document, so the
          image is encoded and prefilled once: detection turn -> next turn with the type's extraction
-         prompt (bank statements: the header turn) -> bank statements only: the rows turn. Statements
-         that are a minority of their batch leave after detection, for a bank batch of their own.
+         prompt. Bank statements leave after detection, for a bank batch of their own (`bank`).
 Turns of DIFFERENT documents share a batch; turns of one document are sequential.
 """
 
@@ -128,49 +127,28 @@ def detect_batch(ctx: StageContext, items: Sequence[WorkItem], keep_state: bool 
 def read_batch(ctx: StageContext, items: Sequence[WorkItem]) -> list[WorkItem]:
     """Detection and extraction in one conversation per document: one image prefill, not two.
 
-    Returns the bank statements left for a later bank batch (`bank_batch`): a statement's rows turn
-    is ~1,000 decode steps, as long for 1 statement as for 50, so a few statements of a mostly-invoice
-    batch would hold the GPU at a few rows for that long; pooled across batches they share one rows
-    turn (at the price of a second image prefill). A batch that is at least half statements keeps
-    them in its own conversation (their rows turn is full enough)."""
+    Returns the bank statements, for a bank batch of their own (`bank_batch`: a fresh conversation,
+    header turn then rows turn). A statement's rows turn is ~1,000 decode steps, as long for 1
+    statement as for 50, so the few statements of a batch would hold the GPU at a few rows that long;
+    pooled across batches they share one rows turn, at the price of a second image prefill. Always,
+    not only when they are few: a statement's conversation, so its reply, must not depend on the batch
+    it fell in (nor on the number of ranks)."""
     detected = detect_batch(ctx, items, keep_state=True)
     for item in items:
         ctx.route(item)
     specs = [ctx.type_spec(item) for item in items]
-    banks = [i for i, spec in enumerate(specs) if spec.flow == "bank"]
-    if banks and 2 * len(banks) < len(items):
-        later = [items[i] for i in banks]
-        keep = [i for i in range(len(items)) if specs[i].flow != "bank"]
+    singles = [i for i, spec in enumerate(specs) if spec.flow != "bank"]
+    if singles:
         assert detected.state is not None
-        detected.state = ctx.model.select(detected.state, keep)  # frees the statements' cache rows
-        _continue_reading(ctx, [items[i] for i in keep], [specs[i] for i in keep], detected)
-        return later
-    _continue_reading(ctx, items, specs, detected)
-    return []
-
-
-def _continue_reading(ctx: StageContext, items: Sequence[WorkItem], specs: list[Any], detected: BatchResult) -> None:
-    """The turn after detection: the type's extraction prompt, or the header turn then the rows turn."""
-    banks = [i for i, spec in enumerate(specs) if spec.flow == "bank"]
-    prompts, budgets = [], []
-    for spec in specs:
-        if spec.flow == "bank":
-            prompts.append(bank.header_prompt(ctx.prompts))
-            budgets.append(ctx.budgets.bank_headers)
-        else:
-            prompts.append(extraction.extraction_prompt(spec, ctx.prompts, ctx.schema))
-            budgets.append(ctx.budgets.extract)
-    start = time.perf_counter()
-    stage = "bank_headers" if len(banks) == len(items) else "extract"  # a mixed batch counts as extraction
-    second = ctx.continue_(stage, detected, prompts, budgets, keep_state=bool(banks))
-    _share_time(items, "extract_s", time.perf_counter() - start)
-    for item, spec, reply in zip(items, specs, second.replies):
-        if spec.flow != "bank":
-            _store_extraction(ctx, item, reply.text)
-    if banks:
-        assert second.state is not None
-        second.state = ctx.model.select(second.state, banks)  # only statements take the rows turn
-        _bank_rows(ctx, [items[i] for i in banks], [second.replies[i] for i in banks], second)
+        if len(singles) < len(items):
+            detected.state = ctx.model.select(detected.state, singles)  # frees the statements' cache rows
+        prompts = [extraction.extraction_prompt(specs[i], ctx.prompts, ctx.schema) for i in singles]
+        start = time.perf_counter()
+        second = ctx.continue_("extract", detected, prompts, ctx.budgets.extract)
+        _share_time([items[i] for i in singles], "extract_s", time.perf_counter() - start)
+        for i, reply in zip(singles, second.replies):
+            _store_extraction(ctx, items[i], reply.text)
+    return [item for item, spec in zip(items, specs) if spec.flow == "bank"]
 
 
 def _store_extraction(ctx: StageContext, item: WorkItem, text: str) -> None:
