@@ -72,3 +72,40 @@ def test_grounding_flags_values_the_page_does_not_show(docs_dir, tiny_models, mo
     assert counted["documents_flagged"] == 1 and counted["values_flagged"] == 3
     section = _grounding_section([r.to_json() for r in records.values()])
     assert "with values not found on the page: 1" in section and "| TOTAL_AMOUNT | 1 |" in section
+
+
+def test_ocr_reads_a_page_while_the_next_one_loads(docs_dir, tmp_path, monkeypatch):
+    """The next page decodes in a thread while the OCR engine reads this one; records stay in input
+    order and an unreadable file is still an error record."""
+    import threading
+    from types import SimpleNamespace
+
+    from docvlm.pipeline import ocr_pipeline
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    docs = discover(docs_dir, [".png"])[:3]
+    docs = [*docs, *discover(tmp_path, [".png"])]
+    loaded = {doc.id: threading.Event() for doc in docs}
+    real_load = ocr_pipeline.load_work_item
+
+    def load(doc, rank, options):
+        item = real_load(doc, rank, options)
+        loaded[doc.id].set()
+        return item
+
+    class Engine:
+        def __init__(self) -> None:
+            self.current = 0
+
+        def process(self, image, schema):
+            following = docs[self.current + 1] if self.current + 1 < len(docs) else None
+            self.current += 1
+            if following is not None and not loaded[following.id].wait(timeout=10):
+                raise RuntimeError("the next page was not loading while this one was read")
+            return SimpleNamespace(document_type="INVOICE", fields={}, text="", details={})
+
+    monkeypatch.setattr(ocr_pipeline, "load_work_item", load)
+    records = list(ocr_pipeline.OcrPipeline(Engine(), load_schema(), rank=0).process(docs))
+    assert [r.image for r in records] == [d.id for d in docs]
+    assert [r.ok for r in records] == [True, True, True, False]
+    assert records[-1].error["stage"] == "load"
