@@ -6,7 +6,12 @@ recorded and the sweep goes on; rank 0 ends with a table comparing the jobs (swe
 The exit status is non-zero when the job, or any job of the sweep, failed.
 """
 
+import json
+import os
 import sys
+import time
+import traceback
+from pathlib import Path
 from typing import Any, Optional
 
 import hydra
@@ -41,10 +46,20 @@ def main(cfg: DictConfig) -> Optional[dict[str, Any]]:
 
 def _tell_torchrun(err: Exception) -> None:
     """Put the error in torchrun's failure summary: the console then shows it even when another rank
-    exited first and torchrun stopped rank 0 before it printed (--local-ranks-filter=0 shows rank 0 only)."""
-    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+    exited first and torchrun stopped rank 0 before it printed (--local-ranks-filter=0 shows rank 0 only).
 
-    ErrorHandler().record_exception(err)  # writes $TORCHELASTIC_ERROR_FILE; nothing without torchrun
+    The file torch's ErrorHandler would write ($TORCHELASTIC_ERROR_FILE, same JSON), but written
+    atomically: torchrun reads it as soon as it sees the rank fail, and a half-written file crashed
+    torchrun itself (JSONDecodeError in its agent, seen once in tests after a rank was killed)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return  # not under torchrun
+    from docvlm.outputs import atomic_write_text
+
+    callstack = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    data = {"message": {"message": f"{type(err).__name__}: {err}",
+                        "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time()))}}}
+    atomic_write_text(Path(path), json.dumps(data))
 
 
 def resolve_printed_config(argv: list[str]) -> list[str]:

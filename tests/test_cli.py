@@ -79,3 +79,39 @@ def test_docvlm_console_script_lists_its_subcommands(tmp_path):
         for sub in ("make-samples", "evaluate"):
             assert sub in proc.stdout, (cmd, sub)
     assert "docvlm = docvlm.cli:main" in (REPO_ROOT / "setup.cfg").read_text()
+
+
+def test_a_ranks_error_reaches_torchrun_in_a_file_written_whole(tmp_path, monkeypatch):
+    """torchrun reads $TORCHELASTIC_ERROR_FILE as soon as it sees the rank fail: the file is replaced,
+    never seen half-written (a truncated one crashed torchrun's agent with a JSONDecodeError), and
+    holds what torch's ErrorHandler would write, so the failure summary shows the error."""
+    import json
+
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+    writes = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (writes.append((src, dst)), real_replace(src, dst))[1])
+    try:
+        raise ValueError("data.dir='/nowhere' does not exist")
+    except ValueError as err:
+        launch._tell_torchrun(err)
+    assert writes and writes[-1][1] == error_file  # renamed into place
+    ours = json.loads(error_file.read_text())
+    assert ours["message"]["message"] == "ValueError: data.dir='/nowhere' does not exist"
+    assert "raise ValueError" in ours["message"]["extraInfo"]["py_callstack"]
+    # The same shape as torch's own record_exception writes (the agent's reader expects it).
+    theirs_file = tmp_path / "theirs.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(theirs_file))
+    try:
+        raise ValueError("x")
+    except ValueError as err:
+        ErrorHandler().record_exception(err)
+    theirs = json.loads(theirs_file.read_text())
+    assert set(ours) == set(theirs) and set(ours["message"]) == set(theirs["message"])
+    assert set(ours["message"]["extraInfo"]) == set(theirs["message"]["extraInfo"])
+
+    monkeypatch.delenv("TORCHELASTIC_ERROR_FILE")
+    launch._tell_torchrun(ValueError("not under torchrun"))  # nothing to write, no error
