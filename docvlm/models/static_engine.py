@@ -413,9 +413,10 @@ class StaticEngine(HFEngine):
         state.check_end.fill_(not force_length)
         self._set_cross_bias(inputs, rows)
         bucket = row_bucket(rows)
+        capacity, whole_buffer = self._buffers().columns, self._attends_whole_buffer()  # fixed for the loop
         out = []
         for step in range(max(budgets) - 1):
-            columns = self._decode_columns(start + step + 1)
+            columns = capacity if whole_buffer else min(_round_up(start + step + 1, COLUMN_STEP), capacity)
             self._replay(bucket, columns)
             out.append(state.tokens[:rows, 0].clone())
             if not force_length and step % END_CHECK_EVERY == END_CHECK_EVERY - 1 and not state.running[:rows].any():
@@ -425,12 +426,10 @@ class StaticEngine(HFEngine):
                 layer.set_length(start + len(out))
         return torch.stack(out, dim=1)
 
-    def _decode_columns(self, reached: int) -> int:
-        """Columns a decode step attends over once `reached` columns are written (see the docstring)."""
-        capacity = self._buffers().columns
-        if attention.runs(self.dtype, self.device, self.head_dim):
-            return capacity
-        return min(_round_up(reached, COLUMN_STEP), capacity)
+    def _attends_whole_buffer(self) -> bool:
+        """Whether decode steps attend over every column of the buffers: where the Triton kernel runs
+        (it skips the masked tail), so one graph per row bucket serves every length (see the docstring)."""
+        return attention.runs(self.dtype, self.device, self.head_dim)
 
     def _replay(self, rows: int, columns: int) -> None:
         state = self._step_state()
