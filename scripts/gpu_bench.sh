@@ -10,10 +10,7 @@
 # Budget: ~7 minutes a model while the docvlm engine is eager generate (about 90 ms a decode step):
 # build ~1 min, seed:8 ~3.5 min, docvlm:auto ~2.5 min. Models after the first are skipped when less
 # than MIN_LEFT_S of BENCH_DEADLINE_S is left; the python run itself is cut at the deadline.
-# Once per machine: a run started beside another (scripts/scaling.sh) must not install over its imports.
-[ -d /tmp/site/hydra ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD
+source scripts/carried_wheels.sh || exit 1
 set -uo pipefail
 
 MODELS=("${@:-internvl3_5_8b}")

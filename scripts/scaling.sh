@@ -14,11 +14,7 @@
 # On the device machine: run(command="SHARDS='count cost' bash scripts/scaling.sh 1 2 4", carry=[".whl"], kind=...)
 # Each run goes to $OUT/<shard>_n<N>; one table compares them all.
 # NCCL carries tensors, gloo the gather_object of results. NVLink multicast stays off (NCCL_NVLS_ENABLE=0).
-if [ -d .whl ]; then  # once per machine: runs started side by side must not install over each other
-    [ -d /tmp/site/hydra ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-fi
+source scripts/carried_wheels.sh || exit 1
 set -uo pipefail
 RANKS=("${@:-1 2 4}")
 OUT=${SCALING_OUT:-${OUT:-outputs/scaling}}  # the device tool sets OUT: results come back from there
