@@ -115,6 +115,9 @@ class ProcessingConfig:
     shared_prefill: bool = True
     dist_timeout_s: int = 1800  # collectives give up after this long (a hung rank ends the job)
     max_retries: int = 1  # a document that ended in an error is redone this many times on resume
+    # A document that fails becomes an error record and the run goes on (exit status 0: every document
+    # is recorded). true: the exit status is non-zero when any document failed (CI, pipelines).
+    fail_on_errors: bool = False
     # A rank whose heartbeat (per batch, per record) stops this long ends the job, naming the rank and
     # what it was doing (docvlm/watchdog.py). null = dist_timeout_s. Allow for model loading.
     hang_timeout_s: Optional[int] = None
