@@ -41,10 +41,15 @@ class ReaderSettings:
     det_limit_side: int = 736  # the detector scales a page up until its short side is at least this
     det_box_thresh: float = 0.5
     det_unclip_ratio: float = 1.6
+    # Born-digital PDF pages: their text layer instead of OCR (docvlm/ocr/text_layer.py); gaps in font sizes
+    layer_min_chars: int = 10  # fewer visible characters: no usable text layer (a scan), OCR the page
+    layer_space_gap: float = 0.15  # a gap between two glyphs this wide is a space
+    layer_column_gap: float = 1.0  # a gap this wide starts a new line (the next table column)
 
     def __post_init__(self) -> None:
         spaces = 0 < self.space_gap_weak <= self.space_gap < 1 and 0 < self.space_prob_weak <= self.space_prob < 1
-        if not (0 < self.min_score < 1 and self.merge_gap >= 0 and spaces and self.rec_batch >= 1):
+        layer = self.layer_min_chars >= 1 and 0 < self.layer_space_gap < self.layer_column_gap
+        if not (0 < self.min_score < 1 and self.merge_gap >= 0 and spaces and self.rec_batch >= 1 and layer):
             raise ValueError(f"ocr reader settings out of range: {self}")
 
 
