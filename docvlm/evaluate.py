@@ -3,7 +3,9 @@
 Every field is scored as matched items over predicted and true items (F1 = 2*matched / (n_pred + n_true)):
 a scalar is a list of one item; NOT_FOUND is an item too, so NOT_FOUND on both sides is correct and on one
 side only is wrong. Lists are compared position by position with the comparator of their items' kind.
-Each document is scored on the fields of its TRUE type, so a misclassification costs what it should.
+Each document is scored on the fields of its TRUE type, so a misclassification costs what it should,
+and only on the fields its ground truth labels (partial ground truth: an absent column or an empty cell
+is not scored). docvlm/strict.py adds the strict comparisons real-document labels support.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 from docvlm.ground_truth import TYPE_COLUMN, GroundTruth, Truth, load_ground_truth
 from docvlm.normalize import normalize_fields, normalize_value, parse_money, split_list
@@ -30,10 +32,20 @@ DEFINITIONS = {
     "document_f1": "mean field F1 over the fields of the document's TRUE type",
     "macro_f1": "per type: mean over its fields of the per-field mean F1; overall: mean over types",
     "micro_f1": "2*sum(matched)/(sum(n_pred)+sum(n_true)) over every field of every document",
-    "ci95": "mean +- t(0.975, n-1)*SD/sqrt(n), clipped to [0, 1]; null when n < 2",
+    "ci95": "mean +- t(0.975, n-1)*SD/sqrt(n); null when n < 2; clipped to [0, 1] for F1 figures and "
+            "at 0 for seconds",
+    "n": "documents on which the field was scored: those whose ground truth labels it (an absent column "
+         "or an empty cell is not labelled; NOT_FOUND is a label: the field does not apply)",
+    "strict": "share of documents with the field exactly right: text equal after removing case, spaces and "
+              "punctuation; money within 0.01; dates, ids, numbers, booleans and the type equal; lists item "
+              "by item; NOT_FOUND on both sides is right",
+    "similar": "text fields: share with edit similarity >= 0.8 (case, spaces and punctuation removed)",
     "bank_truth": "bank-statement truth restricted to debit rows (rows whose paid amount is not NOT_FOUND)",
-    "throughput": "result records / elapsed wall time of the run (resumed records included)",
+    "throughput": "documents processed by this run / its elapsed wall time (records kept from an earlier "
+                  "run are not counted), as summary.json's documents_per_s",
 }
+F1_RANGE = (0.0, 1.0)
+SECONDS_RANGE = (0.0, None)
 
 
 # ---------------------------------------------------------------- comparators (normalised strings in)
@@ -163,7 +175,7 @@ class DocumentScore:
                 "f1": self.f1, "fields": {name: asdict(s) for name, s in self.fields.items()}}
 
 
-def _items(value: str, schema: Schema) -> list[str]:
+def items_of(value: str, schema: Schema) -> list[str]:
     """A normalised list value as items; a whole-list NOT_FOUND is one NOT_FOUND item."""
     if value == schema.not_found:
         return [value]
@@ -172,23 +184,25 @@ def _items(value: str, schema: Schema) -> list[str]:
 
 def score_field(pred: str, true: str, spec: FieldSpec, schema: Schema) -> FieldScore:
     """Position-aware F1 of one normalised field (a scalar is a list of one item)."""
-    pred_items = _items(pred, schema) if spec.is_list else [pred]
-    true_items = _items(true, schema) if spec.is_list else [true]
+    pred_items = items_of(pred, schema) if spec.is_list else [pred]
+    true_items = items_of(true, schema) if spec.is_list else [true]
     matched = sum(compare_item(p, t, spec.kind, schema) for p, t in zip(pred_items, true_items))
     f1 = 2 * matched / (len(pred_items) + len(true_items))
     return FieldScore(f1, matched, len(pred_items), len(true_items), pred, true)
 
 
-def restrict_to_debit_rows(fields: dict[str, str], spec: DocTypeSpec, schema: Schema) -> dict[str, str]:
+def restrict_to_debit_rows(fields: dict[str, str], spec: DocTypeSpec, schema: Schema,
+                           labelled: Collection[str] | None = None) -> dict[str, str]:
     """Bank truth lists every transaction, with the paid amount NOT_FOUND on credit rows; the pipeline
     extracts debits only, so keep the debit rows of every list field (normalised values in and out).
 
-    The row filter is the type's money list (the amounts paid); types of another flow are returned as is.
+    The row filter is the type's money list (the amounts paid); types of another flow, and truth that
+    does not label the amounts (`labelled`: the fields it labels), are returned as is.
     """
     amounts = [f for f in spec.fields if f.is_list and f.kind == "money"]
-    if spec.flow != "bank" or len(amounts) != 1:
+    if spec.flow != "bank" or len(amounts) != 1 or (labelled is not None and amounts[0].name not in labelled):
         return fields
-    paid = _items(fields[amounts[0].name], schema)
+    paid = items_of(fields[amounts[0].name], schema)
     keep = [i for i, amount in enumerate(paid) if amount != schema.not_found]
     restricted = dict(fields)
     for f in spec.fields:
@@ -202,14 +216,16 @@ def restrict_to_debit_rows(fields: dict[str, str], spec: DocTypeSpec, schema: Sc
 
 
 def score_document(record: dict[str, Any], truth: Truth, schema: Schema) -> DocumentScore:
-    """Score a result record on the fields of its TRUE type; prediction and truth share one normaliser."""
+    """Score a result record on the fields of its TRUE type that `truth` labels (a field absent from
+    `truth` is not scored); prediction and truth share one normaliser."""
     check_comparator_settings(schema)
     spec = schema.type_spec(normalize_value(truth[TYPE_COLUMN], "doc_type", schema))
     predicted = dict(record.get("fields") or {})
     predicted.setdefault(TYPE_COLUMN, record.get("document_type") or schema.not_found)
     pred_norm = normalize_fields(predicted, spec, schema)
-    true_norm = restrict_to_debit_rows(normalize_fields(truth, spec, schema), spec, schema)
-    scores = {f.name: score_field(pred_norm[f.name], true_norm[f.name], f, schema) for f in spec.fields}
+    true_norm = restrict_to_debit_rows(normalize_fields(truth, spec, schema), spec, schema, labelled=truth)
+    scores = {f.name: score_field(pred_norm[f.name], true_norm[f.name], f, schema)
+              for f in spec.fields if f.name in truth}  # DOCUMENT_TYPE always is
     return DocumentScore(record.get("image", ""), spec.name, record.get("document_type"), scores)
 
 
@@ -227,8 +243,8 @@ def _t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def summarize(values: list[float]) -> dict[str, Any]:
-    """Mean, sample SD, 95% confidence interval of the mean, median and n."""
+def summarize(values: list[float], clip: tuple[float | None, float | None] = F1_RANGE) -> dict[str, Any]:
+    """Mean, sample SD, 95% confidence interval of the mean (clipped to `clip`, None: open), median and n."""
     n = len(values)
     if n == 0:
         return {"mean": None, "sd": None, "ci95": None, "median": None, "n": 0}
@@ -237,8 +253,12 @@ def summarize(values: list[float]) -> dict[str, Any]:
         return {"mean": mean, "sd": None, "ci95": None, "median": mean, "n": 1}
     sd = statistics.stdev(values)
     half = _t975(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "ci95": [max(0.0, mean - half), min(1.0, mean + half)],
-            "median": statistics.median(values), "n": n}
+    low, high = mean - half, mean + half
+    if clip[0] is not None:
+        low = max(clip[0], low)
+    if clip[1] is not None:
+        high = min(clip[1], high)
+    return {"mean": mean, "sd": sd, "ci95": [low, high], "median": statistics.median(values), "n": n}
 
 
 def _micro_f1(field_scores: list[FieldScore]) -> float | None:
@@ -247,14 +267,15 @@ def _micro_f1(field_scores: list[FieldScore]) -> float | None:
 
 
 def _per_type(scores: list[DocumentScore], schema: Schema) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per field (mean, SD, CI, n) and per type (macro/micro F1, document F1) for each true type."""
+    """Per scored field (mean, SD, CI, n) and per type (macro/micro F1, document F1) for each true type."""
     per_field: dict[str, Any] = {}
     per_type: dict[str, Any] = {}
     for doc_type, spec in schema.types.items():
         docs = [s for s in scores if s.true_type == doc_type]
         if not docs:
             continue
-        per_field[doc_type] = {f: summarize([d.fields[f].f1 for d in docs]) for f in spec.field_names}
+        per_field[doc_type] = {f: summarize([d.fields[f].f1 for d in docs if f in d.fields])
+                               for f in spec.field_names if any(f in d.fields for d in docs)}
         doc_f1 = summarize([d.f1 for d in docs])
         per_type[doc_type] = {
             "documents": len(docs),
@@ -292,6 +313,23 @@ def confusion_matrix(scores: list[DocumentScore], schema: Schema) -> dict[str, A
     return {"true": labels, "predicted": columns, "matrix": matrix}
 
 
+def scored_fields(scores: list[DocumentScore], schema: Schema) -> dict[str, Any]:
+    """Per true type: documents, fields scored (with how many documents each) and fields never labelled."""
+    out: dict[str, Any] = {}
+    for doc_type, spec in schema.types.items():
+        docs = [s for s in scores if s.true_type == doc_type]
+        if docs:
+            counts = {f: sum(f in d.fields for d in docs) for f in spec.field_names}
+            out[doc_type] = {"documents": len(docs), "scored": {f: n for f, n in counts.items() if n},
+                             "not_labelled": [f for f, n in counts.items() if not n]}
+    return out
+
+
+def is_partial(fields: dict[str, Any]) -> bool:
+    """True when some field of a scored type was not labelled on every document of that type."""
+    return any(n < t["documents"] or t["not_labelled"] for t in fields.values() for n in t["scored"].values())
+
+
 def times_by_type(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     """timings.total_s of each record by PREDICTED type (the type decides the work the pipeline did)."""
     times: dict[str, list[float]] = {}
@@ -302,21 +340,33 @@ def times_by_type(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     return dict(sorted(times.items()))
 
 
-def throughput(records: list[dict[str, Any]], elapsed_s: float | None) -> dict[str, Any]:
-    """Documents per second over the run's wall time, and per-document time by predicted type."""
-    rate = len(records) / elapsed_s if elapsed_s else None
+def throughput(records: list[dict[str, Any]], elapsed_s: float | None, processed: int | None = None) -> dict[str, Any]:
+    """Documents this run processed per second of its wall time, and per-document time by predicted type.
+
+    `processed`: the documents this run did itself (records kept from an earlier run excluded: a resume
+    that did nothing processed 0 documents, whatever its wall time); None: every record.
+    """
+    processed = len(records) if processed is None else processed
+    rate = processed / elapsed_s if elapsed_s else None
     return {
         "documents": len(records),
+        "processed_this_run": processed,
         "elapsed_s": elapsed_s,
         "docs_per_s": rate,
         "docs_per_min": rate * 60 if rate is not None else None,
-        "time_per_document_s": {t: summarize(v) for t, v in times_by_type(records).items()},
+        "time_per_document_s": {t: summarize(v, SECONDS_RANGE) for t, v in times_by_type(records).items()},
     }
 
 
-def evaluate(records: list[dict[str, Any]], truth: GroundTruth, schema: Schema,
-             elapsed_s: float | None = None) -> dict[str, Any]:
-    """The content of evaluation.json; also stores each document's score in record["evaluation"]."""
+def evaluate(records: list[dict[str, Any]], truth: GroundTruth, schema: Schema, elapsed_s: float | None = None,
+             processed: int | None = None, model: str | None = None, random_weights: bool = False) -> dict[str, Any]:
+    """The content of evaluation.json; also stores each document's score in record["evaluation"].
+
+    `processed`: documents this run processed itself (see `throughput`); `model` and `random_weights`
+    name the model that answered (a model with random weights gives meaningless answers: the report says so).
+    """
+    from docvlm.strict import strict_from_scores  # here: strict builds on this module's comparators
+
     scores: list[DocumentScore] = []
     without_truth: list[str] = []
     matched_keys: set[str] = set()
@@ -331,15 +381,20 @@ def evaluate(records: list[dict[str, Any]], truth: GroundTruth, schema: Schema,
         record["evaluation"] = score.to_dict()
         scores.append(score)
     per_field, per_type = _per_type(scores, schema)
+    fields = scored_fields(scores, schema)
     errors = [r.get("image", "") for r in records if r.get("error")]
     return {
         "ground_truth": str(truth.path),
+        "model": {"name": model, "random_weights": random_weights} if model else None,
         "documents_scored": len(scores),
+        "ground_truth_partial": is_partial(fields),
+        "scored_fields": fields,
         "overall": _overall(scores, per_type),
         "per_field": per_field,
+        "strict": strict_from_scores(scores, schema),
         "per_type": per_type,
         "confusion_matrix": confusion_matrix(scores, schema),
-        "throughput": throughput(records, elapsed_s),
+        "throughput": throughput(records, elapsed_s, processed),
         "documents": [{"image": s.image, "true_type": s.true_type, "predicted_type": s.predicted_type,
                        "f1": s.f1} for s in scores],
         "documents_without_ground_truth": without_truth,
@@ -355,7 +410,8 @@ def main(results_path: str | Path, ground_truth: str | Path, out_dir: str | Path
     """Evaluate an existing results.jsonl: writes evaluation.json, report.md, plots/ and the results
     with per-document scores (results.jsonl) into out_dir. Returns the evaluation.
 
-    Without `elapsed_s`, the run's wall time is read from the summary.json beside the results, if any.
+    The run's wall time, documents processed and model are read from the summary.json beside the
+    results, if any (`elapsed_s` overrides the wall time).
     """
     from docvlm.report import write_report  # here, not at the top: report imports this module
 
@@ -365,9 +421,11 @@ def main(results_path: str | Path, ground_truth: str | Path, out_dir: str | Path
     if not results_path.is_file():
         raise ValueError(f"results file not found: {results_path}")
     records = read_results(results_path)
-    if elapsed_s is None:
-        elapsed_s = _summary_elapsed(results_path.parent / "summary.json")
-    evaluation = evaluate(records, truth, schema, elapsed_s)
+    truth.check_documents([r.get("image", "") for r in records], str(results_path))
+    run = _summary_facts(results_path.parent / "summary.json")
+    if elapsed_s is not None:
+        run["elapsed_s"] = elapsed_s
+    evaluation = evaluate(records, truth, schema, **run)
     out = Path(out_dir)
     write_json(out / "evaluation.json", evaluation)
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -375,8 +433,18 @@ def main(results_path: str | Path, ground_truth: str | Path, out_dir: str | Path
     return evaluation
 
 
-def _summary_elapsed(path: Path) -> float | None:
+def _summary_facts(path: Path) -> dict[str, Any]:
+    """evaluate()'s run arguments from a run's summary.json; {} without a readable one (throughput is
+    then reported as unknown, not guessed)."""
     try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["elapsed_s"])
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        facts: dict[str, Any] = {"elapsed_s": float(summary["elapsed_s"])}
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # no readable summary: throughput is reported as unknown, not guessed
+        return {}
+    if isinstance(summary.get("processed_this_run"), int):
+        facts["processed"] = summary["processed_this_run"]
+    model = (summary.get("config") or {}).get("model") or {}
+    if model.get("name"):
+        facts["model"] = model["name"]
+        facts["random_weights"] = bool(model.get("tiny") or model.get("random_weights"))
+    return facts

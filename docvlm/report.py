@@ -65,12 +65,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _markdown(ev: dict[str, Any], plots: dict[str, str]) -> str:
     overall = ev["overall"]
-    lines = [
-        "# Evaluation report", "",
+    lines = ["# Evaluation report", ""] + _model_lines(ev.get("model")) + [
         f"Ground truth: `{ev['ground_truth']}`. Documents scored: {overall['documents']}; "
         f"without ground truth: {len(ev['documents_without_ground_truth'])}; "
         f"with errors: {len(ev['documents_with_errors'])}.", "",
     ]
+    if ev.get("ground_truth_partial"):
+        lines += ["The ground truth is partial: each field is scored only on the documents whose ground truth "
+                  "labels it (column `n`); fields it never labels are listed under their type, not scored.", ""]
     lines += _field_section(ev, plots)
     lines += _type_section(ev)
     lines += _confusion_section(ev, plots)
@@ -80,13 +82,33 @@ def _markdown(ev: dict[str, Any], plots: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _model_lines(model: dict[str, Any] | None) -> list[str]:
+    if not model:
+        return []
+    if model.get("random_weights"):
+        return [f"**Model `{model['name']}` has random weights: its answers are meaningless, and so are the "
+                "scores below.** It shows that the pipeline runs end to end, not how well docvlm reads "
+                "documents; use a real model (e.g. `model=ocr`) for that.", ""]
+    return [f"Model: `{model['name']}`.", ""]
+
+
 def _field_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
-    lines = ["## Field F1 by document type", ""]
+    lines = ["## Field F1 by document type", "",
+             "F1 by the project's comparators; `strict` and `similar` are the strict comparisons quoted "
+             "for real documents (see Definitions).", ""]
     if "field_f1" in plots:
         lines += [f"![per-field F1]({plots['field_f1']})", ""]
+    header = ["field", "mean F1", "SD", "95% CI", "n", "strict", "similar"]
     for doc_type, fields in ev["per_field"].items():
-        rows = [[name, _num(s["mean"]), _num(s["sd"]), _ci(s["ci95"]), str(s["n"])] for name, s in fields.items()]
-        lines += [f"### {doc_type}", ""] + _table(["field", "mean F1", "SD", "95% CI", "n"], rows)
+        strict = (ev.get("strict") or {}).get(doc_type, {})
+        rows = [[name, _num(s["mean"]), _num(s["sd"]), _ci(s["ci95"]), str(s["n"]),
+                 _num(strict.get(name, {}).get("strict")), _num(strict.get(name, {}).get("similar"))]
+                for name, s in fields.items()]
+        scored = (ev.get("scored_fields") or {}).get(doc_type, {})
+        title = f"### {doc_type} ({scored['documents']} documents)" if scored else f"### {doc_type}"
+        lines += [title, ""] + _table(header, rows)
+        if scored.get("not_labelled"):
+            lines += [f"Not labelled in the ground truth (not scored): {', '.join(scored['not_labelled'])}.", ""]
     return lines
 
 
@@ -113,9 +135,13 @@ def _confusion_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
 
 def _timing_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
     tp = ev["throughput"]
+    processed = tp.get("processed_this_run", tp["documents"])
     lines = ["## Throughput", "",
-             f"{tp['documents']} documents in {_num(tp['elapsed_s'], 1)} s: "
+             f"{processed} documents processed by this run in {_num(tp['elapsed_s'], 1)} s: "
              f"{_num(tp['docs_per_s'], 3)} documents/s ({_num(tp['docs_per_min'], 1)} documents/min).", ""]
+    if processed != tp["documents"]:
+        lines += [f"{tp['documents'] - processed} more documents were recorded by an earlier run "
+                  "(resumed): they are not counted in the rate; their times below are from that run.", ""]
     if "timing" in plots:
         lines += [f"![time per document]({plots['timing']})", ""]
     rows = [[t, str(s["n"]), _num(s["mean"], 2), _num(s["median"], 2), _num(s["sd"], 2)]
@@ -170,13 +196,14 @@ def _field_plot(per_field: dict[str, dict[str, Any]]) -> Figure:
     for ax, (doc_type, fields) in zip(axes, per_field.items()):
         names = list(fields)[::-1]  # schema order from the top
         means = [fields[n]["mean"] for n in names]
+        labels = [f"{n} (n = {fields[n]['n']})" for n in names]  # partial truth: fields differ in n
         low = [m - fields[n]["ci95"][0] if fields[n]["ci95"] else 0 for n, m in zip(names, means)]
         high = [fields[n]["ci95"][1] - m if fields[n]["ci95"] else 0 for n, m in zip(names, means)]
-        ax.barh(names, means, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
+        ax.barh(labels, means, xerr=[low, high], color="tab:blue", ecolor="black", capsize=2)
         for y, mean in enumerate(means):  # the number too: a zero bar is otherwise invisible
             ax.text(0.01, y, f"{mean:.2f}", va="center", fontsize=7, color="white" if mean > 0.08 else "black")
         ax.set_xlim(0, 1.05)
-        ax.set_title(f"{doc_type} (n = {max(f['n'] for f in fields.values())})", fontsize=10)
+        ax.set_title(f"{doc_type} ({max(f['n'] for f in fields.values())} documents)", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
     axes[-1].set_xlabel("mean F1 (bars: 95% CI)")
     fig.tight_layout()

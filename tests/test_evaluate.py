@@ -383,3 +383,115 @@ def test_generated_truth_as_answers_scores_one_everywhere(tmp_path: Path) -> Non
     # and the credit rows really were there to drop
     assert any("NOT_FOUND" in f["TRANSACTION_AMOUNTS_PAID"].split(" | ") for f in truth.values()
                if f["DOCUMENT_TYPE"] == "BANK_STATEMENT")
+
+
+# ---------------------------------------------------------------- partial ground truth
+
+def write_partial_truth(path: Path) -> None:
+    path.write_text("image_file,DOCUMENT_TYPE,SUPPLIER_NAME,TOTAL_AMOUNT\n"
+                    "r1.jpg,RECEIPT,Corner Cafe,$9.00\n"
+                    "r2.jpg,RECEIPT,,$4.50\n"
+                    "r3.jpg,RECEIPT,NOT_FOUND,$7.00\n"
+                    "inv.pdf#page=1,INVOICE,Acme Pty Ltd,\n"
+                    "inv.pdf#page=2,INVOICE,,$25.50\n")
+
+
+def partial_records() -> list[dict]:
+    return [
+        record("r1.jpg", "RECEIPT", {"SUPPLIER_NAME": "Corner Cafe", "TOTAL_AMOUNT": "$9.00", "GST_AMOUNT": "$1"}),
+        record("r2.jpg", "INVOICE", {"SUPPLIER_NAME": "Someone", "TOTAL_AMOUNT": "$4.50"}),
+        record("r3.jpg", "RECEIPT", {"SUPPLIER_NAME": "Bakery", "TOTAL_AMOUNT": "$7.00"}),
+        record("inv.pdf#page=1", "INVOICE", {"SUPPLIER_NAME": "Acme Pty Ltd", "TOTAL_AMOUNT": "$25.50"}),
+        record("inv.pdf#page=2", "INVOICE", {"TOTAL_AMOUNT": "$25.50"}),
+        record("inv.pdf#page=3", "INVOICE", {"TOTAL_AMOUNT": "$25.50"}),
+    ]
+
+
+def test_partial_truth_scored_on_labelled_fields_only(tmp_path: Path) -> None:
+    write_partial_truth(tmp_path / "gt.csv")
+    records = partial_records()
+    ev = evaluate(records, load_ground_truth(tmp_path / "gt.csv", SCHEMA), SCHEMA)
+    receipt = ev["per_field"]["RECEIPT"]
+    assert list(receipt) == ["DOCUMENT_TYPE", "SUPPLIER_NAME", "TOTAL_AMOUNT"]  # nothing else is scored
+    assert receipt["SUPPLIER_NAME"]["n"] == 2 and receipt["SUPPLIER_NAME"]["mean"] == 0.5  # r2 not labelled
+    assert receipt["TOTAL_AMOUNT"]["n"] == 3 and receipt["TOTAL_AMOUNT"]["mean"] == 1.0
+    assert receipt["DOCUMENT_TYPE"]["mean"] == pytest.approx(2 / 3)
+    assert ev["per_type"]["RECEIPT"]["macro_f1"] == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    assert records[1]["evaluation"]["f1"] == pytest.approx(0.5)  # type wrong, total right: 2 fields only
+    assert ev["scored_fields"]["RECEIPT"] == {
+        "documents": 3, "scored": {"DOCUMENT_TYPE": 3, "SUPPLIER_NAME": 2, "TOTAL_AMOUNT": 3},
+        "not_labelled": [f for f in SCHEMA.types["RECEIPT"].field_names
+                         if f not in ("DOCUMENT_TYPE", "SUPPLIER_NAME", "TOTAL_AMOUNT")]}
+    assert ev["ground_truth_partial"] is True
+    invoice = ev["per_field"]["INVOICE"]
+    assert invoice["SUPPLIER_NAME"]["n"] == 1 and invoice["TOTAL_AMOUNT"]["n"] == 1  # each on its own page
+    assert ev["documents_without_ground_truth"] == ["inv.pdf#page=3"]  # never page 1's or 2's row
+    assert ev["documents_scored"] == 5
+
+
+def test_full_truth_is_not_partial(tmp_path: Path) -> None:
+    receipt = {**RECEIPT, "PAYER_ADDRESS": "NOT_FOUND"}  # an empty cell would not be labelled
+    write_truth_csv(tmp_path / "gt.csv", [("i.png", INVOICE), ("r.png", receipt)])
+    ev = evaluate([record("i.png", "INVOICE", INVOICE), record("r.png", "RECEIPT", RECEIPT)],
+                  load_ground_truth(tmp_path / "gt.csv", SCHEMA), SCHEMA)
+    assert ev["ground_truth_partial"] is False
+    assert list(ev["per_field"]["INVOICE"]) == SCHEMA.types["INVOICE"].field_names
+    assert all(s["n"] == 1 for s in ev["per_field"]["RECEIPT"].values())
+
+
+def test_bank_truth_without_amounts_keeps_its_rows() -> None:
+    # only the descriptions labelled: no amounts to tell debits from credits, so every row is kept
+    truth = {"DOCUMENT_TYPE": "BANK_STATEMENT", "LINE_ITEM_DESCRIPTIONS": "Coffee | Rent"}
+    score = score_document(record("b.png", "BANK_STATEMENT", {"LINE_ITEM_DESCRIPTIONS": "Coffee | Rent"}),
+                           truth, SCHEMA)
+    assert list(score.fields) == ["DOCUMENT_TYPE", "LINE_ITEM_DESCRIPTIONS"]
+    assert score.fields["LINE_ITEM_DESCRIPTIONS"].f1 == 1.0
+
+
+# ---------------------------------------------------------------- figures (issue 20)
+
+def test_confidence_intervals_of_seconds_are_not_clipped_to_one() -> None:
+    records = [record(f"{i}.png", "INVOICE", {}, total_s=t) for i, t in enumerate([1.5, 2.5, 3.5, 2.0])]
+    times = evaluate_times(records)
+    low, high = times["INVOICE"]["ci95"]
+    assert low < 2.375 < high and high > 2.0  # was [1.51, 1.0]: clipped like an F1
+    assert summarize([0.0, 1.0, 1.0])["ci95"][1] == 1.0  # F1 figures still are
+    assert summarize([0.01, 0.02, 2.0], clip=(0.0, None))["ci95"][0] == 0.0  # seconds are never negative
+
+
+def evaluate_times(records: list[dict]) -> dict:
+    from docvlm.evaluate import throughput
+
+    return throughput(records, 10.0)["time_per_document_s"]
+
+
+def test_throughput_counts_only_documents_this_run_processed(tmp_path: Path) -> None:
+    write_truth_csv(tmp_path / "gt.csv", [("i.png", INVOICE)])
+    truth = load_ground_truth(tmp_path / "gt.csv", SCHEMA)
+    resumed = evaluate([record("i.png", "INVOICE", INVOICE)], truth, SCHEMA, elapsed_s=0.05, processed=0)
+    assert resumed["throughput"]["docs_per_s"] == 0.0  # a resume that did nothing: not 20 documents/s
+    assert resumed["throughput"]["processed_this_run"] == 0 and resumed["throughput"]["documents"] == 1
+
+
+def test_main_takes_processed_documents_and_model_from_the_summary(tmp_path: Path) -> None:
+    write_truth_csv(tmp_path / "gt.csv", [("i.png", INVOICE), ("r.png", RECEIPT)])
+    results = tmp_path / "run" / "results.jsonl"
+    results.parent.mkdir()
+    results.write_text("".join(json.dumps(r) + "\n" for r in [record("i.png", "INVOICE", INVOICE),
+                                                               record("r.png", "RECEIPT", RECEIPT)]))
+    summary = {"elapsed_s": 0.5, "processed_this_run": 1, "documents_per_s": 2.0,
+               "config": {"model": {"name": "tiny_internvl", "tiny": True, "random_weights": False}}}
+    (results.parent / "summary.json").write_text(json.dumps(summary))
+    ev = main(results, tmp_path / "gt.csv", tmp_path / "eval")
+    assert ev["throughput"]["docs_per_s"] == summary["documents_per_s"]
+    assert ev["model"] == {"name": "tiny_internvl", "random_weights": True}
+
+
+def test_main_rejects_truth_that_matches_no_result_before_writing(tmp_path: Path) -> None:
+    from docvlm.errors import UserError
+
+    write_truth_csv(tmp_path / "gt.csv", [("other.png", INVOICE)])
+    (tmp_path / "results.jsonl").write_text(json.dumps(record("i.png", "INVOICE", INVOICE)) + "\n")
+    with pytest.raises(UserError, match="none of its 1 rows matches"):
+        main(tmp_path / "results.jsonl", tmp_path / "gt.csv", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -165,9 +165,16 @@ def test_csv_without_type_column(tmp_path: Path) -> None:
     expect_error(write(tmp_path, "gt.csv", text), ":2:", "DOCUMENT_TYPE")
 
 
-def test_csv_missing_field_column(tmp_path: Path) -> None:
+def test_csv_misspelt_field_column_is_a_warning_with_a_suggestion(tmp_path: Path, caplog) -> None:
     text = csv_text([("a.png", INVOICE)]).replace("TOTAL_AMOUNT", "TOTAL", 1)
-    expect_error(write(tmp_path, "gt.csv", text), ":2:", "INVOICE needs field(s) TOTAL_AMOUNT")
+    truth = load_ground_truth(write(tmp_path, "gt.csv", text), SCHEMA)
+    assert "TOTAL_AMOUNT" not in truth["a.png"]  # partial truth: not labelled, not scored
+    assert "column 'TOTAL' is not a schema field (did you mean TOTAL_AMOUNT?)" in caplog.text
+
+
+def test_csv_empty_type_is_an_error(tmp_path: Path) -> None:
+    expect_error(write(tmp_path, "gt.csv", "image_file,DOCUMENT_TYPE,TOTAL_AMOUNT\na.png,,$1.00\n"),
+                 ":2:", "empty DOCUMENT_TYPE")
 
 
 def test_csv_duplicate_image(tmp_path: Path) -> None:
@@ -195,7 +202,85 @@ def test_jsonl_not_an_object(tmp_path: Path) -> None:
     expect_error(write(tmp_path, "gt.jsonl", '["a.png", "INVOICE"]\n'), ":1:", "JSON object")
 
 
-def test_jsonl_missing_field(tmp_path: Path) -> None:
-    record = {k: v for k, v in BANK.items() if k != "TRANSACTION_DATES"}
-    expect_error(write(tmp_path, "gt.jsonl", json.dumps({"file": "b.png", **record}) + "\n"),
-                 ":1:", "TRANSACTION_DATES")
+def test_errors_are_user_errors() -> None:
+    from docvlm.errors import UserError
+    from docvlm.ground_truth import GroundTruthError
+
+    assert issubclass(GroundTruthError, UserError) and issubclass(GroundTruthError, ValueError)
+
+
+# ---------------------------------------------------------------- partial ground truth (real-world files)
+
+def test_partial_csv_keeps_only_labelled_fields(tmp_path: Path) -> None:
+    text = ("image_file,DOCUMENT_TYPE,SUPPLIER_NAME,TOTAL_AMOUNT\n"
+            "r1.jpg,RECEIPT,Corner Cafe,$9.00\n"
+            "r2.jpg,RECEIPT,,$4.50\n"          # empty cell: not labelled
+            "r3.jpg,RECEIPT,NOT_FOUND,\n")     # NOT_FOUND: the field does not apply (a label)
+    truth = load_ground_truth(write(tmp_path, "gt.csv", text), SCHEMA)
+    assert truth["r1.jpg"] == {"DOCUMENT_TYPE": "RECEIPT", "SUPPLIER_NAME": "Corner Cafe", "TOTAL_AMOUNT": "$9.00"}
+    assert truth["r2.jpg"] == {"DOCUMENT_TYPE": "RECEIPT", "TOTAL_AMOUNT": "$4.50"}
+    assert truth["r3.jpg"] == {"DOCUMENT_TYPE": "RECEIPT", "SUPPLIER_NAME": "NOT_FOUND"}
+
+
+def test_full_csv_labels_every_field(tmp_path: Path) -> None:
+    truth = load_ground_truth(write(tmp_path, "gt.csv", csv_text([("a.png", INVOICE)])), SCHEMA)
+    assert sorted(truth["a.png"]) == sorted(INVOICE_FIELDS)
+
+
+def test_partial_jsonl(tmp_path: Path) -> None:
+    record = {"file": "b.png", "DOCUMENT_TYPE": "BANK_STATEMENT", "STATEMENT_DATE_RANGE": "",
+              "TRANSACTION_AMOUNTS_PAID": None}  # "" not labelled, null = NOT_FOUND, the rest absent
+    truth = load_ground_truth(write(tmp_path, "gt.jsonl", json.dumps(record) + "\n"), SCHEMA)
+    assert truth["b.png"] == {"DOCUMENT_TYPE": "BANK_STATEMENT", "TRANSACTION_AMOUNTS_PAID": "NOT_FOUND"}
+
+
+def test_bank_lists_checked_only_where_labelled(tmp_path: Path) -> None:
+    record = {"file": "b.png", "DOCUMENT_TYPE": "BANK_STATEMENT", "TRANSACTION_DATES": ["01/02/2024", "02/02/2024"],
+              "TRANSACTION_AMOUNTS_PAID": ["$4.50", "$1.00"]}
+    truth = load_ground_truth(write(tmp_path, "gt.jsonl", json.dumps(record) + "\n"), SCHEMA)
+    assert "LINE_ITEM_DESCRIPTIONS" not in truth["b.png"]
+    record["TRANSACTION_DATES"] = ["01/02/2024"]
+    expect_error(write(tmp_path, "gt2.jsonl", json.dumps(record) + "\n"), ":1:", "differ in length")
+
+
+# ---------------------------------------------------------------- PDF pages
+
+def test_a_page_matches_only_its_own_row(tmp_path: Path) -> None:
+    rows = [("inv.pdf#page=1", INVOICE), ("set/two.pdf#page=2", INVOICE), ("whole.pdf", INVOICE)]
+    truth = load_ground_truth(write(tmp_path, "gt.csv", csv_text(rows)), SCHEMA)
+    assert truth.match("inv.pdf#page=1") == "inv.pdf#page=1"
+    assert truth.match("inv.pdf#page=2") is None  # page 1's row is not page 2's (no stem fallback)
+    assert truth.match("inv.pdf#page=12") is None
+    assert truth.match("scans/inv.pdf#page=1") == "inv.pdf#page=1"  # by name, same page
+    assert truth.match("two.pdf#page=2") == "set/two.pdf#page=2"
+    assert truth.match("two.pdf#page=1") is None
+    assert truth.match("two.png") is None  # an image is page 1 of nothing but itself
+    assert truth.match("whole.pdf#page=1") == "whole.pdf"  # a row keyed by the file alone is page 1's
+    assert truth.match("whole.pdf#page=2") is None
+    assert truth.match("whole.png") == "whole.pdf"  # by stem, as before
+
+
+# ---------------------------------------------------------------- rows against the documents found
+
+def test_rows_matching_no_document_is_one_clear_error(tmp_path: Path) -> None:
+    from docvlm.ground_truth import GroundTruthError
+
+    path = write(tmp_path, "gt.csv", csv_text([("a.png", INVOICE), ("b.png", INVOICE)]))
+    truth = load_ground_truth(path, SCHEMA)
+    with pytest.raises(GroundTruthError) as info:
+        truth.check_documents(["x.png", "y.pdf#page=1"], "/data/docs")
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in (str(path), "none of its 2 rows", "2 documents in /data/docs", "'a.png'", "'x.png'"):
+        assert fragment in message
+
+
+def test_rows_matching_some_documents_warn_how_many_did_not(tmp_path: Path, caplog) -> None:
+    truth = load_ground_truth(write(tmp_path, "gt.csv", csv_text([("a.png", INVOICE), ("b.png", INVOICE),
+                                                                  ("c.png", INVOICE)])), SCHEMA)
+    assert truth.check_documents(["a.png", "z.png"], "/data/docs") == ["b.png", "c.png"]
+    assert "2 of 3 ground-truth rows match no document in /data/docs (e.g. b.png, c.png)" in caplog.text
+    caplog.clear()
+    assert truth.check_documents(["a.png", "b.png", "c.png", "extra.png"], "/data/docs") == []
+    assert truth.check_documents(["a.png"], "/data/docs", warn=False) == ["b.png", "c.png"]
+    assert not caplog.text

@@ -119,3 +119,52 @@ def test_plots_with_a_single_type(tmp_path: Path, name: str) -> None:
     evaluation = evaluate(only_bank, truth, SCHEMA)
     write_report(evaluation, only_bank, tmp_path / "out")
     assert_png(tmp_path / "out" / "plots" / name)
+
+
+def test_report_says_which_fields_were_scored_on_partial_truth(tmp_path: Path) -> None:
+    (tmp_path / "gt.csv").write_text("image_file,DOCUMENT_TYPE,SUPPLIER_NAME,TOTAL_AMOUNT\n"
+                                     "r1.jpg,RECEIPT,Corner Cafe,$9.00\n"
+                                     "r2.jpg,RECEIPT,,$4.50\n")
+    records = [{"image": "r1.jpg", "document_type": "RECEIPT", "fields": {"SUPPLIER_NAME": "CORNER CAFE.",
+                                                                          "TOTAL_AMOUNT": "$9.00"}},
+               {"image": "r2.jpg", "document_type": "RECEIPT", "fields": {"TOTAL_AMOUNT": "$4.60"}}]
+    evaluation = evaluate(records, load_ground_truth(tmp_path / "gt.csv", SCHEMA), SCHEMA)
+    out = tmp_path / "out"
+    text = write_report(evaluation, records, out).read_text()
+    assert "The ground truth is partial" in text
+    assert "### RECEIPT (2 documents)" in text
+    assert "| SUPPLIER_NAME | 0.917 | – | – | 1 | 1.000 | 1.000 |" in text  # n = 1; strict ignores the dot
+    assert "| TOTAL_AMOUNT | 0.500 | 0.707 |" in text and "| 2 | 0.500 | – |" in text  # $4.60: 10 cents off
+    assert "Not labelled in the ground truth (not scored): BUSINESS_ABN, " in text
+    assert "| GST_AMOUNT |" not in text
+    assert_png(out / "plots" / "field_f1.png")
+
+
+def test_report_throughput_after_a_resume_that_did_nothing(tmp_path: Path) -> None:
+    """summary.json says 0.0 documents/s (this run processed nothing); report.md said 167.853."""
+    _, records = make_evaluation(tmp_path)
+    truth = load_ground_truth(tmp_path / "gt.csv", SCHEMA)
+    evaluation = evaluate(records, truth, SCHEMA, elapsed_s=0.0238, processed=0)
+    text = write_report(evaluation, records, tmp_path / "out").read_text()
+    assert "0 documents processed by this run in 0.0 s: 0.000 documents/s" in text
+    assert "4 more documents were recorded by an earlier run" in text
+
+
+def test_report_of_a_random_weights_model_says_its_answers_are_meaningless(tmp_path: Path) -> None:
+    _, records = make_evaluation(tmp_path)
+    truth = load_ground_truth(tmp_path / "gt.csv", SCHEMA)
+    text = write_report(evaluate(records, truth, SCHEMA, model="tiny_internvl", random_weights=True),
+                        records, tmp_path / "out").read_text()
+    assert "`tiny_internvl` has random weights: its answers are meaningless" in text.split("## ")[0]
+    real = write_report(evaluate(records, truth, SCHEMA, model="ocr"), records, tmp_path / "out2").read_text()
+    assert "Model: `ocr`." in real and "meaningless" not in real
+
+
+def test_report_time_intervals_are_seconds_not_f1(tmp_path: Path) -> None:
+    """evaluation.json clipped the interval of seconds to [0, 1] (`"ci95": [1.51, 1.0]`)."""
+    _, records = make_evaluation(tmp_path)
+    for r, t in zip(records, [1.5, 2.5, 3.5, 2.0]):
+        r["document_type"], r["timings"] = "INVOICE", {"total_s": t}
+    evaluation = evaluate(records, load_ground_truth(tmp_path / "gt.csv", SCHEMA), SCHEMA, elapsed_s=8.0)
+    low, high = evaluation["throughput"]["time_per_document_s"]["INVOICE"]["ci95"]
+    assert low <= 2.375 <= high and high > 1.0
