@@ -11,7 +11,7 @@ from typing import Any
 
 from docvlm.ocr.page import Page, has_phrase
 from docvlm.ocr.rules import OcrRules
-from docvlm.ocr.statement import find_bank_header
+from docvlm.ocr.statement import card_words, find_bank_header
 from docvlm.schema import Schema
 
 
@@ -25,6 +25,9 @@ def detect_type(page: Page, rules: OcrRules, schema: Schema) -> tuple[str, dict[
     bank_words = sorted({w for w in rules.bank_words if has_phrase(text, (w,))})
     if len(bank_words) >= rules.bank_min_words:
         return _type_for("bank_columns", schema), {"rule": "bank_words", "bank_words": bank_words}
+    cues = card_words(page, rules)  # a credit-card statement: no balance column, its own words
+    if len(cues) >= rules.card_min_words:
+        return _type_for("bank_columns", schema), {"rule": "card_words", "card_words": cues}
     receipt = sorted({w for w in schema.paid_cues + rules.receipt_words if has_phrase(text, (w,))})
     invoice = sorted({w for w in rules.invoice_words if has_phrase(text, (w,))})
     rule = "paid" if len(receipt) > len(invoice) else "not_paid"

@@ -40,6 +40,8 @@ class OcrRules:
     text_min_share: float
     list_min_share: float
     money_tolerance: float
+    card_words: tuple[str, ...] = ()  # credit-card statement cues (detection.card_words)
+    card_min_words: int = 2
 
     def label(self, name: str) -> tuple[str, ...]:
         return self.labels.get(name, ())
@@ -75,6 +77,8 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
             text_min_share=float(raw["grounding"]["text_min_share"]),
             list_min_share=float(raw["grounding"]["list_min_share"]),
             money_tolerance=float(raw["grounding"]["money_tolerance"]),
+            card_words=_words(raw["detection"].get("card_words", ())),
+            card_min_words=int(raw["detection"].get("card_min_words", 2)),
         )
     except KeyError as err:
         raise ValueError(f"{origin}: missing key {err}") from None

@@ -19,7 +19,7 @@ from docvlm import bank, bank_rows
 from docvlm.bank_headers import header_role, map_headers
 from docvlm.normalize import find_dates
 from docvlm.ocr.lines import TextLine, row_text
-from docvlm.ocr.page import Page, find_phrase, is_money, money_values, date_text
+from docvlm.ocr.page import Page, date_text, find_phrase, has_phrase, is_money, money_values
 from docvlm.ocr.rules import OcrRules
 from docvlm.schema import Schema
 
@@ -43,9 +43,29 @@ def find_bank_header(page: Page, rules: OcrRules, schema: Schema) -> Optional[tu
     return None
 
 
+def card_words(page: Page, rules: OcrRules) -> list[str]:
+    """The credit-card statement cues the page prints."""
+    text = page.text
+    return sorted({w for w in rules.card_words if has_phrase(text, (w,))})
+
+
+def find_card_header(page: Page, rules: OcrRules, schema: Schema) -> Optional[tuple[int, list[BankColumn]]]:
+    """A credit-card statement's table header (no balance column): on a page with `card_min_words`
+    card cues, the first row naming a date column and an amount column."""
+    if len(card_words(page, rules)) < rules.card_min_words:
+        return None
+    for index, row in enumerate(page.rows):
+        columns = [BankColumn(found[0], line) for line in row
+                   if not re.search(r"\d", line.text) and (found := header_role(line.text, schema))]
+        if {"date", "amount"} <= {c.role for c in columns}:
+            return index, columns
+    return None
+
+
 def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[str, str], dict[str, Any]]:
     """Normalised BANK_STATEMENT fields and details (headers, strategy, rows, corrections)."""
     header = find_bank_header(page, rules, schema)
+    card = header is None and (header := find_card_header(page, rules, schema)) is not None
     period = find_period(page, rules, schema)
     if header is None:
         statement = bank_rows.statement_from_rows([], period, "direct", schema)
@@ -54,6 +74,8 @@ def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[st
     mapping = map_headers([c.header.text for c in columns], schema)
     strategy = bank.choose_strategy(mapping)
     rows = _opening_row(page, row_index, rules) + table_rows(page, row_index, columns, schema)
+    if card:  # purchases are the unsigned amounts: split the amount column into debits and credits
+        rows, strategy = [_card_row(row) for row in rows], "debit_credit"
     statement = bank_rows.statement_from_rows(rows, period, strategy, schema)
     details = {"headers": [c.header.text for c in columns], "mapping": mapping, "strategy": strategy,
                **statement.details()}
@@ -148,6 +170,17 @@ def _continues(row: list[TextLine], last: list[TextLine], description: Optional[
     if description is None:
         return True
     return any(abs(line.x0 - description.x0) < 2 * height for line in row)
+
+
+def _card_row(row: dict[str, str]) -> dict[str, str]:
+    """A card statement's amount cell as a debit (unsigned: a purchase, fee or interest) or a credit
+    ("-500.00", "(500.00)", "500.00 CR": a payment or refund)."""
+    cell = row.pop("amount", "").strip()
+    if not cell:
+        return row
+    credit = cell.startswith(("-", "(")) or re.search(r"(?i)\bcr\b", cell) is not None
+    row["credit" if credit else "debit"] = re.sub(r"(?i)\b(?:cr|dr)\b|[-()+]", "", cell).strip()
+    return row
 
 
 # ----------------------------------------------------------------------------- around the table
