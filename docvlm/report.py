@@ -58,6 +58,10 @@ def _ci(ci: list[float] | None) -> str:
     return "–" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
@@ -105,7 +109,7 @@ def _field_section(ev: dict[str, Any], plots: dict[str, str]) -> list[str]:
                  _num(strict.get(name, {}).get("strict")), _num(strict.get(name, {}).get("similar"))]
                 for name, s in fields.items()]
         scored = (ev.get("scored_fields") or {}).get(doc_type, {})
-        title = f"### {doc_type} ({scored['documents']} documents)" if scored else f"### {doc_type}"
+        title = f"### {doc_type} ({_count(scored['documents'], 'document')})" if scored else f"### {doc_type}"
         lines += [title, ""] + _table(header, rows)
         if scored.get("not_labelled"):
             lines += [f"Not labelled in the ground truth (not scored): {', '.join(scored['not_labelled'])}.", ""]
@@ -203,7 +207,7 @@ def _field_plot(per_field: dict[str, dict[str, Any]]) -> Figure:
         for y, mean in enumerate(means):  # the number too: a zero bar is otherwise invisible
             ax.text(0.01, y, f"{mean:.2f}", va="center", fontsize=7, color="white" if mean > 0.08 else "black")
         ax.set_xlim(0, 1.05)
-        ax.set_title(f"{doc_type} ({max(f['n'] for f in fields.values())} documents)", fontsize=10)
+        ax.set_title(f"{doc_type} ({_count(max(f['n'] for f in fields.values()), 'document')})", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
     axes[-1].set_xlabel("mean F1 (bars: 95% CI)")
     fig.tight_layout()

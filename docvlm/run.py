@@ -87,7 +87,10 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
 
 def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
     truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere
-    docs = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))[: run_cfg.debug.limit]
+    found = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))
+    if truth is not None:  # rows that match no document: one clear line now, not an empty evaluation later
+        truth.check_documents([d.id for d in found], run_cfg.data.dir, warn=dist.env_world()[0] == 0)
+    docs = found[: run_cfg.debug.limit]
     if run_cfg.model.family != "ocr":
         check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
     return truth, docs
@@ -186,7 +189,10 @@ def _finish(run_cfg: RunConfig, schema: Schema, truth: Any, records: list[Docume
         from docvlm.evaluate import evaluate
         from docvlm.report import write_report
 
-        evaluation = evaluate(record_dicts, truth, schema, elapsed_s=elapsed_s)
+        model = run_cfg.model
+        evaluation = evaluate(record_dicts, truth, schema, elapsed_s=elapsed_s,
+                              processed=sum(g["stats"]["documents"] for g in gathered),  # as summary.json
+                              model=model.name, random_weights=model.tiny or model.random_weights)
         outputs.write_json(out_dir / "evaluation.json", evaluation)
         write_report(evaluation, record_dicts, out_dir)
         records = [DocumentRecord.from_json(r) for r in record_dicts]  # now with per-document scores
