@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from docvlm.models.attention import decode_attention, grouped_attention  # noqa: E402
-from docvlm.models.static_engine import COLUMN_STEP, _round_up  # noqa: E402
+from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
 
 
 def timed(fn, repeats: int = 50) -> float:
@@ -42,8 +42,8 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("rows | columns | matmuls ms | triton ms | speed-up | matmul GB/s | triton GB/s")
     for rows in args.rows:
-        capacity = _round_up(args.columns + 2048, COLUMN_STEP)
-        columns = _round_up(args.columns, COLUMN_STEP)
+        capacity = round_up(args.columns + 2048, COLUMN_STEP)
+        columns = round_up(args.columns, COLUMN_STEP)
         query = torch.randn(rows, heads, 1, dim, dtype=dtype, device="cuda")
         keys = torch.randn(rows, kv_heads, capacity, dim, dtype=dtype, device="cuda")
         values = torch.randn_like(keys)

@@ -17,6 +17,7 @@ from docvlm.bench.architectures import ARCHITECTURES, check_param_count
 from docvlm.bench.cli import parse_configs
 from docvlm.bench.roofline import CallShape, Hardware, ModelCost, call_floor, datasheet, model_cost
 from docvlm.models import ModelSpec, load_model
+from docvlm.models.registry import adapter_class
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = {"detect", "extract", "bank_headers", "bank_rows"}
@@ -133,10 +134,10 @@ EXPECTED_KV = {"internvl3_5_8b": 36 * 2 * 8 * 128 * 2, "qwen3_vl_8b": 36 * 2 * 8
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_full_size_replica_matches_the_checkpoint(name: str, tiny_model_dir) -> None:
-    arch = ARCHITECTURES[name]
-    tiny = load_model(ModelSpec(arch.family, str(tiny_model_dir(arch.family))), torch.device("cpu"))
+    family, arch = ARCHITECTURES[name]
+    tiny = load_model(ModelSpec(family, str(tiny_model_dir(family))), torch.device("cpu"))
     with torch.device("meta"):  # shapes only
-        model = arch.model_class._from_config(arch.config(tiny.processor), dtype=torch.bfloat16)
+        model = adapter_class(family).model_class._from_config(arch.config(tiny.processor), dtype=torch.bfloat16)
     params = sum(p.numel() for p in model.parameters())
     check_param_count(name, params, arch.expected_params)
     cost = model_cost(model)
@@ -150,7 +151,7 @@ def test_internvl_processor_has_the_real_tiles(tiny_model_dir) -> None:
     """An A4 page at 150 dpi: 2x3 tiles + thumbnail of 448 px, 256 tokens each (~1.8k image tokens)."""
     from PIL import Image
 
-    arch = ARCHITECTURES["internvl3_5_8b"]
+    _, arch = ARCHITECTURES["internvl3_5_8b"]
     tiny = load_model(ModelSpec("internvl", str(tiny_model_dir("internvl"))), torch.device("cpu"))
     processor = arch.processor(tiny.processor, 12)
     config = arch.config(tiny.processor)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from docvlm.models import ModelSpec, _adapter, load_model, static_engine
+from docvlm.models import ModelSpec, build_engine, load_model, static_engine
+from docvlm.models.registry import adapter_class
 from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes, turn_bytes
 
 CPU = torch.device("cpu")
@@ -13,7 +14,7 @@ CPU = torch.device("cpu")
 def engines(tiny_models):
     spec = ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4, engine="static")
     packed = load_model(spec, CPU)
-    single = _adapter("internvl", "static")(packed.model, packed.processor, spec, CPU)
+    single = build_engine("static", packed.model, packed.processor, spec, CPU)
     single.packs_prefill = False
     return packed, single
 
@@ -53,7 +54,7 @@ def test_more_tiles_more_bytes(engines):
 def test_engines_owning_follow_ups_count_activations_not_repeated_kv(engines, tiny_models):
     packed, _ = engines
     assert packed.owns_turns
-    plain_turns = _adapter("mllama", "static")  # Mllama's follow-ups still go through generate
+    plain_turns = adapter_class("mllama")  # Mllama's follow-ups still go through generate
     assert not plain_turns.owns_turns
     assert turn_bytes(packed) > 0
     packed.owns_turns = False

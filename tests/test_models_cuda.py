@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_models_engine import FAMILIES, recompute, requests
 
-from docvlm.models import ModelSpec, _adapter, load_model
+from docvlm.models import ModelSpec, build_engine, load_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -39,8 +39,8 @@ def test_cuda_graph_decode_gives_the_plain_path_tokens(tiny_models, family):
     """The static engine's captured decode step == transformers generate, through a whole conversation."""
     spec = ModelSpec(family=family, path=str(tiny_models[family]), dtype="float32", max_tiles=4, engine="hf")
     plain = load_model(spec, "cuda")
-    static = _adapter(family, "static")(plain.model, plain.processor, spec, torch.device("cuda"))
-    assert static.graphs_on
+    static = build_engine("static", plain.model, plain.processor, spec, torch.device("cuda"))
+    assert static.decoder.graphs_on
     outputs = {}
     for name, engine in (("plain", plain), ("static", static)):
         first = engine.generate(requests([5, 30, 7]), keep_state=True)
@@ -67,7 +67,7 @@ def test_bf16_packed_prefill_matches_one_document_at_a_time(tiny_models):
     every layer matches the one-document-at-a-time prefill (flash as well), up to bf16 rounding."""
     spec = ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4)
     packed = load_model(spec, torch.device("cuda"))
-    single = _adapter("internvl", "static")(packed.model, packed.processor, spec, torch.device("cuda"))
+    single = build_engine("static", packed.model, packed.processor, spec, torch.device("cuda"))
     single.packs_prefill = False
     assert packed.packs_prefill and packed.dtype == torch.bfloat16
     buffers = {}

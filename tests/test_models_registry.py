@@ -44,14 +44,14 @@ def test_a_missing_model_names_the_path_and_how_to_get_it(tmp_path, family, repo
             call()
         message = str(error.value)
         assert str(missing) in message and "does not exist" in message
-        assert f"huggingface-cli download {repo} --local-dir {missing}" in message
+        assert f"hf download {repo} --local-dir {missing}" in message
     assert not missing.exists()
 
 
 def test_the_configs_hub_id_names_where_to_get_the_weights(tmp_path):
     spec = OtherConfig(family="internvl", path=str(tmp_path / "none"))
     spec.hub_id = "OpenGVLab/InternVL3_5-2B-HF"
-    with pytest.raises(ModelNotFoundError, match="huggingface-cli download OpenGVLab/InternVL3_5-2B-HF --local-dir"):
+    with pytest.raises(ModelNotFoundError, match="hf download OpenGVLab/InternVL3_5-2B-HF --local-dir"):
         check_model_path(spec)
 
 
@@ -81,11 +81,11 @@ def test_tiny_builds_the_model_where_the_config_points(tmp_path):
 def test_loading_applies_dtype_and_tiles(tiny_models):
     internvl = load_model(OtherConfig("internvl", str(tiny_models["internvl"]), dtype="bfloat16", max_tiles=2), CPU)
     assert internvl.dtype == torch.bfloat16 and next(internvl.model.parameters()).dtype == torch.bfloat16
-    assert internvl.image_kwargs()["max_patches"] == 2
+    assert internvl.adapter.image_kwargs()["max_patches"] == 2
     mllama = load_model(OtherConfig("mllama", str(tiny_models["mllama"]), max_tiles=2), CPU)
     assert mllama.processor.image_processor.max_image_tiles == 2
     qwen = load_model(OtherConfig("qwen3_vl", str(tiny_models["qwen3_vl"]), max_tiles=3), CPU)
-    assert qwen.image_kwargs()["size"]["longest_edge"] == 3 * 256 * 32 * 32
+    assert qwen.adapter.image_kwargs()["size"]["longest_edge"] == 3 * 256 * 32 * 32
     capped = load_model(OtherConfig("mllama", str(tiny_models["mllama"]), max_tiles=12), CPU)
     assert capped.processor.image_processor.max_image_tiles == 4  # the model's own limit
 

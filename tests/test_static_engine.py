@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from docvlm.models import ModelSpec, Request, _adapter, load_model
-from docvlm.models.families import StaticInternVL
-from docvlm.models import static_engine
+from docvlm.models import ModelSpec, Request, build_engine, load_model
+from docvlm.models import decode_graphs, static_engine
+from docvlm.models.kv_buffers import COLUMN_STEP, row_bucket
 from docvlm.models.packing import packs
-from docvlm.models.static_engine import COLUMN_STEP, StaticEngine, row_bucket
+from docvlm.models.static_engine import StaticEngine
 from test_models_engine import FAMILIES, noise_image
 
 CPU = torch.device("cpu")
@@ -33,10 +33,15 @@ def pairs(tiny_models):
         # Each engine reads the end ids from the checkpoint's generation config, then replaces it.
         generation_config = copy.deepcopy(hf.model.generation_config)
         hf.model.generation_config = copy.deepcopy(generation_config)
-        static = _adapter(family, "static")(hf.model, hf.processor, spec, CPU)
+        static = build_engine("static", hf.model, hf.processor, spec, CPU)
         hf.model.generation_config = generation_config
         out[family] = (hf, static)
     return out
+
+
+def static_internvl(hf) -> StaticEngine:
+    """A fresh static engine over the hf engine's InternVL model (buffers of its own)."""
+    return build_engine("static", hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
 
 
 def ids(result) -> list[list[int]]:
@@ -103,7 +108,7 @@ def test_packed_prefill_same_tokens(pairs, monkeypatch, limit):
 def test_graph_buckets_and_buffer_reuse(pairs):
     """Rows and columns round up to buckets; a second batch reuses the buffers; old states are refused."""
     hf, _ = pairs["internvl"]
-    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    static = static_internvl(hf)
     first = static.generate(batch([4, 4]), keep_state=True)
     buffers = static.buffers
     assert buffers.rows == row_bucket(2) == 2 and buffers.columns % COLUMN_STEP == 0
@@ -120,16 +125,16 @@ def test_decode_attends_over_the_whole_buffer_where_the_kernels_run(pairs, monke
     """With the Triton kernels, ONE graph per row bucket: every step attends over all the buffer's
     columns (the masked tail skipped), so no prompt length needs a capture of its own. Same tokens."""
     hf, _ = pairs["internvl"]
-    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    static = static_internvl(hf)
     seen: list[int] = []
-    replay = static._replay
-    monkeypatch.setattr(static, "_replay", lambda rows, columns: (seen.append(columns), replay(rows, columns))[1])
+    replay = static.decoder.replay
+    monkeypatch.setattr(static.decoder, "replay", lambda rows, columns: (seen.append(columns), replay(rows, columns))[1])
     budgets = [12, 3, 30]
     bucketed = ids(static.generate(batch(budgets)))
     assert max(seen) < static.buffers.columns and len(set(seen)) >= 1  # 256-column buckets on the matmul path
     seen.clear()
-    monkeypatch.setattr(static_engine.attention, "runs", lambda dtype, device, head_dim: True)
-    monkeypatch.setattr(static_engine.attention, "available", lambda query: False)  # CPU: the matmuls compute it
+    monkeypatch.setattr(decode_graphs.attention, "runs", lambda dtype, device, head_dim: True)
+    monkeypatch.setattr(decode_graphs.attention, "available", lambda query: False)  # CPU: the matmuls compute it
     whole = ids(static.generate(batch(budgets)))
     assert set(seen) == {static.buffers.columns}
     assert whole == bucketed == ids(hf.generate(batch(budgets)))
@@ -175,18 +180,18 @@ def test_a_new_batch_frees_the_old_buffers_before_allocating_bigger_ones(pairs, 
     import weakref
 
     hf, _ = pairs["internvl"]
-    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    static = static_internvl(hf)
     static.generate(batch([3, 3]))
     old = weakref.ref(static.buffers.keys[0])
     old_columns = static.buffers.columns
-    real_allocate, seen = static._allocate, []
+    real_allocate, seen = static.kv.allocate, []
 
     def allocate(*args, **kwargs):
         gc.collect()
         seen.append(old() is None)
         return real_allocate(*args, **kwargs)
 
-    monkeypatch.setattr(static, "_allocate", allocate)
+    monkeypatch.setattr(static.kv, "allocate", allocate)
     static.generate(batch([old_columns, 3]))  # a budget past the old columns
     assert seen == [True] and static.buffers.columns > old_columns
 
@@ -196,15 +201,15 @@ def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypa
     from docvlm.pipeline.batching import run_in_batches
 
     hf, _ = pairs["internvl"]
-    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
-    real_step = static._step
+    static = static_internvl(hf)
+    real_step = static.decoder.step
 
     def step(rows: int, columns: int) -> None:
         if rows >= 4:  # "the GPU" holds at most 2 rows of decode
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         real_step(rows, columns)
 
-    monkeypatch.setattr(static, "_step", step)
+    monkeypatch.setattr(static.decoder, "step", step)
     requests = batch([5, 5, 5, 5])
     replies, failed, sizes = {}, [], []
 
@@ -222,18 +227,18 @@ def test_out_of_memory_frees_the_buffers_so_the_split_retry_fits(pairs, monkeypa
 def test_prefetched_inputs_are_used_once_and_stale_ones_dropped(pairs):
     """`prepare` runs the processor ahead; generate uses it (same tokens); an unused prefetch is dropped."""
     hf, _ = pairs["internvl"]
-    static = StaticInternVL(hf.model, hf.processor, ModelSpec(family="internvl", path="-", max_tiles=4), CPU)
+    static = static_internvl(hf)
     first, second = batch([6, 6]), batch([6, 6], seed=7)
     static.prepare(first)
-    assert len(static._prepared) == 2
+    assert len(static.prefetch.prepared) == 2
     static.prepare(second)  # the batch after: prefetched while `first` runs
     got = static.generate(first)
-    assert len(static._prepared) == 2  # `first` consumed, `second` kept
+    assert len(static.prefetch.prepared) == 2  # `first` consumed, `second` kept
     assert ids(got) == ids(hf.generate(first))
     third = batch([6], seed=11)
     static.prepare(third)  # `second` never runs (its documents failed before): dropped at the next batch
     static.generate(third)
-    assert not static._prepared
+    assert not static.prefetch.prepared
 
 
 @pytest.mark.parametrize("family", ["internvl", "qwen3_vl"])

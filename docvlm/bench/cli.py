@@ -29,10 +29,8 @@ from docvlm.bench.roofline import Hardware, datasheet, hardware_json, measure, m
 from docvlm.bench.workload import VisionCounter, Workload, make_workload, run_pass, same_outputs
 from docvlm.config import TokenBudgets
 from docvlm.inputs import Document, load_image
-from docvlm.models import families
-from docvlm.models import _adapter as registered_engine  # what load_model builds for a family
+from docvlm.models import VisionLanguageModel, build_engine
 from docvlm.models.memory_plan import auto_batch_size
-from docvlm.models.hf_engine import HFEngine
 from docvlm.models.protocol import Request
 from docvlm.paths import REPO_ROOT
 from docvlm.prompts import load_prompts
@@ -44,9 +42,8 @@ log = logging.getLogger("docvlm.bench")
 # "hf": the plain path: eager HF `generate` with docvlm's flow (one conversation a document); the
 #       reference the static engine must match token for token.
 # "docvlm": the pipeline's default: the static engine (owned decode loop, CUDA graphs) and docvlm's flow.
-SEED_ENGINES: dict[str, type[HFEngine]] = {"internvl": families.InternVL, "qwen3_vl": families.Qwen3VL,
-                                           "mllama": families.Mllama}  # fmt: skip
 ENGINES = ("seed", "hf", "docvlm")
+MODEL_ENGINE = {"seed": "hf", "hf": "hf", "docvlm": "static"}  # the model layer's engine of each configuration
 
 
 @dataclass(frozen=True)
@@ -148,15 +145,14 @@ def hardware_bases(device: torch.device, dtype: torch.dtype) -> list[Hardware]:
     return [sheet, measured] if sheet else [measured]
 
 
-def make_engine(config: BenchConfig, built: BuiltModel) -> HFEngine:
-    engine_class = registered_engine(built.family, "static") if config.engine == "docvlm" else SEED_ENGINES[built.family]
+def make_engine(config: BenchConfig, built: BuiltModel) -> VisionLanguageModel:
     # Each engine reads the end ids from the model's generation config and then replaces it: restore it.
     built.model.generation_config = copy.deepcopy(built.generation_config)
-    return engine_class(built.model, built.processor, built.spec, built.model.device)
+    return build_engine(MODEL_ENGINE[config.engine], built.model, built.processor, built.spec, built.model.device)
 
 
 @torch.inference_mode()
-def check_finite(engine: HFEngine, doc: Document) -> None:
+def check_finite(engine: VisionLanguageModel, doc: Document) -> None:
     """Random weights must keep activations finite, or every later number is about NaNs."""
     inputs = engine.encode([Request(load_image(doc), "Check.", 1)])
     logits = engine.model(**inputs).logits
@@ -168,7 +164,7 @@ def _peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
-def _batch_size(config: BenchConfig, engine: HFEngine, built: BuiltModel, workload: Workload) -> int:
+def _batch_size(config: BenchConfig, engine: VisionLanguageModel, built: BuiltModel, workload: Workload) -> int:
     """The configuration's batch, or what `processing.batch_size=null` picks for this engine."""
     return config.batch_size or auto_batch_size(built.model.device, engine, workload.budgets.detect,
                                                 built.spec.max_tiles)

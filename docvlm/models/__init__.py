@@ -1,10 +1,15 @@
-"""Model layer: the protocol the pipeline codes against, a family registry and model loading."""
+"""Model layer: the protocol the pipeline codes against, the family/engine registry and model loading.
+
+A model is an engine (registry.ENGINES: `static` or `hf`) over a loaded transformers model, its
+processor and its family's adapter (registry.FAMILIES, docvlm/models/families/).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedModel, ProcessorMixin
 
 from docvlm.models.protocol import (
     BatchResult,
@@ -15,44 +20,12 @@ from docvlm.models.protocol import (
     Request,
     VisionLanguageModel,
 )
-
-_FAMILIES: dict[str, type] = {}  # family -> plain adapter (transformers `generate`)
-_STATIC: dict[str, type] = {}  # family -> the same adapter on the static engine (owned decode loop)
-ENGINES = ("static", "hf")
-
-
-def register_family(name: str):
-    """Class decorator: adapters register themselves under their config `family` key."""
-
-    def register(cls: type) -> type:
-        cls.family = name
-        _FAMILIES[name] = cls
-        return cls
-
-    return register
-
-
-def register_static(cls: type) -> type:
-    """Class decorator: the static-engine variant of an already registered family adapter."""
-    _STATIC[cls.family] = cls
-    return cls
-
-
-def known_families() -> list[str]:
-    return sorted(_FAMILIES)
-
-
-def _adapter(family: str, engine: str = "static") -> type:
-    if family not in _FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(known_families())}")
-    if engine not in ENGINES:
-        raise ValueError(f"unknown model engine {engine!r}; known: {', '.join(ENGINES)}")
-    return _STATIC[family] if engine == "static" else _FAMILIES[family]
+from docvlm.models.registry import ENGINES, adapter_class, engine_class, known_families
 
 
 def check_model_path(cfg: ModelSpec) -> Path:
     """Fail fast, before any weights load, when the model folder is missing or not a model."""
-    _adapter(cfg.family)
+    adapter = adapter_class(cfg.family)
     if getattr(cfg, "random_weights", False):
         return Path(cfg.path)  # nothing is read from disk
     path = Path(cfg.path).expanduser()
@@ -66,50 +39,57 @@ def check_model_path(cfg: ModelSpec) -> Path:
     if cfg.tiny and not (path.exists() and any(path.iterdir())):
         return path  # load_model builds the tiny model here
     problem = "does not exist" if not path.exists() else "has no config.json"
-    weights = getattr(cfg, "hub_id", "") or _adapter(cfg.family).weights
+    weights = getattr(cfg, "hub_id", "") or adapter.weights
     raise ModelNotFoundError(
         f"model folder {path} {problem} (family {cfg.family}). Get the weights with: "
-        f"huggingface-cli download {weights} --local-dir {path}"
+        f"hf download {weights} --local-dir {path}"
         + ("" if cfg.tiny else "   (or set model.tiny=true for a tiny random model)")
     )
+
+
+def build_engine(engine: str, model: PreTrainedModel, processor: ProcessorMixin, spec: ModelSpec,
+                 device: torch.device) -> VisionLanguageModel:
+    """The engine `engine` over a loaded model: the family's adapter (from `spec.family`) in between."""
+    name = getattr(spec, "name", "") or f"{spec.family}:{Path(spec.path).name}"
+    adapter = adapter_class(spec.family)(model, processor, spec, name)
+    return engine_class(engine)(model, processor, adapter, spec, device)
 
 
 def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     """Load the model of `cfg.family` from `cfg.path` onto `device` (building the tiny one if asked)."""
     path = check_model_path(cfg)
+    engine = getattr(cfg, "engine", "static")
+    engine_class(engine)  # an unknown engine fails before any weights load
+    device = torch.device(device)
     if getattr(cfg, "random_weights", False):
-        return _random_replica(cfg, torch.device(device))
+        from docvlm.models.replicas import build_replica
+
+        built = build_replica(getattr(cfg, "name", ""), device, cfg.max_tiles)
+        return build_engine(engine, built.model, built.processor, built.spec, device)
     if cfg.tiny:
         from docvlm.models.tiny import ensure_tiny_model
 
         ensure_tiny_model(cfg.family, path)
     from transformers.utils import logging as hf_logging
 
+    from docvlm.models.hf_engine import load_pretrained
+
     hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
-    return _adapter(cfg.family, getattr(cfg, "engine", "static")).load(cfg, path, torch.device(device))
-
-
-def _random_replica(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
-    """The full-size architecture `cfg.name` with random weights, built on `device` (benchmarks)."""
-    from docvlm.bench.architectures import build_model
-
-    built = build_model(getattr(cfg, "name", ""), device, cfg.max_tiles)
-    return _adapter(built.family, getattr(cfg, "engine", "static"))(built.model, built.processor, built.spec, device)
+    model, processor = load_pretrained(cfg, path, device)
+    return build_engine(engine, model, processor, cfg, device)
 
 
 __all__ = [
     "BatchResult",
     "Conversations",
+    "ENGINES",
     "ModelNotFoundError",
     "ModelSpec",
     "Reply",
     "Request",
     "VisionLanguageModel",
+    "build_engine",
     "check_model_path",
     "known_families",
     "load_model",
-    "register_family",
 ]
-
-# Imported last: the adapters register themselves through `register_family` above.
-from docvlm.models import families as _families  # noqa: E402,F401

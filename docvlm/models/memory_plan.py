@@ -24,12 +24,11 @@ from typing import Any
 import torch
 
 from docvlm.models import static_engine
-from docvlm.models.static_engine import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, TURN_CHUNK_TOKENS, _round_up
+from docvlm.models.kv_buffers import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, round_up
 
 CPU_BATCH = 4
 MAX_AUTO_BATCH = 128
 USABLE_FRACTION = 0.9  # of the free memory: allocator fragmentation, cuBLAS workspaces, CUDA graphs
-TOKENS_PER_TILE = 256  # InternVL: one 448 px tile; Qwen3-VL: docvlm caps pixels at this many tokens a tile
 FALLBACK_DOCUMENT_BYTES = 1.5 * 2**30  # an engine without size information (the plain HF engine)
 
 
@@ -48,7 +47,7 @@ def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int 
 
 def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
     """KV buffer bytes of one document's conversation (see the module docstring)."""
-    columns = _round_up(_prompt_tokens(engine, max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
+    columns = round_up(engine.adapter.prompt_tokens(max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
     text = engine.model.config.get_text_config(decoder=True)
     repeated_layer = 0 if getattr(engine, "owns_turns", False) else 2 * text.num_attention_heads * engine.head_dim
     return columns * (engine.kv_bytes_per_token() + repeated_layer * engine.dtype.itemsize) + engine.cross_kv_bytes()
@@ -59,32 +58,16 @@ def turn_bytes(engine: Any) -> float:
     if not getattr(engine, "owns_turns", False):
         return 0.0
     text = engine.model.config.get_text_config(decoder=True)
-    return TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
+    return static_engine.TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:
     """Transient activations of one prefill: one document, or a pack of them (as many tokens, tiles in proportion)."""
     text, vision = engine.model.config.get_text_config(decoder=True), engine.model.config.vision_config
     itemsize = engine.dtype.itemsize
-    prompt = _prompt_tokens(engine, max_tiles)
+    prompt = engine.adapter.prompt_tokens(max_tiles)
     documents = max(1.0, static_engine.PACK_TOKENS / prompt) if getattr(engine, "packs_prefill", False) else 1.0
     text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
-    vision_activations = _vision_tokens(engine, max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size)
+    vision_activations = engine.adapter.vision_tokens(max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size)
     return documents * (text_activations + vision_activations) * itemsize
 
-
-def _prompt_tokens(engine: Any, max_tiles: int) -> int:
-    text = 256  # chat template and prompt
-    if engine.family == "mllama":  # the image enters through cross-attention, not the prompt
-        return text
-    return (max_tiles + 1) * TOKENS_PER_TILE + text  # InternVL adds a thumbnail tile
-
-
-def _vision_tokens(engine: Any, max_tiles: int) -> int:
-    vision = engine.model.config.vision_config
-    if engine.family == "mllama":
-        return max_tiles * engine.model.model.vision_model.num_patches
-    if engine.family == "qwen3_vl":
-        return max_tiles * TOKENS_PER_TILE * vision.spatial_merge_size**2
-    patches = (vision.image_size[0] // vision.patch_size[0]) * (vision.image_size[1] // vision.patch_size[1])
-    return (max_tiles + 1) * (patches + 1)

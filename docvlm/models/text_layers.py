@@ -1,0 +1,112 @@
+"""The language model's layer math for the static engine's own loops (decode steps, follow-up turns).
+
+Plain functions over transformers' own modules (their weights, norms, MLPs and rotary function), so
+the numbers are the model's; only the KV handling is ours: keys and values are written into the
+engine's buffers and attention reads the grouped-query KV as it is (attention.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+
+from docvlm.models import attention
+
+
+class TextStack:
+    """The decoder of a loaded model as the static engine sees it: layers, head, shapes, rotary function."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype):
+        self.text = model.model.language_model
+        self.lm_head = model.lm_head
+        self.dtype = dtype
+        self.cross_layers = set(getattr(self.text, "cross_attention_layers", None) or [])
+        self.apply_rotary = _rotary_function(self.text, self.cross_layers)
+
+    @property
+    def head_dim(self) -> int:
+        config = self.text.config
+        return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+    def layer_shapes(self) -> list[tuple[int, int, bool]]:
+        """(kv heads, head dim, is cross-attention) of every decoder layer."""
+        heads = self.text.config.num_key_value_heads
+        return [(heads, self.head_dim, i in self.cross_layers) for i in range(len(self.text.layers))]
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of KV one token costs in the self-attention layers."""
+        layers = self.text.config.num_hidden_layers - len(self.cross_layers)
+        return 2 * layers * self.text.config.num_key_value_heads * self.head_dim * self.dtype.itemsize
+
+    def cross_kv_bytes(self, cross_columns: int) -> int:
+        """Bytes of one document's image KV in the cross-attention layers (Mllama)."""
+        per_column = 2 * len(self.cross_layers) * self.text.config.num_key_value_heads * self.head_dim
+        return cross_columns * per_column * self.dtype.itemsize
+
+    def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of each row's last position."""
+        return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
+
+
+def _rotary_function(text: torch.nn.Module, cross_layers: set[int]) -> Callable:
+    """The family's own `apply_rotary_pos_emb` (same numerics as its attention)."""
+    attn = next(layer.self_attn for i, layer in enumerate(text.layers) if i not in cross_layers)
+    return inspect.getmodule(type(attn)).apply_rotary_pos_emb  # type: ignore[union-attr]
+
+
+def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+               keys: torch.Tensor, values: torch.Tensor, attend: Callable, apply_rotary: Callable) -> torch.Tensor:
+    """A decoder layer over `hidden` (rows, tokens, width); `attend` writes the KV and attends."""
+    attn = layer.self_attn
+    rows, tokens, head_dim = hidden.shape[0], hidden.shape[1], keys.shape[-1]
+    x = layer.input_layernorm(hidden)
+    query = attn.q_proj(x).view(rows, tokens, -1, head_dim)
+    key = attn.k_proj(x).view(rows, tokens, -1, head_dim)
+    if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
+        query, key = attn.q_norm(query), attn.k_norm(key)
+    value = attn.v_proj(x).view(rows, tokens, -1, head_dim).transpose(1, 2)
+    query, key = apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+    hidden = hidden + attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
+    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+
+
+def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                cross_bias: torch.Tensor, cross_rows: torch.Tensor) -> torch.Tensor:
+    """Mllama's gated cross-attention to the image KV cached at prefill (one token a row)."""
+    attn = layer.cross_attn
+    rows = hidden.shape[0]
+    x = layer.input_layernorm(hidden)
+    query = attn.q_norm(attn.q_proj(x).view(rows, 1, -1, attn.head_dim).transpose(1, 2))
+    image = cross_bias.shape[-1]
+    out = attention.grouped_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows],
+                                      attn.scaling)
+    hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
+    mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * cross_rows[:rows]
+    return hidden + layer.cross_attn_mlp_gate.tanh() * mlp
+
+
+def decode_attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
+                  values: torch.Tensor, scale: float, *, column: torch.Tensor, bias: torch.Tensor,
+                  columns: int) -> torch.Tensor:
+    """One decode step: the new token's KV written at `column`, attention over columns [0, columns)."""
+    keys.index_copy_(2, column, key)
+    values.index_copy_(2, column, value)
+    if attention.available(query):
+        return attention.decode_attention(query, keys, values, bias, scale, columns)
+    return attention.grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
+                                       bias[:, None, None, :columns], scale)
+
+
+def turn_attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
+                values: torch.Tensor, scale: float, *, bias: torch.Tensor, start: int) -> torch.Tensor:
+    """A follow-up turn: its tokens' KV written from column `start`, causal attention over everything before."""
+    tokens = query.shape[2]
+    keys[:, :, start : start + tokens] = key
+    values[:, :, start : start + tokens] = value
+    if attention.available(query):
+        return attention.turn_attention(query, keys, values, bias, start, scale)
+    end = start + tokens
+    return attention.grouped_attention(query, keys[:, :, :end], values[:, :, :end],
+                                       attention.turn_bias(bias, start, tokens), scale)
