@@ -29,7 +29,7 @@ NO_TYPE = "NONE"  # confusion-matrix label of a document without a predicted typ
 DEFINITIONS = {
     "field_f1": "2*matched/(n_pred+n_true); items compared by the field kind's comparator; a scalar is one "
                 "item; NOT_FOUND is an item (both sides = 1, one side = 0); lists compared by position",
-    "document_f1": "mean field F1 over the fields of the document's TRUE type",
+    "document_f1": "mean field F1 over the fields of the document's TRUE type that its ground truth labels",
     "macro_f1": "per type: mean over its fields of the per-field mean F1; overall: mean over types",
     "micro_f1": "2*sum(matched)/(sum(n_pred)+sum(n_true)) over every field of every document",
     "ci95": "mean +- t(0.975, n-1)*SD/sqrt(n); null when n < 2; clipped to [0, 1] for F1 figures and "
