@@ -113,7 +113,8 @@ class GroundTruth(Mapping[str, Truth]):
             raise GroundTruthError(
                 f"{self.path}: none of its {len(self.rows)} rows matches any of the {len(images)} documents "
                 f"in {where} (rows name e.g. {unmatched[0]!r}, documents are named e.g. {images[0]!r}); "
-                f"point data.ground_truth at the ground truth of these documents, or fix its file names")
+                f"use the ground truth of these documents, or fix the names in its key column (relative to "
+                f"the data folder; a PDF page is name.pdf#page=N)")
         if unmatched and warn:
             log.warning("%s: %d of %d ground-truth rows match no document in %s (e.g. %s); they are not scored",
                         self.path, len(unmatched), len(self.rows), where, ", ".join(unmatched[:EXAMPLES_SHOWN]))
