@@ -42,6 +42,7 @@ class OcrRules:
     money_tolerance: float
     card_words: tuple[str, ...] = ()  # credit-card statement cues (detection.card_words)
     card_min_words: int = 2
+    card_skip_rows: tuple[str, ...] = ()  # card table rows that are not transactions (detection.card_skip_rows)
 
     def label(self, name: str) -> tuple[str, ...]:
         return self.labels.get(name, ())
@@ -79,6 +80,7 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
             money_tolerance=float(raw["grounding"]["money_tolerance"]),
             card_words=_words(raw["detection"].get("card_words", ())),
             card_min_words=int(raw["detection"].get("card_min_words", 2)),
+            card_skip_rows=_words(raw["detection"].get("card_skip_rows", ())),
         )
     except KeyError as err:
         raise ValueError(f"{origin}: missing key {err}") from None

@@ -19,7 +19,7 @@ from docvlm import bank, bank_rows
 from docvlm.bank_headers import header_role, map_headers
 from docvlm.normalize import find_dates
 from docvlm.ocr.lines import TextLine, row_text
-from docvlm.ocr.page import Page, date_text, find_phrase, has_phrase, is_money, money_values
+from docvlm.ocr.page import Page, date_text, find_phrase, has_phrase, is_money, money_values, starts_with_phrase
 from docvlm.ocr.rules import OcrRules
 from docvlm.schema import Schema
 
@@ -64,8 +64,8 @@ def find_card_header(page: Page, rules: OcrRules, schema: Schema) -> Optional[tu
 
 def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[str, str], dict[str, Any]]:
     """Normalised BANK_STATEMENT fields and details (headers, strategy, rows, corrections)."""
-    header = find_bank_header(page, rules, schema)
-    card = header is None and (header := find_card_header(page, rules, schema)) is not None
+    card = len(card_words(page, rules)) >= rules.card_min_words  # a credit-card statement
+    header = find_bank_header(page, rules, schema) or (find_card_header(page, rules, schema) if card else None)
     period = find_period(page, rules, schema)
     if header is None:
         statement = bank_rows.statement_from_rows([], period, "direct", schema)
@@ -74,8 +74,9 @@ def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[st
     mapping = map_headers([c.header.text for c in columns], schema)
     strategy = bank.choose_strategy(mapping)
     rows = _opening_row(page, row_index, rules) + table_rows(page, row_index, columns, schema)
-    if card:  # purchases are the unsigned amounts: split the amount column into debits and credits
-        rows, strategy = [_card_row(row) for row in rows], "debit_credit"
+    if card:  # purchases are the unsigned amounts: the amount column is split into debits and credits
+        rows = [_card_row(row) for row in rows if not starts_with_phrase(row.get("description", ""), rules.card_skip_rows)]
+        strategy = "debit_credit" if strategy == "signed_amount" else strategy
     statement = bank_rows.statement_from_rows(rows, period, strategy, schema)
     details = {"headers": [c.header.text for c in columns], "mapping": mapping, "strategy": strategy,
                **statement.details()}

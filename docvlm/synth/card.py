@@ -8,7 +8,7 @@ Layouts (the transaction table's columns):
   cr_suffix   Trans. date | Posted | Description | Amount ($)   payments printed "500.00 CR"
   two_column  Date | Description | Debits | Credits      (no balance column)
 Page 1: header, account summary, the table's first rows; later pages repeat a slim header (card
-number, statement date, page n of m) above the table's continuation.
+number, statement date, page n of m) above the table's continuation; the table ends with a total row.
 
 `write_card_statements(folder, count, seed)` writes the PDFs, a ground_truth.csv (page 1: type and
 period) and a statements.csv like the real development set's (payments_out = the debits' total).
@@ -108,7 +108,7 @@ def card_pages(s: CardStatement) -> list[list[PdfText]]:
         texts, y = (_first_page_top(s) if number == 1 else _slim_top(s, number, len(chunks)))
         if number > 1:
             texts.append(PdfText(1160, 60, f"Page {number} of {len(chunks)}", 18, align="right"))
-        texts += _table(s, chunk, y)
+        texts += _table(s, chunk, y, last=number == len(chunks))
         pages.append(texts)
     return pages
 
@@ -147,7 +147,9 @@ def _slim_top(s: CardStatement, number: int, pages: int) -> tuple[list[PdfText],
     return texts, 200.0
 
 
-def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float) -> list[PdfText]:
+def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: bool) -> list[PdfText]:
+    """The transaction table (its rows of this page); on the last page a closing total row, in the
+    debit column: a row with an amount that is not a transaction."""
     headers = HEADERS[s.layout]
     xs = {"signed": (80, 260, 1160), "cr_suffix": (80, 240, 400, 1160), "two_column": (80, 260, 980, 1160)}[s.layout]
     texts = [PdfText(x, y, h, 20, bold=True, align="right" if k >= len(headers) - (2 if s.layout == "two_column" else 1) else "left")
@@ -166,6 +168,10 @@ def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float) -> list
             cells = [(80, day, "left"), (260, t.description, "left"), (980 if t.amount > 0 else 1160, money, "right")]
         texts += [PdfText(x, y, text, 20, align=align) for x, text, align in cells]
         y += 34
+    if last:
+        x = 980 if s.layout == "two_column" else 1160
+        texts += [PdfText(xs[2] if s.layout == "cr_suffix" else xs[1], y + 10, "Total purchases and charges", 20, bold=True),
+                  PdfText(x, y + 10, _money(s.debits), 20, bold=True, align="right")]
     return texts
 
 
