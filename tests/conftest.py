@@ -1,4 +1,4 @@
-"""Shared fixtures: the three tiny models, built once per test session."""
+"""Shared fixtures: every family's tiny model, built once per test session."""
 
 import os
 from collections.abc import Callable, Iterator

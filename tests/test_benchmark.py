@@ -129,7 +129,8 @@ def test_configs_parse_and_reject_bad_ones() -> None:
 
 # Qwen3-8B text side: 36 layers x K and V x 8 heads x 128 x 2 bytes (bf16) a token.
 EXPECTED_KV = {"internvl3_5_8b": 36 * 2 * 8 * 128 * 2, "qwen3_vl_8b": 36 * 2 * 8 * 128 * 2,
-               "llama3_2_11b_vision": 32 * 2 * 8 * 128 * 2}  # fmt: skip
+               "llama3_2_11b_vision": 32 * 2 * 8 * 128 * 2,
+               "qwen2_5_vl_7b": 28 * 2 * 4 * 128 * 2}  # Qwen2.5-7B: 28 layers, 4 KV heads  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -11,7 +11,7 @@ from docvlm.models import ModelSpec, Request, load_model
 from docvlm.models.hf_engine import HFEngine
 from docvlm.models.static_engine import StaticEngine
 
-FAMILIES = ["internvl", "qwen3_vl", "mllama"]
+FAMILIES = ["internvl", "qwen3_vl", "mllama", "qwen2_5_vl"]
 CPU = torch.device("cpu")
 # Sizes chosen so each family gives the rows different tile / patch counts.
 SIZES = [(40, 40), (56, 112), (150, 40)]

@@ -24,8 +24,8 @@ class OtherConfig:
     max_tiles: int = 4
 
 
-def test_the_three_families_are_registered():
-    assert known_families() == ["internvl", "mllama", "qwen3_vl"]
+def test_the_four_families_are_registered():
+    assert known_families() == ["internvl", "mllama", "qwen2_5_vl", "qwen3_vl"]
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,7 @@ def test_the_three_families_are_registered():
         ("internvl", "OpenGVLab/InternVL3_5-8B-HF"),
         ("qwen3_vl", "Qwen/Qwen3-VL-8B-Instruct"),
         ("mllama", "meta-llama/Llama-3.2-11B-Vision-Instruct"),
+        ("qwen2_5_vl", "Qwen/Qwen2.5-VL-7B-Instruct"),
     ],
 )
 def test_a_missing_model_names_the_path_and_how_to_get_it(tmp_path, family, repo):
@@ -65,7 +66,7 @@ def test_a_folder_without_config_json_is_not_a_model(tmp_path):
 
 
 def test_an_unknown_family_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown model family 'pixtral'; known: internvl, mllama, qwen3_vl"):
+    with pytest.raises(ValueError, match="unknown model family 'pixtral'; known: internvl, mllama, qwen2_5_vl, qwen3_vl"):
         check_model_path(ModelSpec(family="pixtral", path=str(tmp_path)))
 
 

@@ -15,6 +15,7 @@ CLASSES = {
     "internvl": "InternVLForConditionalGeneration",
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
     "mllama": "MllamaForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
 }
 
 LOAD_ALL = """
@@ -54,6 +55,7 @@ def test_they_load_through_the_auto_classes_with_the_hub_offline(tiny_models):
         "InternVLForConditionalGeneration", "InternVLProcessor",
         "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor",
         "MllamaForConditionalGeneration", "MllamaProcessor",
+        "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLProcessor",
     ]  # fmt: skip
 
 

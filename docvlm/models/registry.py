@@ -11,6 +11,7 @@ FAMILIES = {
     "internvl": "docvlm.models.families.internvl",
     "qwen3_vl": "docvlm.models.families.qwen3_vl",
     "mllama": "docvlm.models.families.mllama",
+    "qwen2_5_vl": "docvlm.models.families.qwen2_5_vl",
 }
 # engine -> module:class; each takes (model, processor, adapter, spec, device)
 ENGINES = {
