@@ -4,6 +4,9 @@ Hydra composes conf/ (+ overrides) into a config; docvlm.run does the work on ev
 With -m (a sweep) every rank runs every job in order, each job in its own folder; a failed job is
 recorded and the sweep goes on; rank 0 ends with a table comparing the jobs (sweep.md).
 The exit status is non-zero when the job, or any job of the sweep, failed.
+
+A user's mistake (docvlm.errors.UserError, or one of Hydra's errors about the command line) is one line
+on rank 0's console and exit status 2, no traceback; DOCVLM_DEBUG=1 or HYDRA_FULL_ERROR=1 shows it.
 """
 
 import json
@@ -11,8 +14,9 @@ import os
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,6 +24,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 import docvlm.config  # noqa: F401  registers the config schema and resolvers before Hydra composes
+from docvlm import overrides
+from docvlm.errors import USER_ERROR_EXIT, debug_requested, print_user_error, user_message
 from docvlm.paths import CONF_DIR
 from docvlm.sweep import Sweep
 
@@ -38,10 +44,21 @@ def main(cfg: DictConfig) -> Optional[dict[str, Any]]:
         try:
             return run(cfg)
         except Exception as err:
+            if user_message(err) is not None:
+                raise _UserErrorExit(err) from None
             _tell_torchrun(err)
             raise
     return SWEEP.run_job(run, cfg, num=hydra_cfg.job.num, overrides=list(hydra_cfg.overrides.task),
                          sweep_dir=str(hydra_cfg.sweep.dir), output_dir=cfg.output.dir)
+
+
+class _UserErrorExit(BaseException):
+    """A user error on its way from the job to cli(). A BaseException: Hydra's handlers, which print
+    "Error executing job" and a traceback for an Exception, let it pass."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _tell_torchrun(err: Exception) -> None:
@@ -54,12 +71,24 @@ def _tell_torchrun(err: Exception) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return  # not under torchrun
+    callstack = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    _write_torchrun_error(Path(path), f"{type(err).__name__}: {err}", callstack)
+
+
+def _tell_torchrun_user_error(message: str) -> None:
+    """A user error's line stands in for the traceback in torchrun's failure summary (no stack: it would
+    be ~25 lines per rank of nothing the user needs)."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        _write_torchrun_error(Path(path), message, message)
+
+
+def _write_torchrun_error(path: Path, message: str, callstack: str) -> None:
     from docvlm.outputs import atomic_write_text
 
-    callstack = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    data = {"message": {"message": f"{type(err).__name__}: {err}",
+    data = {"message": {"message": message,
                         "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time()))}}}
-    atomic_write_text(Path(path), json.dumps(data))
+    atomic_write_text(path, json.dumps(data))
 
 
 def resolve_printed_config(argv: list[str]) -> list[str]:
@@ -71,10 +100,61 @@ def resolve_printed_config(argv: list[str]) -> list[str]:
 
 def cli() -> int:
     sys.argv = resolve_printed_config(sys.argv)
-    main()
-    status = SWEEP.finish()
+    debug = debug_requested()  # before HYDRA_FULL_ERROR is set below
+    try:
+        with _hydra_lets_errors_through():
+            main()
+    except _UserErrorExit as stop:
+        if not debug:
+            return _user_error(user_message(stop.error) or str(stop.error))
+        job_error = stop.error
+    except Exception as err:
+        translated = overrides.translate(err)  # unknown key, unknown option, bad syntax: Hydra's own errors
+        message = str(translated) if translated is not None else user_message(err) or _output_dir_error(err)
+        if message is None or debug:
+            raise
+        return _user_error(message)
+    else:
+        status = SWEEP.finish()
+        _leave_process_group()
+        return status
+    _tell_torchrun(job_error)
+    raise job_error  # outside the except clause: its own traceback and causes, nothing of ours chained
+
+
+def _output_dir_error(err: BaseException) -> Optional[str]:
+    """Hydra creates output.dir (its run dir) and writes .hydra/ there before the job starts: an OSError
+    from there, not from the job, is an output folder the user cannot write to."""
+    codes = [frame.f_code for frame, _ in traceback.walk_tb(err.__traceback__)]
+    in_setup = any(code.co_name == "run_job" for code in codes) and main.__wrapped__.__code__ not in codes
+    if not isinstance(err, OSError) or not in_setup:
+        return None
+    path = str(err.filename or "?").split(f"{os.sep}.hydra")[0]
+    return (f"output.dir={path} is not a writable folder ({err.strerror or err}): "
+            "give a folder you can write to with output.dir=FOLDER")
+
+
+@contextmanager
+def _hydra_lets_errors_through() -> Iterator[None]:
+    """Hydra prints its own errors (several lines, a traceback) unless HYDRA_FULL_ERROR is set; set, it
+    raises them to us, and cli() decides: one line for a user error, the full traceback for a bug."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
+def _user_error(message: str) -> int:
+    """One line on rank 0, the same line in torchrun's failure summary, every rank out together."""
+    print_user_error(message)
+    _tell_torchrun_user_error(message)
     _leave_process_group()
-    return status
+    return USER_ERROR_EXIT
 
 
 def _leave_process_group() -> None:

@@ -3,11 +3,12 @@
 The dataclasses are registered in Hydra's ConfigStore as the schema of conf/config.yaml, so a typo'd
 key or a wrongly typed value fails at compose time. Semantic checks (ranges, allowed values) run in
 `validate()` when `to_run_config` turns the composed DictConfig into objects, before any model is
-loaded. Every error names the key, the value and what is allowed.
+loaded. Every error is a UserError (one line, no traceback) naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
+from docvlm.errors import UserError, did_you_mean
 from docvlm.paths import cache_dir
 
 MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama", "ocr")  # ocr: the CPU engine (docvlm/ocr)
@@ -25,7 +28,7 @@ SHARD_MODES = ("count", "cost")  # processing.shard
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"invalid config value {key}={value!r}: allowed {allowed}")
+    raise UserError(f"invalid config value {key}={value!r}: allowed {allowed}")
 
 
 @dataclass
@@ -70,7 +73,7 @@ class DataConfig:
 
     def validate(self) -> None:
         if not self.dir or self.dir == "???":
-            _fail("data.dir", self.dir, "a folder of document images")
+            raise UserError(NO_DATA_DIR)
         if not 36 <= self.pdf_dpi <= 600:
             _fail("data.pdf_dpi", self.pdf_dpi, "36 to 600")
 
@@ -195,17 +198,82 @@ class RunConfig:
             section.validate()
         if self.processing.shard == "cost" and self.model.family == "ocr":
             _fail("processing.shard", "cost", "'count' with model.family=ocr (it has no separate detection pass)")
+        if self.debug.route_by_ground_truth and not self.data.ground_truth:
+            _fail("debug.route_by_ground_truth", True, "only with data.ground_truth=FILE (the types come from it)")
 
 
 def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
-    """Resolve and validate a composed config (raises ValueError naming key, value, allowed)."""
+    """Resolve and validate a composed config (raises UserError naming key, value, allowed)."""
     if isinstance(cfg, RunConfig):
         return cfg
-    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
-    run_cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    _check_keys(cfg)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+        run_cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        raise _config_error(err) from err
     run_cfg.model.max_tiles = run_cfg.processing.max_tiles  # one knob for users, the adapter reads it here
     run_cfg.validate()
     return run_cfg
+
+
+NO_DATA_DIR = ("data.dir is not set: give the folder of your documents with data.dir=FOLDER "
+               "(or data=samples for the built-in demo set)")
+
+
+def _config_error(err: OmegaConfBaseException) -> UserError:
+    """OmegaConf's multi-line errors as one line naming the key (a +key=value Hydra let through, a
+    missing value, a wrong type)."""
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, MissingMandatoryValue):
+        return UserError(NO_DATA_DIR if key == "data.dir" else f"{key} is not set: give it with {key}=VALUE")
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        return UserError(unknown_key_message(key))
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return UserError(f"invalid config value for {key}: {reason}")
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Hydra lets `+key=value` add a key the schema lacks (a typo then does nothing): refuse it."""
+    known = set(known_keys())
+    free_form = {"schema", "prompts", "hydra"}  # YAML files of their own, checked where they are read
+
+    def walk(node: Any, prefix: str) -> None:
+        for key in node.keys() if isinstance(node, DictConfig) else ():
+            path = f"{prefix}{key}"
+            if path in free_form:
+                continue
+            child = node._get_node(key)
+            if path not in known:
+                while isinstance(child, DictConfig) and len(child):  # name the key as typed: a.b.c, not a
+                    first = next(iter(child.keys()))
+                    path, child = f"{path}.{first}", child._get_node(first)
+                raise UserError(unknown_key_message(path))
+            walk(child, f"{path}.")
+
+    walk(cfg, "")
+
+
+def unknown_key_message(key: str) -> str:
+    """'unknown config key K; did you mean L?' (difflib over every key of the schema)."""
+    hint = did_you_mean(key, known_keys())
+    return (f"unknown config key {key}" + (f"; did you mean {hint}?" if hint else "")
+            + " (python launch.py --cfg job lists every key)")
+
+
+def known_keys() -> list[str]:
+    """Every dotted key of the schema (schema.* and prompts.* are free-form YAML: their top only)."""
+    return [*_dataclass_keys(RunConfig, "")]
+
+
+def _dataclass_keys(cls: type, prefix: str) -> list[str]:
+    keys = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        keys.append(f"{prefix}{f.name}")  # sections too: `modl=ocr` meant the group `model`
+        if dataclasses.is_dataclass(default):
+            keys += _dataclass_keys(type(default), f"{prefix}{f.name}.")
+    return keys
 
 
 def run_id() -> str:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional, TypeVar
 import torch
 import torch.distributed as dist
 
+from docvlm.errors import UserError, user_message
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -49,22 +51,24 @@ def visible_gpus() -> int:
 def check_gpu_request(num_gpus: int, device: str, ranks_per_node: int, available: int) -> str:
     """Decide the device kind for this job from processing.num_gpus / processing.device.
 
-    Returns "cuda" or "cpu"; raises ValueError naming both numbers when the request cannot be met.
+    Returns "cuda" or "cpu"; raises UserError naming both numbers when the request cannot be met.
     """
     if device == "cpu":
         return "cpu"
     if available == 0:
         if device == "cuda" or num_gpus > 0:
-            raise ValueError(f"processing.num_gpus={num_gpus} (device={device}) but 0 GPUs are visible "
-                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
-                             "use processing.device=cpu or processing.num_gpus=0")
+            raise UserError(f"processing.num_gpus={num_gpus} (device={device}) but 0 GPUs are visible "
+                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+                            "use processing.device=cpu or processing.num_gpus=0")
         return "cpu"
     if num_gpus > available:
-        raise ValueError(f"processing.num_gpus={num_gpus} but only {available} GPUs are visible")
+        raise UserError(f"processing.num_gpus={num_gpus} but only {available} GPUs are visible: "
+                        f"set processing.num_gpus={available} or fewer (0: all visible)")
     wanted = num_gpus or available
     if ranks_per_node > wanted:
-        raise ValueError(f"torchrun started {ranks_per_node} ranks per node but processing.num_gpus={num_gpus} "
-                         f"allows {wanted} GPUs ({available} visible); one rank per GPU")
+        raise UserError(f"torchrun started {ranks_per_node} ranks per node but processing.num_gpus={num_gpus} "
+                        f"allows {wanted} GPUs ({available} visible): start one rank per GPU "
+                        "(torchrun --nproc_per_node) or raise processing.num_gpus")
     return "cuda"
 
 
@@ -238,7 +242,13 @@ def shutdown() -> None:
 
 
 class JobFailed(RuntimeError):
-    """The job failed on some rank; raised on EVERY rank at the same point (the ranks stay in step)."""
+    """The job failed on some rank; raised on EVERY rank at the same point (the ranks stay in step).
+
+    `user_message`: set when every failing rank failed through a UserError (shown as one line)."""
+
+    def __init__(self, message: str, user_message: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.user_message = user_message
 
 
 class RanksOutOfStep(RuntimeError):
@@ -257,10 +267,22 @@ def together(ctx: DistContext, step: Callable[[], T]) -> T:
         result = step()
     except Exception as err:  # noqa: BLE001 - every rank hears of it below
         own = err
-    errors = collective(lambda: all_gather(None if own is None else f"{type(own).__name__}: {own}", ctx))
+    mine = None if own is None else (f"{type(own).__name__}: {own}", user_message(own))
+    errors = collective(lambda: all_gather(mine, ctx))
     if any(error is not None for error in errors):
-        raise JobFailed(_describe(errors)) from own
+        raise JobFailed(_describe([e and e[0] for e in errors]), _user_message(errors)) from own
     return result
+
+
+def _user_message(errors: list[Optional[tuple[str, Optional[str]]]]) -> Optional[str]:
+    """The users' one line when every failing rank failed through a UserError: the message itself when
+    the ranks agree, else one entry per rank."""
+    failed = [(rank, e[1]) for rank, e in enumerate(errors) if e is not None]
+    if any(message is None for _, message in failed):
+        return None  # an internal error somewhere: the tracebacks matter
+    if len({message for _, message in failed}) == 1 and len(failed) == len(errors):
+        return failed[0][1]
+    return _describe([e and e[1] for e in errors])
 
 
 def _describe(errors: list[Optional[str]]) -> str:

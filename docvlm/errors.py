@@ -1,12 +1,68 @@
 """Errors a user can cause (config, paths, ground truth, weights): shown as ONE clear line, no traceback.
 
 Raise `UserError` with a message that names the key or path, the problem and the fix. The entry points
-(launch.py, the `docvlm` subcommands) print it once (rank 0) and exit non-zero; internal bugs keep
-their traceback. DOCVLM_DEBUG=1 or HYDRA_FULL_ERROR=1 shows the traceback of a user error too.
+(launch.py, the `docvlm` subcommands) print it once (rank 0) and exit with USER_ERROR_EXIT; internal
+bugs keep their traceback. DOCVLM_DEBUG=1 or HYDRA_FULL_ERROR=1 shows the traceback of a user error too.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import sys
+from typing import Optional, Sequence
 
-class UserError(Exception):
-    """A mistake in what the user asked for, not a bug in docvlm: printed as one line."""
+USER_ERROR_EXIT = 2  # like argparse's usage errors; an internal bug exits 1
+DEBUG_VARIABLES = ("DOCVLM_DEBUG", "HYDRA_FULL_ERROR")
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for, not a bug in docvlm: printed as one line.
+
+    A ValueError: most of these were ValueErrors before, and callers that catch those still do."""
+
+
+def debug_requested() -> bool:
+    """The user asked for tracebacks of user errors too."""
+    return any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_VARIABLES)
+
+
+def user_message(err: BaseException) -> Optional[str]:
+    """The one line to show when `err` is the user's mistake; None for an internal bug.
+
+    A failure that every failing rank reached through a UserError (dist.JobFailed) counts too."""
+    if isinstance(err, UserError):
+        return one_line(str(err))
+    message = getattr(err, "user_message", None)  # dist.JobFailed
+    return one_line(message) if message else None
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def print_user_error(message: str) -> None:
+    """Rank 0 prints the line; the other ranks stay silent (they hit the same error)."""
+    if is_main_rank():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> Optional[str]:
+    """The choice a near miss meant: a close spelling of the whole dotted key, else the one key with the
+    same last part (`batch_size` -> `processing.batch_size`), else a close spelling of the last part."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    leaf = word.rsplit(".", 1)[-1]
+    by_leaf: dict[str, list[str]] = {}
+    for choice in choices:
+        by_leaf.setdefault(choice.rsplit(".", 1)[-1], []).append(choice)
+    same = by_leaf.get(leaf, [])
+    if len(same) == 1:
+        return same[0]
+    near = [c for name in difflib.get_close_matches(leaf, list(by_leaf), n=2, cutoff=0.8) for c in by_leaf[name]]
+    return near[0] if len(near) == 1 else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from docvlm.config import RunConfig
 from docvlm.records import DocumentRecord
@@ -12,8 +12,13 @@ from docvlm.records import DocumentRecord
 
 def build_summary(run_cfg: RunConfig, records: list[DocumentRecord], rank_stats: list[dict[str, Any]],
                   evaluation: Optional[dict[str, Any]], elapsed_s: float, gather_s: float, world: int,
-                  snapshot: dict[str, Any]) -> dict[str, Any]:
+                  snapshot: dict[str, Any], earlier: Collection[str] = ()) -> dict[str, Any]:
+    """`earlier`: ids of the records an earlier run made (resume): not this run's stage timings."""
     processed = sum(s["documents"] for s in rank_stats)  # this run's work (resumed ones excluded)
+    stages = _stages(rank_stats)
+    if run_cfg.model.family == "ocr" and not stages:  # the OCR engine keeps no batch statistics
+        done_before = set(earlier)
+        stages = _ocr_stages([r for r in records if r.image not in done_before])
     return {
         "model": {"name": run_cfg.model.name, "family": run_cfg.model.family, "path": run_cfg.model.path},
         "world_size": world,
@@ -26,7 +31,7 @@ def build_summary(run_cfg: RunConfig, records: list[DocumentRecord], rank_stats:
         "elapsed_s": round(elapsed_s, 3),
         "gather_s": round(gather_s, 4),
         "documents_per_s": round(processed / elapsed_s, 4) if elapsed_s > 0 else 0.0,
-        "stages": _stages(rank_stats),
+        "stages": stages,
         "ranks": [{k: v for k, v in s.items() if k != "stages"} for s in rank_stats],
         "ungrounded": _ungrounded(records),
         "evaluation": _headline(evaluation),
@@ -51,6 +56,24 @@ def _stages(rank_stats: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_seconds_over_ranks": round(statistics.mean(p["seconds"] for p in per_rank), 4),
         }
     return merged
+
+
+def _ocr_stages(records: list[DocumentRecord]) -> dict[str, Any]:
+    """model=ocr: one page at a time, so a stage's figures are sums over this run's records' timings:
+    load (decode the file) and ocr (read the page + layout rules), with the ocr_* parts of the latter."""
+    stages: dict[str, Any] = {}
+    for name, key in (("load", "load_s"), ("ocr", "extract_s")):
+        timed = [r for r in records if key in r.timings]
+        if not timed:
+            continue
+        stage = {"batches": len(timed), "documents": len(timed),
+                 "seconds_sum": round(sum(r.timings[key] for r in timed), 4), "mean_batch_size_over_ranks": 1.0}
+        if name == "ocr":
+            parts = sorted({k for r in timed for k in r.timings if k.startswith("ocr_")})
+            stage.update({f"{k.removeprefix('ocr_')}_sum": round(sum(r.timings.get(k, 0.0) for r in timed), 4)
+                          for k in parts})
+        stages[name] = stage
+    return stages
 
 
 def _ungrounded(records: list[DocumentRecord]) -> Optional[dict[str, Any]]:

@@ -9,8 +9,11 @@ from typing import Any, Protocol
 import torch
 from PIL import Image
 
-class ModelNotFoundError(ValueError):
-    """The configured model folder is missing or holds no model (no config.json)."""
+from docvlm.errors import UserError
+
+
+class ModelNotFoundError(UserError):
+    """The configured model folder is missing or holds no model (no config.json): one line for the user."""
 
 
 @dataclass
