@@ -39,6 +39,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from docvlm.errors import UserError
+
 log = logging.getLogger(__name__)
 # Documents load in parallel threads (pipeline/document_pipeline.py). Two things are process-wide:
 # pdfium is not thread-safe (one render at a time), and warning filters are global (set once here:
@@ -107,15 +109,15 @@ def discover(data_dir: str | Path, extensions: Sequence[str],
     """
     root = Path(data_dir)
     if not root.exists():
-        raise FileNotFoundError(f"data.dir={root} does not exist")
+        raise UserError(f"data.dir={root} does not exist: give the folder of your documents with data.dir=FOLDER")
     if not root.is_dir():
-        raise NotADirectoryError(f"data.dir={root} is not a folder")
+        raise UserError(f"data.dir={root} is not a folder: give the folder that holds your documents")
     wanted = {e.lower() for e in extensions}
     docs: list[Document] = []
     for path in _walk(root, ignore):
         docs.extend(_documents(root, path, wanted))
     if not docs:
-        raise FileNotFoundError(f"data.dir={root} holds no files (ignoring {list(ignore)})")
+        raise UserError(f"data.dir={root} holds no documents (ignoring {list(ignore)}): put them there, or give the folder that holds them")
     docs.sort(key=lambda d: (d.id.rsplit("#page=", 1)[0] if d.page else d.id, d.page or 0))
     _check_unique(docs)
     return [Document(i, d.id, d.path, d.page, d.format) for i, d in enumerate(docs)]
@@ -128,7 +130,7 @@ def _walk(root: Path, ignore: Sequence[str]) -> list[Path]:
 
     def unlistable(err: OSError) -> None:
         if Path(err.filename) == root:
-            raise PermissionError(f"data.dir={root} cannot be listed: {err.strerror}") from err
+            raise UserError(f"data.dir={root} cannot be listed ({err.strerror}): allow reading it, or give another folder") from err
         found.append(Path(err.filename))  # a record says so, rather than its files vanishing
 
     for folder, dirs, names in os.walk(root, onerror=unlistable, followlinks=True):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from docvlm.errors import UserError
 from docvlm.inputs import (
     DEFAULT_IGNORE, ERROR_KINDS, Document, InputError, LoadOptions, discover, load_image, safe_name,
 )
@@ -372,15 +373,15 @@ def test_symlinked_folders_are_followed_once(tmp_path: Path) -> None:
 
 
 def test_folder_errors_at_start(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):  # one line for the user, no traceback
         discover(tmp_path / "nope", EXTENSIONS)
     (tmp_path / "file.png").write_bytes(b"x")
-    with pytest.raises(NotADirectoryError, match="not a folder"):
+    with pytest.raises(UserError, match="not a folder"):
         discover(tmp_path / "file.png", EXTENSIONS)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "ground_truth.csv").write_text("image_file\n")
-    with pytest.raises(FileNotFoundError, match="holds no files"):
+    with pytest.raises(UserError, match="holds no documents"):
         discover(empty, EXTENSIONS)
 
 
