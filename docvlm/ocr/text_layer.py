@@ -79,7 +79,9 @@ def _page_glyphs(page: pdfium.PdfPage, scale: float) -> Optional[list[Glyph]]:
         for i in range(textpage.count_chars()):
             if pdfium_raw.FPDFText_IsGenerated(textpage, i) == 1:
                 continue
-            char = chr(pdfium_raw.FPDFText_GetUnicode(textpage, i))
+            char = _char(textpage, i)
+            if char is None:
+                continue
             if char.isspace():
                 char = " "  # a space the PDF itself holds (pdfium's guessed ones were skipped above)
             elif unicodedata.category(char) in ("Cc", "Cf"):
@@ -114,6 +116,18 @@ def _device_transform(page: pdfium.PdfPage, scale: float):
     (ox, oy), (ax, ay), (bx, by) = device(0, 0), device(100, 0), device(0, 100)
     m = ((ax - ox) / 100, (bx - ox) / 100, (ay - oy) / 100, (by - oy) / 100)
     return lambda x, y: (ox + m[0] * x + m[1] * y, oy + m[2] * x + m[3] * y)
+
+
+def _char(textpage: pdfium.PdfTextPage, index: int) -> Optional[str]:
+    """The character at `index`; pdfium gives UTF-16 units, so a character beyond the BMP (an emoji)
+    comes as a surrogate pair: read whole at its first unit, None at its second."""
+    code = pdfium_raw.FPDFText_GetUnicode(textpage, index)
+    if 0xDC00 <= code <= 0xDFFF:
+        return None
+    if 0xD800 <= code <= 0xDBFF:
+        low = pdfium_raw.FPDFText_GetUnicode(textpage, index + 1)
+        return chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)) if 0xDC00 <= low <= 0xDFFF else "\ufffd"
+    return chr(code)
 
 
 def _invisible(textpage: pdfium.PdfTextPage, index: int) -> bool:
