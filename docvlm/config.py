@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from docvlm.errors import UserError, did_you_mean
+from docvlm.models.registry import ENGINES, FAMILIES
 from docvlm.paths import cache_dir
 
-MODEL_FAMILIES = ("internvl", "qwen3_vl", "mllama", "ocr")  # ocr: the CPU engine (docvlm/ocr)
+MODEL_FAMILIES = (*FAMILIES, "ocr")  # the model layer's registry; ocr: the CPU engine (docvlm/ocr)
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DEVICES = ("auto", "cpu", "cuda")
 SHARD_MODES = ("count", "cost")  # processing.shard
@@ -53,8 +54,8 @@ class ModelConfig:
     def validate(self) -> None:
         if self.family not in MODEL_FAMILIES:
             _fail("model.family", self.family, f"one of {MODEL_FAMILIES}")
-        if self.engine not in ("static", "hf"):
-            _fail("model.engine", self.engine, "one of ('static', 'hf')")
+        if self.engine not in ENGINES:
+            _fail("model.engine", self.engine, f"one of {tuple(ENGINES)}")
         if not self.path:
             _fail("model.path", self.path, "a folder holding the model (config.json, *.safetensors)")
         if self.dtype not in DTYPES:
