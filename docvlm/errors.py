@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 USER_ERROR_EXIT = 2  # like argparse's usage errors; an internal bug exits 1
 DEBUG_VARIABLES = ("DOCVLM_DEBUG", "HYDRA_FULL_ERROR")
@@ -66,3 +66,16 @@ def did_you_mean(word: str, choices: Sequence[str]) -> Optional[str]:
         return same[0]
     near = [c for name in difflib.get_close_matches(leaf, list(by_leaf), n=2, cutoff=0.8) for c in by_leaf[name]]
     return near[0] if len(near) == 1 else None
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """A console command's exit status: a user error is its one line and USER_ERROR_EXIT (a traceback
+    with DOCVLM_DEBUG=1); anything else propagates with its traceback."""
+    try:
+        return command()
+    except Exception as err:
+        message = user_message(err)
+        if message is None or debug_requested():
+            raise
+        print_user_error(message)
+        return USER_ERROR_EXIT

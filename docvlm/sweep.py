@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from docvlm.errors import debug_requested, user_message
 from docvlm.outputs import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,14 @@ class Sweep:
         except Exception as err:  # noqa: BLE001 - one failed job must not end the sweep
             if _process_group_broken(err):
                 raise
-            log.error("job %d (%s) failed: %s: %s", num, " ".join(overrides), type(err).__name__, err, exc_info=True)
-            outcome.error = f"{type(err).__name__}: {err}"
+            message = user_message(err)
+            if message is not None and not debug_requested():  # the user's mistake: its line, no traceback
+                log.error("job %d (%s) failed: %s", num, " ".join(overrides), message)
+                outcome.error = message
+            else:
+                log.error("job %d (%s) failed: %s: %s", num, " ".join(overrides), type(err).__name__, err,
+                          exc_info=True)
+                outcome.error = f"{type(err).__name__}: {err}"
         self.jobs.append(outcome)
         return outcome.summary
 

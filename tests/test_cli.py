@@ -115,3 +115,48 @@ def test_a_ranks_error_reaches_torchrun_in_a_file_written_whole(tmp_path, monkey
 
     monkeypatch.delenv("TORCHELASTIC_ERROR_FILE")
     launch._tell_torchrun(ValueError("not under torchrun"))  # nothing to write, no error
+
+
+def test_make_samples_refuses_a_folder_with_other_documents_and_counts_what_it_wrote(tmp_path, capsys):
+    from docvlm.cli import main as docvlm_main
+
+    out = tmp_path / "samples"
+    assert docvlm_main(["make-samples", "--out", str(out)]) == 0
+    assert "wrote 7 documents and their ground truth" in capsys.readouterr().out
+    first = sorted(p.name for p in out.iterdir())
+    (out / "mine.png").write_bytes(b"the user's own")
+    assert docvlm_main(["make-samples", "--out", str(out), "--seed", "1"]) == 2  # would mix corpora
+    assert capsys.readouterr().err.startswith(f"error: --out {out} already holds 9 files")  # 7 + CSV + the user's
+    assert sorted(p.name for p in out.iterdir()) == sorted([*first, "mine.png"])  # nothing written
+    assert docvlm_main(["make-samples", "--out", str(out), "--seed", "1", "--overwrite"]) == 0
+    assert "1 other files" in capsys.readouterr().out
+    assert (out / "mine.png").read_bytes() == b"the user's own"  # never deleted: docvlm did not write it
+    rows = (out / "ground_truth.csv").read_text().splitlines()[1:]
+    assert len(rows) == 7 and len(list(out.glob("doc-*"))) == 7  # the earlier set is gone, not mixed in
+
+
+def test_evaluate_user_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from docvlm.cli import main as docvlm_main
+
+    monkeypatch.delenv("DOCVLM_DEBUG", raising=False)
+    truth = tmp_path / "gt.csv"
+    truth.write_text("image_file,DOCUMENT_TYPE\na.png,INVOICE\n")
+    assert docvlm_main(["evaluate", str(tmp_path / "missing.jsonl"), str(truth)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.jsonl'}: no such results file: give a run's " \
+                                      "results.jsonl (in its output.dir)\n"
+    results = tmp_path / "results.jsonl"
+    results.write_text("")
+    assert docvlm_main(["evaluate", str(results), str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.csv" in err
+    monkeypatch.setenv("DOCVLM_DEBUG", "1")
+    with pytest.raises(ValueError, match="nope.csv"):
+        docvlm_main(["evaluate", str(results), str(tmp_path / "nope.csv")])
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
+def test_gitignore_lists_no_tracked_file():
+    """A tracked file matched by .gitignore (conf/config.yaml was reported) hides the user's edits to it."""
+    proc = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard"], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stdout

@@ -174,6 +174,24 @@ def test_sweep_records_a_failed_job_and_goes_on(tmp_path, capsys):
                        output_dir=str(tmp_path / "job-3"))
 
 
+def test_a_jobs_user_error_is_its_line_in_the_log_and_the_table(tmp_path, caplog, monkeypatch):
+    from docvlm.errors import UserError
+    from docvlm.sweep import Sweep
+
+    def fake_run(cfg):
+        raise UserError("invalid config value processing.max_tiles=0: allowed an integer >= 1")
+
+    monkeypatch.delenv("DOCVLM_DEBUG", raising=False)
+    sweep_ = Sweep()
+    with caplog.at_level("ERROR"):
+        sweep_.run_job(fake_run, "cfg", num=0, overrides=["processing.max_tiles=0"], sweep_dir=str(tmp_path),
+                       output_dir=str(tmp_path / "job-0"))
+    assert [r.exc_info for r in caplog.records] == [None]  # no traceback for the user's mistake
+    assert caplog.records[0].getMessage() == ("job 0 (processing.max_tiles=0) failed: invalid config value "
+                                              "processing.max_tiles=0: allowed an integer >= 1")
+    assert sweep_.jobs[0].error == "invalid config value processing.max_tiles=0: allowed an integer >= 1"
+
+
 def test_sweep_table_with_ground_truth_shows_field_f1():
     from docvlm.sweep import JobOutcome, summary_table
 

@@ -333,7 +333,7 @@ def test_samples_are_fast_and_cover_every_layout(tmp_path: Path) -> None:
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path), "--invoices", "1", "--receipts", "0", "--statements", "1",
                  "--layouts", "classic,signed_amount", "--seed", "4"]) == 0
-    assert "wrote 2 ground-truth rows" in capsys.readouterr().out
+    assert "wrote 2 documents and their ground truth" in capsys.readouterr().out
     names = {p.name.split("-", 2)[2] for p in tmp_path.glob("*.png")}
     assert names == {"bank-statement-signed-amount.png", "invoice-classic.png"}
 

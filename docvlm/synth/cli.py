@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from docvlm.synth.corpus import DEFAULT_COUNTS, FORMATS, all_layouts, generate_corpus, generate_samples
+from docvlm.errors import run_command
+from docvlm.synth.corpus import DEFAULT_COUNTS, FORMATS, all_layouts, generate_corpus, generate_samples, prepare_folder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Generate synthetic invoices, receipts and bank statements with a ground_truth.csv.",
         epilog=f"Layouts - {layouts}",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument("--out", type=Path, required=True, help="a new or empty folder (created if missing)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier sample set in --out (other files there are left alone)")
     parser.add_argument("--seed", type=int, default=0, help="same seed -> identical files (default 0)")
     parser.add_argument("--samples", action="store_true",
                         help="the small demo set (2 invoices, 2 receipts, 3 statements); ignores the counts")
@@ -34,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    return run_command(lambda: _generate(args))
+
+
+def _generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    prepare_folder(args.out, args.overwrite)
     if args.samples:
         csv_path = generate_samples(args.out, seed=args.seed)
     else:
@@ -44,5 +52,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         csv_path = generate_corpus(args.out, counts, args.seed, args.degrade, formats, layouts, args.max_pages)
     with csv_path.open(encoding="utf-8") as handle:
         documents = sum(1 for _ in handle) - 1
-    print(f"wrote {documents} ground-truth rows to {csv_path} in {time.perf_counter() - started:.1f} s")
+    print(f"wrote {documents} documents and their ground truth ({csv_path}) in {time.perf_counter() - started:.1f} s")
     return 0

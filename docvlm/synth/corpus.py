@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from docvlm.errors import UserError
 from docvlm.schema import Schema, load_schema
 from docvlm.synth import bank, invoice, receipt
 from docvlm.synth.degrade import degrade as degrade_page
@@ -113,6 +114,36 @@ def _make_document(job: _Job) -> list[dict[str, str]]:
 def generate_samples(out_dir: Path, seed: int = 0) -> Path:
     """The small demo set: 2 invoices, 2 receipts, 3 bank statements (every layout once), PNG."""
     return generate_corpus(out_dir, counts=SAMPLE_COUNTS, seed=seed)
+
+
+def prepare_folder(out_dir: Path, overwrite: bool = False) -> list[Path]:
+    """The command lines write into a new or empty folder: documents already there would be mixed with
+    the new ones, without ground truth. `overwrite`: an earlier sample set there (the files its
+    ground_truth.csv lists, and the CSV) is removed first; files docvlm did not write are never deleted.
+    Returns those (they stay beside the new set)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file: give a new or empty folder")
+    present = sorted(p for p in out_dir.rglob("*") if p.is_file()) if out_dir.exists() else []
+    if present and not overwrite:
+        raise UserError(f"--out {out_dir} already holds {len(present)} files (e.g. {present[0].name}); new documents "
+                        "would be mixed with them: give a new or empty folder, or --overwrite to replace an earlier "
+                        "sample set there")
+    earlier = _listed_in_ground_truth(out_dir)
+    for path in earlier:
+        path.unlink(missing_ok=True)
+    return [p for p in present if p not in set(earlier)]
+
+
+def _listed_in_ground_truth(out_dir: Path) -> list[Path]:
+    """The files of an earlier sample set in out_dir: its ground_truth.csv and the files it lists."""
+    truth = out_dir / GROUND_TRUTH
+    if not truth.is_file():
+        return []
+    with truth.open(encoding="utf-8", newline="") as handle:
+        names = {row.get("image_file", "").split("#page=")[0] for row in csv.DictReader(handle)}
+    inside = [out_dir / name for name in sorted(names) if name and not Path(name).is_absolute() and ".." not in Path(name).parts]
+    return [truth, *(p for p in inside if p.is_file())]
 
 
 def _check_arguments(counts: dict[str, int], formats: tuple[str, ...], layouts: Sequence[str] | None,
