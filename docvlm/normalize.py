@@ -17,8 +17,14 @@ from typing import Mapping, Optional
 from docvlm.schema import DocTypeSpec, Schema
 
 _WRAPPERS = " \t\r\n*`\"'_"  # markdown bold/code and quotes a model wraps values in
-_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
-_MONEY_RE = re.compile(rf"(?P<neg>-|\()?\s*(?:AUD|A\$|\$)?\s*(?P<num>{_NUMBER})", re.IGNORECASE)
+# Numbers as printed in several countries: "1,234.56", "1.234,56" (decimal comma), "1'234.56", "12,50";
+# a lone comma before three digits ("1,234") groups thousands, a lone dot ("1.234") is a decimal point.
+_NUMBER = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d{1,3}(?:'\d{3})+(?:\.\d+)?"
+           r"|\d+(?:[.,]\d+)?|\.\d+")
+# A currency mark or code next to an amount: "$", "€", "£", "RM", "EUR", "Rs." (before or after it).
+_CURRENCY = r"(?:[$€£¥₹]|\b(?:[A-Z]{3}|RM|Rs\.?|[A-Z]{1,2}\$)(?![A-Za-z]))"
+_MONEY_RE = re.compile(rf"(?P<neg>-|\()?\s*(?P<cur>{_CURRENCY})?\s*(?P<sign>-)?\s*(?P<num>{_NUMBER})"
+                       rf"(?P<after>\s?{_CURRENCY})?")
 _NUMBER_RE = re.compile(_NUMBER)
 
 
@@ -100,10 +106,24 @@ def parse_money(text: str) -> Optional[float]:
     matches = list(_MONEY_RE.finditer(text))
     if not matches:
         return None
-    # "2 items $15.00": the amount with a currency sign wins over a bare number.
-    match = next((m for m in matches if "$" in m.group()), matches[0])
-    amount = float(match["num"].replace(",", ""))
-    return -amount if match["neg"] else amount
+    # "2 items $15.00": the amount with a currency mark wins over a bare number.
+    match = next((m for m in matches if m["cur"] or m["after"]), matches[0])
+    amount = parse_number(match["num"])
+    return -amount if match["neg"] or match["sign"] else amount
+
+
+def parse_number(text: str) -> float:
+    """A number as printed ("1,234.56", "1.234,56", "12,50", "1'234") as a float; the last of two
+    different separators is the decimal one."""
+    text = text.replace("'", "")
+    if "," in text and "." in text:
+        decimal = "," if text.rfind(",") > text.rfind(".") else "."
+        text = text.replace("." if decimal == "," else ",", "").replace(",", ".")
+    elif "," in text:
+        text = text.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+", text) else text.replace(",", ".")
+    elif text.count(".") > 1:
+        text = text.replace(".", "")
+    return float(text)
 
 
 def format_money(amount: float) -> str:
@@ -120,7 +140,7 @@ def _number(text: str, schema: Schema, year: Optional[int]) -> str:
     match = _NUMBER_RE.search(text)
     if not match:
         return text
-    number = float(match.group().replace(",", ""))
+    number = parse_number(match.group())
     if number.is_integer():
         return str(int(number))
     return f"{number:.6f}".rstrip("0").rstrip(".")
@@ -238,13 +258,15 @@ def _date_patterns(month_names: tuple[str, ...]) -> list[tuple[str, re.Pattern[s
     names = "|".join(re.escape(m) for m in month_names) or "(?!)"  # no names in the schema: never matches
     month = "(?P<month>" + names + r")\.?"
     day = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
-    year = r"(?P<year>\d{4}|\d{2})(?!\d|[.,]\d)"  # not the start of an amount ("10.00")
+    # not the start of an amount ("10.00"); a four-digit year may run into a time ("18/04/201810:30")
+    year = r"(?P<year>\d{4}(?=\d{1,2}:\d{2})|(?:\d{4}|\d{2})(?!\d|[.,]\d))"
     sep = r"(?:[\s\-/.,]*|\s+of\s+)"
     year_sep = r"(?:[\s,]+|[-/.]|)"  # not " - ": "1 Mar - 31 Mar" is a range, 31 is no year
     flags = re.IGNORECASE
     return [
         ("ymd", re.compile(r"(?<!\d)(?P<year>\d{4})[-/.](?P<month>\d{1,2})[-/.](?P<day>\d{1,2})(?!\d)")),
-        ("dmy", re.compile(r"(?<![\d.])(?P<day>\d{1,2})([-/.])(?P<month>\d{1,2})\2" + year + r"(?![\d/])")),
+        ("ymd", re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})(?P<month>0[1-9]|1[0-2])(?P<day>0[1-9]|[12]\d|3[01])(?!\d)")),
+        ("dmy", re.compile(r"(?<![\d.])(?P<day>\d{1,2})([-/.])(?P<month>\d{1,2})\2" + year + r"(?!/)")),
         ("d_name", re.compile(rf"(?<![\w.]){day}{sep}{month}(?![a-z])(?:{year_sep}{year})?", flags)),
         ("name_d", re.compile(rf"(?<![\w]){month}(?![a-z])\s*{day}(?![\d])(?:,?\s*{year})?", flags)),
         ("dm", re.compile(r"(?<![\d.$])(?P<day>\d{1,2})/(?P<month>\d{1,2})(?![\d/.])")),
@@ -258,9 +280,13 @@ def _date_from_match(kind: str, match: re.Match[str], schema: Schema) -> Optiona
     year = _full_year(match.groupdict().get("year"))
     if kind in ("dmy", "dm") and not _valid(day, month, year) and _valid(month, day, year):
         day, month = month, day  # only readable month first (03/25/2024)
-    if not _valid(day, month, year):
+    if not _valid(day, month, year) or (year is not None and year not in _PLAUSIBLE_YEARS):
         return None
     return DateParts(day, month, year, match.start(), match.end())
+
+
+# A year outside is a misread ("3018") or another number read as a date (a product code "11-22-30").
+_PLAUSIBLE_YEARS = range(1970, dt.date.today().year + 2)
 
 
 def _full_year(text: Optional[str]) -> Optional[int]:
@@ -287,7 +313,7 @@ def _clean(text: str) -> str:
 
 def _reads_as(text: str, kind: str, schema: Schema) -> bool:
     if kind == "money":
-        return bool(re.fullmatch(rf"-?\(?\s*(?:AUD|A\$|\$)?\s*(?:{_NUMBER})\)?", text.strip(), re.IGNORECASE))
+        return bool(re.fullmatch(rf"-?\(?\s*(?:{_CURRENCY})?\s*(?:{_NUMBER})\s?(?:{_CURRENCY})?\)?", text.strip()))
     if kind == "number":
         return bool(re.fullmatch(rf"(?:x\s*)?(?:{_NUMBER})\s*[a-z]*", text.strip(), re.IGNORECASE))
     dates = find_dates(text, schema)

@@ -262,7 +262,7 @@ def test_rules_errors_name_the_file_and_problem(tmp_path) -> None:
     bad.write_text(RULES_PATH.read_text().replace("digits: 11", "digits: [11"))
     with pytest.raises(Exception):
         load_ocr_rules(bad)
-    bad.write_text(RULES_PATH.read_text().replace("'^\\s*sub\\s*-?\\s*total'", "'^(sub'"))
+    bad.write_text(RULES_PATH.read_text().replace("'^\\s*sub\\s*-*\\s*total'", "'^(sub'"))
     with pytest.raises(ValueError, match=r"bad\.yaml: bad pattern"):
         load_ocr_rules(bad)
 

@@ -29,8 +29,8 @@ def detect_type(page: Page, rules: OcrRules, schema: Schema) -> tuple[str, dict[
     if len(cues) >= rules.card_min_words:
         return _type_for("bank_columns", schema), {"rule": "card_words", "card_words": cues}
     receipt = sorted({w for w in schema.paid_cues + rules.receipt_words if has_phrase(text, (w,))})
-    invoice = sorted({w for w in rules.invoice_words if has_phrase(text, (w,))})
-    rule = "paid" if len(receipt) > len(invoice) else "not_paid"
+    invoice = sorted({w for w in rules.invoice_words if w not in rules.invoice_titles and has_phrase(text, (w,))})
+    rule = "paid" if len(receipt) > len(invoice) else "not_paid"  # a title ("TAX INVOICE") decides nothing
     return _type_for(rule, schema), {"rule": rule, "receipt_cues": receipt, "invoice_cues": invoice}
 
 

@@ -15,20 +15,20 @@ from docvlm.schema import DocTypeSpec, Schema
 def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) -> tuple[dict[str, str], dict[str, Any]]:
     """Normalised fields of `spec` (INVOICE or RECEIPT) and how they were found."""
     payer, payer_block = sale.find_payer(page, rules)
-    supplier = sale.find_supplier(page, rules, schema)
+    supplier, supplier_lines = sale.read_supplier(page, rules, schema)
     amounts = sale.find_amounts(page, rules)
-    total, gst = sale.total_and_gst(amounts)
+    total, gst = sale.total_and_gst(amounts, rules)
     items, item_shape = read_items(page, rules)
     derived = derive_quantities(items) if rules.derive_quantities else 0
     no_gst = has_phrase(page.text, rules.label("no_gst"))
-    gst_included = gst is not None and gst > 0 and not no_gst
+    gst_included = gst is not None and gst != 0 and not no_gst
     # "false" needs evidence too: a total without GST, or a no-GST note (a blank page says nothing)
     gst_flag = "true" if gst_included else ("false" if total is not None or no_gst else None)
     sep = schema.list_separator
     raw = {
         "DOCUMENT_TYPE": spec.name,
         "BUSINESS_ABN": sale.find_abn(page, rules),
-        "SUPPLIER_NAME": sale.supplier_name(page, supplier, rules, schema) if supplier else None,
+        "SUPPLIER_NAME": supplier,
         "BUSINESS_ADDRESS": sale.supplier_address(page, rules, skip=payer_block),
         "PAYER_NAME": payer,
         "PAYER_ADDRESS": sale.address_from(payer_block, rules),
@@ -38,9 +38,9 @@ def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) ->
         "LINE_ITEM_PRICES": sep.join(i.price or schema.not_found for i in items),
         "LINE_ITEM_TOTAL_PRICES": sep.join(i.total or schema.not_found for i in items),
         "IS_GST_INCLUDED": gst_flag,
-        "GST_AMOUNT": str(gst) if gst_included else None,
+        "GST_AMOUNT": str(gst) if gst is not None and not no_gst else None,  # "0.00" on a tax-exempt invoice
         "TOTAL_AMOUNT": str(total) if total is not None else None,
     }
     details = {"items": item_shape, "derived_quantities": derived, "amounts": [vars(a) for a in amounts],
-               "supplier_line": supplier.text if supplier else None}
+               "supplier_lines": [line.text for line in supplier_lines]}
     return normalize_fields({k: v for k, v in raw.items() if k in spec.field_names}, spec, schema), details

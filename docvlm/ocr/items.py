@@ -18,7 +18,7 @@ from typing import Optional
 from docvlm.ocr.lines import TextLine, row_text
 from docvlm.ocr.page import Page, money_values, phrase_pattern
 from docvlm.ocr.rules import OcrRules
-from docvlm.ocr.sale import amount_kind
+from docvlm.ocr.sale import amount_kind, clean_label
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -131,8 +131,8 @@ def _is_amount_row(text: str, rules: OcrRules) -> bool:
     found = money_values(text)
     if not found:
         return False
-    label = text[: found[0][1].start()].strip(" :$")
-    return amount_kind(label, rules) is not None
+    label = clean_label(text[: found[0][1].start()], rules)
+    return amount_kind(label, rules) not in (None, "skip")
 
 
 # ----------------------------------------------------------------------------- till slip

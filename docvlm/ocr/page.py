@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Optional, Sequence
 
+from docvlm.normalize import parse_number
 from docvlm.ocr.lines import TextLine, group_rows, row_text
 
-# Amounts as printed: "$1,020.22", "-133.91", "(12.50)", "2,182.51 CR"; two decimals (a bare "3" is
-# a quantity, not money).
-_MONEY = re.compile(r"(?P<neg>-|\()?\s?(?:AUD\s?|A?\$)?\s?(?P<num>\d{1,3}(?:,\d{3})+\.\d{2}|\d+\.\d{2})(?!\d)",
-                    re.IGNORECASE)
+# Amounts as printed: "$1,020.22", "-133.91", "(12.50)", "2,182.51 CR", "€ 8.50", "1.234,56", "12,50";
+# two decimals (a bare "3" is a quantity, not money), not part of a date ("18.04.2018") or a rate ("19,00%").
+# Currency codes ("RM", "EUR") are left to the labels' cleaning (sale.py): "GST 6.00" is no currency.
+_MONEY = re.compile(r"(?P<neg>-|\()?\s?(?:(?:[A-Z]?\$|[€£¥₹])\s?)?(?P<sign>-)?"
+                    r"(?<![\d.,])(?P<num>\d{1,3}(?:,\d{3})+\.\d{2}|\d{1,3}(?:\.\d{3})+,\d{2}|\d+[.,]\d{2})"
+                    r"(?!\d|[.,]\d|\s?%)")
 
 
 @dataclass
@@ -40,14 +43,20 @@ class Page:
 
 @lru_cache(maxsize=1024)
 def phrase_pattern(phrase: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in phrase.split()]
-    return re.compile(r"(?<![a-z0-9])" + r"\s*".join(words) + r"(?![a-z0-9])", re.IGNORECASE)
+    words = [re.escape(w) for w in re.split(r"[\s\-]+", phrase) if w]  # "Beleg-Datum" is "beleg datum"
+    return re.compile(r"(?<![a-z0-9])" + r"[\s\-]*".join(words) + r"(?![a-z0-9])", re.IGNORECASE)
 
 
 def find_phrase(text: str, phrases: Sequence[str]) -> Optional[re.Match[str]]:
     """The earliest match of any of `phrases` in `text` (longest phrase first at one position)."""
     hits = [m for m in (phrase_pattern(p).search(text) for p in phrases) if m]
     return min(hits, key=lambda m: (m.start(), -len(m.group())), default=None)
+
+
+def last_phrase(text: str, phrases: Sequence[str]) -> Optional[re.Match[str]]:
+    """The match of any of `phrases` that ends last in `text` (the label nearest to what follows)."""
+    hits = [m for p in phrases for m in phrase_pattern(p).finditer(text)]
+    return max(hits, key=lambda m: (m.end(), len(m.group())), default=None)
 
 
 def has_phrase(text: str, phrases: Sequence[str]) -> bool:
@@ -71,8 +80,8 @@ def money_values(text: str) -> list[tuple[float, re.Match[str]]]:
     """Every amount in `text` with its match, in order; "(12.50)" and "-12.50" are negative."""
     found = []
     for match in _MONEY.finditer(text):
-        value = float(match["num"].replace(",", ""))
-        found.append((-value if match["neg"] else value, match))
+        value = parse_number(match["num"])
+        found.append((-value if match["neg"] or match["sign"] else value, match))
     return found
 
 

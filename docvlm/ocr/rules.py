@@ -14,6 +14,8 @@ from docvlm.paths import CONF_DIR, yaml_mapping
 
 DEFAULT_RULES_PATH = CONF_DIR / "ocr" / "default.yaml"
 ITEM_COLUMNS = ("description", "quantity", "price", "total")
+# Amount label kinds, in the order a label is tried (conf/ocr/default.yaml `amounts`).
+AMOUNT_KINDS = ("skip", "subtotal", "total_with_tax", "rounding", "tax_total", "gst", "due", "total")
 
 
 @dataclass(frozen=True)
@@ -25,14 +27,24 @@ class OcrRules:
     bank_min_words: int
     receipt_words: tuple[str, ...]
     invoice_words: tuple[str, ...]
+    invoice_titles: tuple[str, ...]
     titles: tuple[str, ...]
     supplier_rows: int
     abn_label: re.Pattern[str]
     abn_digits: int
     locality: re.Pattern[str]
     street: re.Pattern[str]
+    postcodes: tuple[re.Pattern[str], ...]
+    street_words: re.Pattern[str]
+    address_max_lines: int
+    legal_forms: tuple[str, ...]
+    supplier_strip: tuple[re.Pattern[str], ...]
+    not_name: tuple[re.Pattern[str], ...]
     labels: dict[str, tuple[str, ...]]
     amounts: dict[str, tuple[re.Pattern[str], ...]]
+    currencies: tuple[str, ...]
+    rounding_max: float
+    column_header_rows: int
     item_columns: dict[str, tuple[str, ...]]
     at_price: re.Pattern[str]
     derive_quantities: bool
@@ -63,14 +75,24 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
             bank_min_words=int(raw["detection"]["bank_min_words"]),
             receipt_words=_words(raw["detection"]["receipt_words"]),
             invoice_words=_words(raw["detection"]["invoice_words"]),
+            invoice_titles=_words(raw["detection"].get("invoice_titles", ())),
             titles=_words(raw["titles"]),
             supplier_rows=int(raw["supplier_rows"]),
             abn_label=_compile(raw["abn"]["label"], origin),
             abn_digits=int(raw["abn"]["digits"]),
             locality=_compile(raw["address"]["locality"], origin),
             street=_compile(raw["address"]["street"], origin),
+            postcodes=tuple(_compile(p, origin, case=True) for p in raw["address"]["postcode"]),
+            street_words=_compile(raw["address"]["street_words"], origin),
+            address_max_lines=int(raw["address"]["max_lines"]),
+            legal_forms=_words(raw["supplier"]["legal_forms"]),
+            supplier_strip=tuple(_compile(p, origin) for p in raw["supplier"]["strip"]),
+            not_name=tuple(_compile(p, origin) for p in raw["supplier"]["not_name"]),
             labels={name: _words(words) for name, words in raw["labels"].items()},
             amounts={name: tuple(_compile(p, origin) for p in patterns) for name, patterns in raw["amounts"].items()},
+            currencies=_words(raw["money"]["currencies"]),
+            rounding_max=float(raw["money"]["rounding_max"]),
+            column_header_rows=int(raw["money"]["column_header_rows"]),
             item_columns={name: _words(words) for name, words in raw["items"]["columns"].items()},
             at_price=_compile(raw["items"]["at_price"], origin),
             derive_quantities=bool(raw["items"]["derive_quantities"]),
@@ -100,9 +122,10 @@ def _words(values: Any) -> tuple[str, ...]:
     return tuple(str(v).strip().lower() for v in values)
 
 
-def _compile(pattern: str, origin: str) -> re.Pattern[str]:
+def _compile(pattern: str, origin: str, case: bool = False) -> re.Pattern[str]:
+    """`case`: match case as written (postcodes: "SW1B 3BN" in capitals)."""
     try:
-        return re.compile(pattern, re.IGNORECASE)
+        return re.compile(pattern, 0 if case else re.IGNORECASE)
     except re.error as err:
         raise ValueError(f"{origin}: bad pattern {pattern!r}: {err}") from None
 
@@ -111,7 +134,7 @@ def _validate(rules: OcrRules, origin: str) -> None:
     missing = [c for c in ITEM_COLUMNS if c not in rules.item_columns]
     if missing:
         raise ValueError(f"{origin}: items.columns lacks {missing}")
-    for name in ("subtotal", "total", "gst"):
+    for name in AMOUNT_KINDS:
         if name not in rules.amounts:
             raise ValueError(f"{origin}: amounts lacks {name!r}")
     for name in ("payer", "invoice_date", "not_invoice_date", "period", "opening_balance", "no_gst"):

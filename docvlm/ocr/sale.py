@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from docvlm.normalize import find_dates, format_date
 from docvlm.ocr.lines import TextLine, font_size, row_text
-from docvlm.ocr.page import Page, date_text, find_phrase, has_phrase, money_values, starts_with_phrase
-from docvlm.ocr.rules import OcrRules
+from docvlm.ocr.page import (Page, date_text, find_phrase, has_phrase, last_phrase, money_values, phrase_pattern,
+                             starts_with_phrase)
+from docvlm.ocr.rules import AMOUNT_KINDS, OcrRules
 from docvlm.schema import Schema
 
-AMOUNT_KINDS = ("subtotal", "total", "gst")
 
 
 @dataclass
 class Amount:
-    kind: str  # "total" or "gst"
+    kind: str  # an amount kind of conf/ocr/default.yaml (total, due, rounding, tax_total, gst...)
     label: str
     value: float
     row: int
@@ -48,10 +49,11 @@ def _digits_after(text: str, count: int) -> Optional[str]:
 
 # ----------------------------------------------------------------------------- date
 def find_document_date(page: Page, rules: OcrRules, schema: Schema) -> Optional[str]:
-    """The date next to the most preferred invoice-date label; else the first date whose label is
-    not another kind of date (due, period...)."""
+    """The date next to the most preferred invoice-date label; else the first date not labelled as
+    another kind of date (due, period, delivery...). The label nearest before a date is its label."""
     labelled: list[tuple[int, int, str]] = []
     unlabelled: list[str] = []
+    preferred = rules.label("invoice_date") + rules.label("date_prepositions")
     for row_index, row in enumerate(page.rows):
         for position, line in enumerate(row):
             text = date_text(line.text)
@@ -60,12 +62,13 @@ def find_document_date(page: Page, rules: OcrRules, schema: Schema) -> Optional[
                 if date is None:
                     continue
                 context = _date_context(page, row_index, position, text[: found.start])
-                if has_phrase(context, rules.label("not_invoice_date")):
+                label = last_phrase(context, preferred)
+                other = last_phrase(context, rules.label("not_invoice_date"))
+                weak = label is not None and has_phrase(label.group(), rules.label("date_prepositions"))
+                if other and (label is None or weak or other.end() > label.end()):
                     continue
-                label = find_phrase(context, rules.label("invoice_date"))
                 if label:
-                    preference = next(i for i, p in enumerate(rules.label("invoice_date"))
-                                      if has_phrase(label.group(), (p,)))
+                    preference = next(i for i, p in enumerate(preferred) if has_phrase(label.group(), (p,)))
                     labelled.append((preference, len(labelled), format_date(date)))
                 else:
                     unlabelled.append(format_date(date))
@@ -75,73 +78,262 @@ def find_document_date(page: Page, rules: OcrRules, schema: Schema) -> Optional[
 
 
 def _date_context(page: Page, row_index: int, position: int, before: str) -> str:
-    """The words that label a date: the text before it on its line, else the line to its left,
-    else the row just above (a label over its value)."""
-    if before.strip():
-        return before
+    """The words that label a date: the text before it on its row (its line and the lines to its
+    left), else the row just above (a label over its value)."""
     row = page.rows[row_index]
-    if position > 0:
-        return row[position - 1].text
+    context = " ".join([line.text for line in row[:position]] + [before]).strip()
+    if context:
+        return context
     return row_text(page.rows[row_index - 1]) if row_index > 0 else ""
 
 
 # ----------------------------------------------------------------------------- amounts
+TOTAL_KINDS = ("total_with_tax", "total", "due")
+
+
 def find_amounts(page: Page, rules: OcrRules) -> list[Amount]:
-    """Every labelled amount of the page that is a total or GST (subtotals dropped)."""
+    """Every labelled amount of the page that is a total, a rounding line, a subtotal or tax (counts
+    and payments dropped). A tax row with several amounts ("MwSt. 19% 198,00 37,62") gives its last
+    one; a row of bare amounts takes its labels from the column headers above it."""
     amounts = []
     for row_index, row in enumerate(page.rows):
-        text = row_text(row)
+        cells = [repair_amounts(line.text, rules) for line in row]
+        text = " ".join(cells)
+        found = money_values(text)
+        labelled = []
         previous_end = 0
-        for value, match in money_values(text):
-            label = text[previous_end: match.start()].strip(" :$")
+        for value, match in found:
+            label = clean_label(text[previous_end: match.start()], rules)
             previous_end = match.end()
-            kind = amount_kind(label, rules)
-            if kind in ("total", "gst"):
-                amounts.append(Amount(kind, label, abs(value), row_index))
+            labelled.append((amount_kind(label, rules) if label else None, label, value))
+        if found and not any(label for _, label, _ in labelled):
+            labelled = _column_labels(page, row_index, cells, found, rules)
+        elif len(found) > 1 and _names_tax(labelled[0], rules) and all(kind is None for kind, _, _ in labelled[1:]):
+            labelled = [("gst", labelled[0][1], found[-1][0])]
+        amounts.extend(Amount(kind, label, value, row_index) for kind, label, value in labelled
+                       if kind not in (None, "skip"))
     return amounts
 
 
+def _names_tax(labelled: tuple, rules: OcrRules) -> bool:
+    """A row label that names a tax rate or base ("MwSt. 19%", "Steuerbasisbetrag USt. 19%")."""
+    kind, label, _ = labelled
+    return kind in ("gst", "subtotal") and any(p.search(label) for p in rules.amounts["gst"])
+
+
+def repair_amounts(text: str, rules: OcrRules) -> str:
+    """Amounts as OCR misreads them, put right: a letter for a digit after a currency mark or inside
+    a number ("RMO.47", "RMI11.90") and a space before the decimals ("RM8 .35")."""
+    text = _misread_digit_pattern(rules.currencies).sub(lambda m: m["pre"] + m["digits"].translate(_DIGIT_LOOKALIKES), text)
+    return re.sub(r"(?<=\d) (?=[.,]\d{2}(?!\d))", "", text)
+
+
+_DIGIT_LOOKALIKES = str.maketrans("OoDIl|", "000111")
+
+
+@lru_cache(maxsize=8)
+def _misread_digit_pattern(currencies: tuple[str, ...]) -> re.Pattern[str]:
+    marks = "|".join(re.escape(c) for c in sorted(currencies, key=len, reverse=True))
+    return re.compile(rf"(?P<pre>(?<![a-z])(?:{marks})\s?-?|\d)(?P<digits>[OoDIl|]+)(?=\d*\s?[.,]\d{{2}}(?!\d))",
+                      re.IGNORECASE)
+
+
+def _column_labels(page: Page, row_index: int, cells: list[str], found: list, rules: OcrRules) -> list[tuple]:
+    """Kinds for a row of bare amounts from the nearest header row above (a row without amounts
+    naming two or more amount kinds), each amount under the header cell closest to it."""
+    row = page.rows[row_index]
+    for above in range(row_index - 1, max(-1, row_index - 1 - rules.column_header_rows), -1):
+        header = [(line, amount_kind(clean_label(line.text, rules), rules)) for line in page.rows[above]]
+        if money_values(row_text(page.rows[above])):
+            continue
+        if len({kind for _, kind in header if kind not in (None, "skip")}) < 2:
+            continue
+        labelled = []
+        for value, match in found:
+            cell = row[_cell_at(cells, match.start("num"))]
+            line, kind = min(header, key=lambda pair: abs(pair[0].x1 - cell.x1))
+            labelled.append((kind, clean_label(line.text, rules), value))
+        return labelled
+    return [(None, "", value) for value, _ in found]
+
+
+def _cell_at(cells: list[str], position: int) -> int:
+    """The index of the cell holding character `position` of " ".join(cells)."""
+    end = -1
+    for index, cell in enumerate(cells):
+        end += len(cell) + 1
+        if position < end:
+            return index
+    return len(cells) - 1
+
+
+def clean_label(text: str, rules: OcrRules) -> str:
+    """A label as the amount patterns read it: lower case, without currency marks and punctuation
+    ("Total (RM):" -> "total", "Rechnungssumme Brutto (inkl. USt.)" -> "rechnungssumme brutto inkl ust")."""
+    text = _currency_pattern(rules.currencies).sub(" ", text.lower())
+    return " ".join(re.sub(r"[^\w%@&]+", " ", text).split())
+
+
+@lru_cache(maxsize=8)
+def _currency_pattern(currencies: tuple[str, ...]) -> re.Pattern[str]:
+    marks = "|".join(re.escape(c) for c in sorted(currencies, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{marks})(?![a-z])")
+
+
 def amount_kind(label: str, rules: OcrRules) -> Optional[str]:
-    for kind in AMOUNT_KINDS:
-        if any(pattern.search(label) for pattern in rules.amounts[kind]):
-            return kind
+    """The first kind (rules.AMOUNT_KINDS order) whose patterns match the label, or the label read
+    without spaces; a label that OCR split into letters ("GS T i n c luded") is read without them first."""
+    squeezed = label.replace(" ", "")
+    split = sum(len(word) == 1 and word.isalpha() for word in label.split()) >= 2
+    for text in ((squeezed, label) if split else (label, squeezed)):
+        for kind in AMOUNT_KINDS:
+            if any(pattern.search(text) for pattern in rules.amounts[kind]):
+                return kind
     return None
 
 
-def total_and_gst(amounts: list[Amount]) -> tuple[Optional[float], Optional[float]]:
-    totals = [a.value for a in amounts if a.kind == "total"]
-    gst = next((a.value for a in amounts if a.kind == "gst"), None)
-    return (max(totals) if totals else None), gst
+def total_and_gst(amounts: list[Amount], rules: OcrRules) -> tuple[Optional[float], Optional[float]]:
+    """TOTAL_AMOUNT: the largest total; after a rounding line, the first total below it that is
+    within `rounding_max` of the largest before it (the rounded total); without any total the largest
+    subtotal. GST_AMOUNT: the document's tax total, else its tax lines."""
+    totals = [a for a in amounts if a.kind in TOTAL_KINDS] or [a for a in amounts if a.kind == "subtotal"]
+    total = max((a.value for a in totals), key=abs, default=None)
+    roundings = [a.row for a in amounts if a.kind == "rounding"]
+    totals += [a for a in amounts if a.kind == "rounding" and abs(a.value) > rules.rounding_max]  # "Rounding 13.60"
+    if roundings and total is not None:
+        before = max((a.value for a in totals if a.row < roundings[-1]), key=abs, default=total)
+        rounded = [a.value for a in totals if a.row >= roundings[-1] and abs(a.value - before) <= rules.rounding_max]
+        total = rounded[0] if rounded else total
+    return total, _tax(amounts)
+
+
+def _tax(amounts: list[Amount]) -> Optional[float]:
+    tax_total = max((a.value for a in amounts if a.kind == "tax_total"), key=abs, default=None)
+    if tax_total is not None:
+        return tax_total
+    lines = [a for a in amounts if a.kind == "gst"]
+    if len(lines) > 1 and all("%" in a.label for a in lines):
+        return round(sum(a.value for a in lines), 2)  # one line per tax rate
+    return lines[0].value if lines else None
 
 
 # ----------------------------------------------------------------------------- supplier
-def find_supplier(page: Page, rules: OcrRules, schema: Schema) -> Optional[TextLine]:
-    """The largest line among the first rows that reads as a name (not a title, label, date, number)."""
+def read_supplier(page: Page, rules: OcrRules, schema: Schema) -> tuple[Optional[str], list[TextLine]]:
+    """The supplier's name and the lines it was read from: after a seller label, else the first line
+    at the top naming a legal form, else the largest name at the top."""
+    for finder in (_labelled_supplier, _legal_form_supplier, _largest_supplier):
+        parts = finder(page, rules, schema)
+        if parts:
+            return tidy_name(" ".join(text for text, _ in parts)), [line for _, line in parts]
+    return None, []
+
+
+def name_text(text: str, rules: OcrRules) -> str:
+    """A name line without the registration number printed after it ("AEON CO. (M) BHD (126926-H)")."""
+    for pattern in rules.supplier_strip:
+        text = pattern.sub("", text)
+    return text.strip(" ,;-")
+
+
+def _labelled_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tuple[str, TextLine]]:
+    """"Seller: Name" on one line, or the seller block's first name below its label ("Verkäufer" /
+    "Name: Lieferant GmbH")."""
+    for line in sorted(page.lines, key=lambda item: (item.y0, item.x0)):
+        label = starts_with_phrase(line.text, rules.label("supplier"))
+        if not label:
+            continue
+        rest = line.text[label.end():]
+        if rest.strip() and ":" not in rest[:3]:
+            continue  # "Lieferant GmbH": a name that starts like a label
+        rest = name_text(rest.strip(" :-"), rules)
+        if rest:
+            if is_name(rest, rules, schema):
+                return [(rest, line)]
+            continue
+        for below in _column_below(page, line):
+            if starts_with_phrase(below.text, rules.label("payer")):
+                break
+            name_label = starts_with_phrase(below.text, rules.label("name"))
+            text = below.text[name_label.end():].strip(" :-") if name_label else below.text
+            if name_label and not text:
+                text = _right_of(page, below)
+            text = name_text(text, rules)
+            if is_name(text, rules, schema):
+                return [(text, below)]
+    return []
+
+
+def _column_below(page: Page, line: TextLine, limit: int = 6) -> list[TextLine]:
+    """The lines under `line` that start in its column, nearest first, within a few lines."""
+    below = [c for c in page.lines if c.y0 > line.y1 - 0.3 * line.height and c is not line
+             and abs(c.x0 - line.x0) < 2 * line.height and c.y0 - line.y1 < 10 * line.height]
+    return sorted(below, key=lambda item: item.y0)[:limit]
+
+
+def _right_of(page: Page, line: TextLine) -> str:
+    row = next((r for r in page.rows if line in r), [line])
+    right = [c for c in row if c.x0 > line.x1]
+    return right[0].text if right else ""
+
+
+def has_legal_form(text: str, rules: OcrRules) -> bool:
+    """"Sdn. Bhd.", "GmbH", "B.V.", "Pty Ltd", "a.G." (dots and commas ignored)."""
+    return has_phrase(re.sub(r"[.,]", "", text), rules.legal_forms)
+
+
+def _legal_form_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tuple[str, TextLine]]:
+    """The first line at the top naming a legal form; a name line set the same size right above it
+    is the first part of the name ("MVM Musterhafter" / "Versicherungsverein Musterstadt a.G.")."""
     top = [line for row in page.rows[: rules.supplier_rows] for line in row]
-    candidates = [line for line in top if _is_name(line.text, rules, schema)]
+    for line in top:
+        text = name_text(line.text, rules)
+        if not (has_legal_form(text, rules) and is_name(text, rules, schema)):
+            continue
+        parts = [(text, line)]
+        above = _line_above(top, line)
+        only_form = not re.sub(r"[\W_]", "", _drop_legal_forms(text, rules))  # "SDN BHD" alone: the name is above
+        if above is not None and (only_form or _same_size(above, line)) and not has_legal_form(above.text, rules):
+            above_text = name_text(above.text, rules)
+            if is_name(above_text, rules, schema):
+                parts.insert(0, (above_text, above))
+        return parts
+    return []
+
+
+def _drop_legal_forms(text: str, rules: OcrRules) -> str:
+    text = re.sub(r"[.,]", "", text)
+    for form in rules.legal_forms:
+        text = phrase_pattern(form).sub("", text)
+    return text
+
+
+def _same_size(a: TextLine, b: TextLine) -> bool:
+    return abs(font_size(a) - font_size(b)) <= 0.15 * max(font_size(a), font_size(b))
+
+
+def _largest_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tuple[str, TextLine]]:
+    """The largest name among the first rows (the topmost of the largest), with the lines of the same
+    size right below it that continue it."""
+    top = [line for row in page.rows[: rules.supplier_rows] for line in row]
+    candidates = [line for line in top if is_name(name_text(line.text, rules), rules, schema)]
     if not candidates:
-        return None
+        return []
     largest = max(font_size(line) for line in candidates)
-    return next(line for line in candidates if font_size(line) >= 0.9 * largest)  # the topmost of the largest
-
-
-def supplier_name(page: Page, line: TextLine, rules: OcrRules, schema: Schema) -> str:
-    """The supplier line plus name-like lines of the same size right below it (a wrapped name)."""
-    parts = [line.text]
-    below = line
+    first = next(line for line in candidates if font_size(line) >= 0.8 * largest)
+    parts = [(name_text(first.text, rules), first)]
+    below = first
     for candidate in sorted(page.lines, key=lambda item: item.y0):
-        if candidate.y0 <= below.y0 or candidate is line:
+        if candidate.y0 <= below.y0 or candidate is first:
             continue
         close = candidate.y0 - below.y1 <= 0.5 * below.height
-        same_size = abs(font_size(candidate) - font_size(line)) <= 0.12 * font_size(line)
-        aligned = abs(candidate.cx - below.cx) < line.height or abs(candidate.x0 - below.x0) < line.height
-        name_like = _is_name(candidate.text, rules, schema) and not rules.street.search(candidate.text)
-        if close and same_size and aligned and name_like:
-            parts.append(candidate.text)
+        aligned = abs(candidate.cx - below.cx) < first.height or abs(candidate.x0 - below.x0) < first.height
+        text = name_text(candidate.text, rules)
+        if close and aligned and _same_size(candidate, first) and is_name(text, rules, schema):
+            parts.append((text, candidate))
             below = candidate
         elif candidate.y0 > below.y1 + below.height:
             break
-    return tidy_name(" ".join(parts))
+    return parts
 
 
 def tidy_name(text: str) -> str:
@@ -149,14 +341,33 @@ def tidy_name(text: str) -> str:
     return re.sub(r"(?<=[A-Za-z]) 8 (?=[A-Za-z])", " & ", text)
 
 
-def _is_name(text: str, rules: OcrRules, schema: Schema) -> bool:
-    words = re.sub(r"[^a-z0-9&' ]+", " ", text.lower()).split()
+def is_name(text: str, rules: OcrRules, schema: Schema) -> bool:
+    """Reads as a business name: mostly letters; not a title, a label, contact details, a date or an
+    address line."""
+    words = re.sub(r"[^\w&' ]+", " ", text.lower()).split()
     letters = sum(c.isalpha() for c in text)
     if not words or letters < 3 or letters < 0.6 * len(text.replace(" ", "")):
         return False
-    if " ".join(words) in rules.titles or "@" in text or ":" in text:
+    squeezed = "".join(words)
+    if " ".join(words) in rules.titles or any(squeezed.endswith(t.replace(" ", "")) for t in rules.titles if len(t) > 5):
         return False
-    return not (rules.abn_label.search(text) or find_dates(text, schema) or rules.locality.search(text))
+    if "@" in text or ":" in text or any(pattern.search(text) for pattern in rules.not_name):
+        return False
+    if rules.abn_label.search(text) or find_dates(text, schema):
+        return False
+    # a legal form outweighs a number first or a street word ("99 SPEED MART S/B"), not a postcode
+    return not (has_postcode(text, rules) if has_legal_form(text, rules) else is_address_line(text, rules))
+
+
+def has_postcode(text: str, rules: OcrRules) -> bool:
+    return bool(rules.locality.search(text) or any(p.search(text) for p in rules.postcodes))
+
+
+def is_address_line(text: str, rules: OcrRules) -> bool:
+    """A postcode, a street number first, or a street word next to a number."""
+    if has_postcode(text, rules) or rules.street.search(text):
+        return True
+    return bool(rules.street_words.search(text) and re.search(r"\d", text))
 
 
 # ----------------------------------------------------------------------------- payer

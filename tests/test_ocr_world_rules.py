@@ -1,0 +1,156 @@
+"""The OCR engine's rules on documents from several countries (issue 19): money, totals, tax, type,
+dates, supplier and address, on hand-made text lines (no OCR model, no real documents: fast)."""
+
+from __future__ import annotations
+
+import pytest
+
+from docvlm.normalize import normalize_value, parse_money
+from docvlm.ocr import TextLine, load_ocr_rules
+from docvlm.ocr.classify import detect_type
+from docvlm.ocr.fields import read_sale
+from docvlm.ocr.page import Page, money_values
+from docvlm.ocr.sale import repair_amounts
+from docvlm.schema import load_schema
+
+SCHEMA = load_schema()
+RULES = load_ocr_rules()
+
+
+def page(*rows: str | tuple[str, ...], size: float = 20) -> Page:
+    """One row per argument, top to bottom; a tuple is a row of cells spread left to right."""
+    lines = []
+    for index, row in enumerate(rows):
+        cells = (row,) if isinstance(row, str) else row
+        for column, text in enumerate(cells):
+            x0 = 40 + column * 420
+            lines.append(TextLine(text, (x0, 40 + index * 30, x0 + len(text) * size * 0.55, 40 + index * 30 + size),
+                                  0.99))
+    return Page.from_lines(lines, RULES.row_overlap)
+
+
+def fields_of(p: Page) -> dict[str, str]:
+    doc_type, _ = detect_type(p, RULES, SCHEMA)
+    fields, _ = read_sale(p, SCHEMA.type_spec(doc_type), RULES, SCHEMA)
+    return {**fields, "DOCUMENT_TYPE": doc_type}
+
+
+# ----------------------------------------------------------------------------- money
+@pytest.mark.parametrize("text, value", [
+    ("RM 12.50", 12.5), ("€ 1.234,56", 1234.56), ("1.234,56 EUR", 1234.56), ("£3.20", 3.2), ("Rs. 450", 450.0),
+    ("USD1,000.00", 1000.0), ("12,50 €", 12.5), ("-RM1.73", -1.73), ("EUR -3,50", -3.5), ("1'234.50 CHF", 1234.5),
+    ("1,234", 1234.0), ("$1,020.22", 1020.22), ("(12.50)", -12.5), ("2 items $15.00", 15.0),
+])
+def test_the_normaliser_reads_money_of_many_countries(text: str, value: float) -> None:
+    assert parse_money(text) == pytest.approx(value)
+    assert normalize_value(text, "money", SCHEMA) == f"{'-' if value < 0 else ''}${abs(value):.2f}"
+
+
+def test_page_amounts_take_decimal_commas_but_not_dates_or_rates() -> None:
+    assert [v for v, _ in money_values("Gesamtbetrag: 1.571,04 €")] == [1571.04]
+    assert [v for v, _ in money_values("MwSt. 19,00% 37,62")] == [37.62]
+    assert [v for v, _ in money_values("18.04.2018 Betrag 10,00")] == [10.0]
+
+
+def test_amounts_misread_by_ocr_are_repaired() -> None:
+    assert repair_amounts("GST RMO.47", RULES) == "GST RM0.47"
+    assert repair_amounts("Grand Total RM8 .35", RULES) == "Grand Total RM8.35"
+    assert repair_amounts("AMT PAID: RMI11.90", RULES) == "AMT PAID: RM111.90"
+    assert repair_amounts("Total 1O.50", RULES) == "Total 10.50"
+
+
+# ----------------------------------------------------------------------------- totals and tax
+@pytest.mark.parametrize("rows, total", [
+    ([("Subtotal", "RM 28.40"), ("Total Sales Incl GST", "RM 28.40"), ("CASH", "RM 50.00"), ("CHANGE", "RM 21.60")],
+     "$28.40"),
+    ([("Nettobetrag", "100,00 €"), ("MwSt. 19%", "19,00 €"), ("Gesamtbetrag", "119,00 €")], "$119.00"),
+    ([("Rechnungssumme Netto (excl. USt.)", "198,00"), ("Rechnungssumme Brutto (inkl. USt.)", "235,62")], "$235.62"),
+    ([("Total HT", "624,90 €"), ("Total TTC", "671,15 €"), ("Solde à payer", "470,15 €")], "$671.15"),
+    ([("Subtotaal", "50,00"), ("BTW 21%", "10,50"), ("Totaal", "60,50")], "$60.50"),
+    ([("Total incl. VAT", "£120.00"), ("Amount Due", "£0.00")], "$120.00"),
+    ([("Balance Due", "$88.00")], "$88.00"),
+    # the rounded total, not the one before rounding, and no "Total" of a tax summary
+    ([("Total Sales Incl GST", "122.78"), ("Rounding Adj", "0.02"), ("Total After Adj Incl GST", "122.80"),
+      ("CASH", "200.00"), ("GST Summary",), ("Total", "119.77")], "$122.80"),
+    ([("Grand Total", "10.02"), ("Rounding", "-0.02"), ("Total Payable", "10.00")], "$10.00"),
+    ([("T ota l", "RM 5.00")], "$5.00"),  # a label that OCR split
+    ([("Item Count 3",), ("Total Qty", "15.00"), ("Total", "9.90")], "$9.90"),
+])
+def test_the_total_is_the_grand_total_in_several_languages(rows: list[tuple[str, ...]], total: str) -> None:
+    assert fields_of(page("Shop", *rows))["TOTAL_AMOUNT"] == total
+
+
+@pytest.mark.parametrize("rows, tax", [
+    ([("Subtotal", "100.00"), ("GST 6%", "6.00"), ("Total", "106.00")], "$6.00"),
+    ([("Total excl. VAT", "100.00"), ("VAT 20%", "100.00", "20.00"), ("Total incl. VAT", "120.00")], "$20.00"),
+    ([("TVA 20,0%", "81,90 €", "16,38 €"), ("TVA 5,5%", "543,00 €", "29,87 €"), ("Total taxes", "46,25 €"),
+      ("Total TTC", "671,15 €")], "$46.25"),
+    ([("MwSt. 7%", "160,00", "11,20"), ("MwSt. 19%", "336,00", "63,84"), ("Gesamtbetrag", "571,04")], "$75.04"),
+    ([("Nettobetrag", "MwSt-Betrag", "Endbetrag"), ("100,00", "19,00", "119,00")], "$19.00"),  # column headers
+    ([("BTW 0%", "0,00"), ("Totaal", "50,00")], "$0.00"),  # a tax-exempt invoice prints its zero tax
+])
+def test_tax_lines_in_several_languages(rows: list[tuple[str, ...]], tax: str) -> None:
+    assert fields_of(page("Shop", *rows))["GST_AMOUNT"] == tax
+
+
+def test_a_total_with_tax_is_a_total_and_a_tax_total_is_tax() -> None:
+    fields = fields_of(page("Shop", ("Total GST", "6.00"), ("Total (incl. GST)", "106.00")))
+    assert (fields["TOTAL_AMOUNT"], fields["GST_AMOUNT"]) == ("$106.00", "$6.00")
+
+
+# ----------------------------------------------------------------------------- type
+def test_a_receipt_that_prints_tax_invoice_is_a_receipt_when_it_shows_payment() -> None:
+    receipt = page("TAX INVOICE", "Invoice No: 12345", ("Total", "10.00"), ("CASH", "20.00"), ("CHANGE", "10.00"))
+    assert detect_type(receipt, RULES, SCHEMA)[0] == "RECEIPT"
+    invoice = page("TAX INVOICE", "Invoice No: 12345", "Due Date: 30/04/2024", ("Total", "10.00"))
+    assert detect_type(invoice, RULES, SCHEMA)[0] == "INVOICE"
+    german = page("Rechnung", "Rechnungsdatum 05.03.2024", "Zahlbar innerhalb 30 Tagen", ("Gesamtbetrag", "119,00"))
+    assert detect_type(german, RULES, SCHEMA)[0] == "INVOICE"
+
+
+# ----------------------------------------------------------------------------- dates
+@pytest.mark.parametrize("text, date", [
+    ("7. Mai 2014", "07/05/2014"), ("20 Mar 2023", "20/03/2023"), ("13 novembre 2017", "13/11/2017"),
+    ("7 mei 2014", "07/05/2014"), ("24. Januar 2014", "24/01/2014"), ("2016-07-31", "31/07/2016"),
+    ("18/04/201810:30", "18/04/2018"), ("20180428", "28/04/2018"), ("05.03.2018", "05/03/2018"),
+    ("12/13/2016", "13/12/2016"),  # month first only where day first is impossible
+])
+def test_dates_in_several_languages_and_forms(text: str, date: str) -> None:
+    assert normalize_value(text, "date", SCHEMA) == date
+
+
+def test_implausible_years_are_no_dates() -> None:
+    assert normalize_value("31/12/3018", "date", SCHEMA) == "31/12/3018"  # kept as text, not read as a date
+    assert fields_of(page("Shop", "XE11-22-30", "24-01-16 11:44", ("Total", "5.00")))["INVOICE_DATE"] == "24/01/2016"
+
+
+def test_the_document_date_wins_over_due_service_order_and_version_dates() -> None:
+    german = page("ZUGFeRD-Version: 2.1 vom 24.03.2020", "Handelsrechnung Nr. 471102 vom 05.03.2020",
+                  "Liefer- und Leistungsdatum: 01.03.2020", "Rechnung gemäß Bestellung vom 01.02.2020",
+                  "Zahlbar bis 04.04.2020", ("Gesamtbetrag", "119,00"))
+    assert fields_of(german)["INVOICE_DATE"] == "05/03/2020"
+    labelled = page(("Bestell-Datum:", "01.08.2013"), ("Beleg-Datum:", "16.09.2013"), "Reklamation vom 10.09.2013")
+    assert fields_of(labelled)["INVOICE_DATE"] == "16/09/2013"
+    french = page(("Date d'échéance", "13/12/2017"), ("Date de facture", "13/11/2017"))
+    assert fields_of(french)["INVOICE_DATE"] == "13/11/2017"
+
+
+# ----------------------------------------------------------------------------- supplier
+@pytest.mark.parametrize("rows, name", [
+    (["AEON CO. (M) BHD (126926-H)", "3RD FLR, AEON TAMAN MALURI SC", "CHERAS, 55100 KUALA LUMPUR"], "AEON CO. (M) BHD"),
+    (["TAX INVOICE", "99 SPEED MART S/B", "LOT P.T. 2811, JALAN ANGSA"], "99 SPEED MART S/B"),
+    (["MPH BOOKSTORES", "SDN BHD", "CO. NO. 12345-X"], "MPH BOOKSTORES SDN BHD"),
+    (["Rechnung", "Bergmann Werkzeuge GmbH", "Hauptstraße 5", "10115 Berlin"], "Bergmann Werkzeuge GmbH"),
+    (["FACTURE", "Boulangerie Martin SARL", "12 rue de la Paix", "75002 Paris"], "Boulangerie Martin SARL"),
+    (["Factuur", "Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Van Dijk Installatie B.V."),
+])
+def test_the_supplier_is_the_business_name_near_the_top(rows: list[str], name: str) -> None:
+    assert fields_of(page(*rows, ("Total", "10.00")))["SUPPLIER_NAME"] == name
+
+
+def test_the_supplier_under_a_seller_label_not_the_buyer_or_the_title() -> None:
+    p = page("Stylesheet zur Lesbarmachung von Rechnungen", "Verkäufer:", ("Name:", "Muster Technik AG"),
+             "Käufer:", ("Name:", "Kunde GmbH"), ("Gesamtbetrag", "119,00"))
+    assert fields_of(p)["SUPPLIER_NAME"] == "Muster Technik AG"
+    assert fields_of(page("Seller: Northwind Traders Ltd", "Bill To: Jane Doe", ("Total", "5.00")))["SUPPLIER_NAME"] \
+        == "Northwind Traders Ltd"
