@@ -30,7 +30,7 @@ import re
 import stat
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,6 +39,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_raw
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from docvlm import fingerprint
 from docvlm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Document:
     path: Path  # the real path (the id escapes undecodable bytes, the path keeps them)
     page: int | None = None  # 1-based PDF page; None for images and for PDFs unreadable at discovery
     format: str = "image"  # "image", "pdf" or "unsupported" (loading raises unsupported_format)
+    fingerprint: str = ""  # the file's size and mtime: resume redoes a changed file (docvlm/fingerprint.py)
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,14 @@ class LoadOptions:
 # ---------------------------------------------------------------- discovery
 
 
-def discover(data_dir: str | Path, extensions: Sequence[str],
-             ignore: Sequence[str] = DEFAULT_IGNORE) -> list[Document]:
+def discover(data_dir: str | Path, extensions: Sequence[str], ignore: Sequence[str] = DEFAULT_IGNORE,
+             exclude: Sequence[Path] = ()) -> list[Document]:
     """Every file under `data_dir` (but `ignore`d names) as Documents, sorted by id: same on every rank.
 
     `extensions` are the supported formats (".pdf" among them enables PDF pages); other files become
     Documents whose loading raises unsupported_format. `ignore`: fnmatch patterns, case-insensitive,
-    matched against the file name and every folder name below `data_dir`.
+    matched against the file name and every folder name below `data_dir`. `exclude`: folders left out
+    whole, matched as the same folder on disk (not by name): an output folder inside the data folder.
     """
     root = Path(data_dir)
     if not root.exists():
@@ -114,19 +117,31 @@ def discover(data_dir: str | Path, extensions: Sequence[str],
         raise UserError(f"data.dir={root} is not a folder: give the folder that holds your documents")
     wanted = {e.lower() for e in extensions}
     docs: list[Document] = []
-    for path in _walk(root, ignore):
+    for path in _walk(root, ignore, _folder_keys(exclude)):
         docs.extend(_documents(root, path, wanted))
     if not docs:
         raise UserError(f"data.dir={root} holds no documents (ignoring {list(ignore)}): put them there, or give the folder that holds them")
-    docs.sort(key=lambda d: (d.id.rsplit("#page=", 1)[0] if d.page else d.id, d.page or 0))
-    _check_unique(docs)
-    return [Document(i, d.id, d.path, d.page, d.format) for i, d in enumerate(docs)]
+    # The file's own bytes break ties: two files can get the same id (see _unique_ids).
+    docs.sort(key=lambda d: (d.id.rsplit("#page=", 1)[0] if d.page else d.id, d.page or 0, os.fsencode(d.path)))
+    return [replace(d, index=i) for i, d in enumerate(_unique_ids(docs))]
 
 
-def _walk(root: Path, ignore: Sequence[str]) -> list[Path]:
+def _folder_keys(folders: Sequence[Path]) -> set[tuple[int, int]]:
+    """(device, inode) of each existing folder: the same folder whatever the path (symlinks, "..")."""
+    keys = set()
+    for folder in folders:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue  # not there: nothing to leave out
+        keys.add((info.st_dev, info.st_ino))
+    return keys
+
+
+def _walk(root: Path, ignore: Sequence[str], excluded: set[tuple[int, int]] = frozenset()) -> list[Path]:
     """Files (anything not a folder) under root; a folder that cannot be listed is returned too."""
     found: list[Path] = []
-    seen: set[tuple[int, int]] = set()  # real folders visited: symlink cycles end here
+    seen: set[tuple[int, int]] = set(excluded)  # real folders visited (symlink cycles end here) or left out
 
     def unlistable(err: OSError) -> None:
         if Path(err.filename) == root:
@@ -151,14 +166,15 @@ def _ignored(name: str, patterns: Sequence[str]) -> bool:
 def _documents(root: Path, path: Path, wanted: set[str]) -> list[Document]:
     doc_id = _id_of(path.relative_to(root))
     suffix = path.suffix.lower()
+    stamp = fingerprint.of_file(path)
     if suffix not in wanted:
-        return [Document(-1, doc_id, path, None, "unsupported")]
+        return [Document(-1, doc_id, path, None, "unsupported", stamp)]
     if suffix != PDF_SUFFIX:
-        return [Document(-1, doc_id, path)]
+        return [Document(-1, doc_id, path, fingerprint=stamp)]
     pages = _pdf_page_count(path)
     if not pages:  # encrypted, corrupt or unreadable: one document, loading tells why
-        return [Document(-1, doc_id, path, None, "pdf")]
-    return [Document(-1, f"{doc_id}#page={n}", path, n, "pdf") for n in range(1, pages + 1)]
+        return [Document(-1, doc_id, path, None, "pdf", stamp)]
+    return [Document(-1, f"{doc_id}#page={n}", path, n, "pdf", stamp) for n in range(1, pages + 1)]
 
 
 def _id_of(relative: Path) -> str:
@@ -181,12 +197,28 @@ def _pdf_page_count(path: Path) -> int:
         return 0
 
 
-def _check_unique(docs: list[Document]) -> None:
-    seen: dict[str, Path] = {}
+def _unique_ids(docs: list[Document]) -> list[Document]:
+    """Distinct files keep distinct ids. Ids can clash: a file literally named "x.pdf#page=1" beside
+    page 1 of x.pdf, or a name with a literal backslash beside one with an undecodable byte. The first
+    in sorted order keeps the id; each later one gets "#duplicate=N" added (N = 2, 3, ...), with a
+    warning naming both files, and is processed like any other file: one odd name never stops a run."""
+    taken = {doc.id for doc in docs}
+    first: dict[str, Path] = {}
+    unique = []
     for doc in docs:
-        if doc.id in seen:
-            raise ValueError(f"data.dir: {seen[doc.id]} and {doc.path} both get the id {doc.id!r}; rename one")
-        seen[doc.id] = doc.path
+        if doc.id not in first:
+            first[doc.id] = doc.path
+            unique.append(doc)
+            continue
+        n = 2
+        while f"{doc.id}#duplicate={n}" in taken:
+            n += 1
+        new_id = f"{doc.id}#duplicate={n}"
+        taken.add(new_id)
+        log.warning("data.dir: %s and %s both map to the id %r; the second is recorded as %r",
+                    first[doc.id], doc.path, doc.id, new_id)
+        unique.append(replace(doc, id=new_id))
+    return unique
 
 
 def safe_name(doc_id: str) -> str:

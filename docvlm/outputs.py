@@ -16,8 +16,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
+from docvlm.errors import UserError
 from docvlm.records import DocumentRecord
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def check_writable(out_dir: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise PermissionError(f"output.dir={out_dir} is not writable: {err.strerror or err}") from err
+        raise UserError(f"output.dir={out_dir} is not a writable folder ({err.strerror or err}): "
+                        "choose another output.dir") from err
 
 
 def clean_owned(out_dir: Path) -> None:
@@ -72,10 +74,13 @@ class PartWriter:
         self.close()
 
 
-def read_parts(out_dir: Path) -> dict[str, DocumentRecord]:
+def read_parts(out_dir: Path, belongs: Callable[[DocumentRecord], bool] = lambda record: True
+               ) -> dict[str, DocumentRecord]:
     """Records already written by any rank of any earlier run, by document id; the latest attempt wins
     (part files of another world size hold older attempts under other rank numbers).
 
+    `belongs`: records for which it is false (another version of the document, other settings: see
+    docvlm/fingerprint.py) are left out, so they are never reused and never outrank a record that belongs.
     A line that does not parse (a record cut short by a crash) is skipped: that document is redone.
     """
     done: dict[str, DocumentRecord] = {}
@@ -86,6 +91,8 @@ def read_parts(out_dir: Path) -> dict[str, DocumentRecord]:
                     record = DocumentRecord.from_json(json.loads(line))
                 except (json.JSONDecodeError, TypeError) as err:
                     log.warning("%s:%d: ignoring unreadable record (%s)", part, line_no, err)
+                    continue
+                if not belongs(record):
                     continue
                 prior = done.get(record.image)
                 if prior is None or record.attempts >= prior.attempts:
@@ -102,12 +109,19 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename so a reader never sees half a file."""
+    """Write via a temp file + rename so a reader never sees half a file. On failure (disk full, a
+    read-only folder, text that cannot be encoded) the temp file is removed and the error names `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(f"cannot write {path}: {err.strerror or err}") from err
+        raise
 
 
 def write_json(path: Path, data: Any) -> None:

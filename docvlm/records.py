@@ -20,6 +20,10 @@ class DocumentRecord:
     attempts: int = 1
     evaluation: Optional[dict[str, Any]] = None  # per-document scores when ground truth is given
     ungrounded_fields: Optional[list[str]] = None  # validation.grounding: values not found on the page
+    # Resume reuses a record only when both match this run (docvlm/fingerprint.py): the document file's
+    # size and mtime, and the digest of the settings that change answers.
+    document_fingerprint: Optional[str] = None
+    settings_fingerprint: Optional[str] = None
 
     @property
     def ok(self) -> bool:

@@ -18,11 +18,14 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from docvlm import dist, faults, outputs
+from docvlm import dist, faults, fingerprint, outputs
 from docvlm.config import RunConfig, to_run_config
-from docvlm.inputs import DEFAULT_IGNORE, Document, discover
+from docvlm.errors import UserError
+from docvlm.inputs import Document, discover
+from docvlm.lock import OutputLock
 from docvlm.logs import setup_logging
 from docvlm.models import check_model_path
+from docvlm.outcome import Outcome
 from docvlm.progress import Progress
 from docvlm.prompts import load_prompts
 from docvlm.records import DocumentRecord
@@ -50,10 +53,18 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
     ctx = dist.init_distributed(device_kind, run_cfg.processing.dist_timeout_s)
     _share_cpu_threads(_local_world_size(world))
     out_dir = Path(run_cfg.output.dir)
+    dist.together(ctx, lambda: _check_output_dir(run_cfg, out_dir))  # before any file is written there
     setup_logging(ctx.rank, out_dir, run_cfg.debug.log_level)
-    started = time.perf_counter()
+    with OutputLock(out_dir) as lock:  # rank 0 takes it in _prepare_output; released however the job ends
+        return _job(run_cfg, ctx, schema, prompts, out_dir, lock, snapshot, job)
 
-    dist.together(ctx, lambda: _prepare_output(run_cfg, ctx, out_dir))
+
+def _job(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, out_dir: Path, lock: OutputLock,
+         snapshot: dict[str, Any], job: int) -> Optional[dict[str, Any]]:
+    started = time.perf_counter()
+    settings = fingerprint.run_settings(run_cfg)
+    dist.together(ctx, lambda: _prepare_output(run_cfg, ctx, out_dir, lock))
+    dist.together(ctx, lambda: _check_settings(ctx, out_dir, settings))
     dist.together(ctx, lambda: _prepare_samples(run_cfg, ctx))
     dist.together(ctx, lambda: _prepare_tiny_model(run_cfg, ctx))
     truth, docs = dist.together(ctx, lambda: _find_inputs(run_cfg, schema, out_dir))
@@ -67,7 +78,8 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
         progress.phase("merge")
         faults.at_point("merge", ctx.rank)  # tests: every part file complete, nothing merged yet
         gather_start = time.perf_counter()
-        payload = {"records": [r.to_json() for r in kept + new_records], "stats": rank_stats}
+        payload = {"records": [r.to_json() for r in kept + new_records], "earlier": [r.image for r in kept],
+                   "stats": rank_stats}
         gathered = dist.collective(lambda: dist.gather_to_rank0(payload, ctx))
         gather_s = time.perf_counter() - gather_start
     finally:
@@ -87,7 +99,8 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
 
 def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
     truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere
-    found = discover(run_cfg.data.dir, run_cfg.data.extensions, _ignore(run_cfg, out_dir))
+    # An output folder inside the data folder must not feed its own results back in as documents.
+    found = discover(run_cfg.data.dir, run_cfg.data.extensions, exclude=[out_dir])
     if truth is not None:  # rows that match no document: one clear line now, not an empty evaluation later
         truth.check_documents([d.id for d in found], run_cfg.data.dir, warn=dist.env_world()[0] == 0)
     docs = found[: run_cfg.debug.limit]
@@ -118,25 +131,39 @@ def _local_world_size(world: int) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", world))
 
 
-def _ignore(run_cfg: RunConfig, out_dir: Path) -> tuple[str, ...]:
-    """An output folder inside the data folder must not feed its own plots back in as documents."""
-    data_dir = Path(run_cfg.data.dir).resolve()
-    inside = out_dir.resolve().is_relative_to(data_dir) and out_dir.resolve() != data_dir
-    return (*DEFAULT_IGNORE, out_dir.resolve().relative_to(data_dir).parts[0]) if inside else DEFAULT_IGNORE
-
-
 def _snapshot(cfg: DictConfig | RunConfig) -> dict[str, Any]:
     node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
 
 
-def _prepare_output(run_cfg: RunConfig, ctx: dist.DistContext, out_dir: Path) -> None:
+def _check_output_dir(run_cfg: RunConfig, out_dir: Path) -> None:
+    """output.dir is a writable folder, and not the data folder (the next run would take this run's
+    logs and plots for documents). Every rank checks: each can say so itself."""
+    data_dir = Path(run_cfg.data.dir)
+    if out_dir.resolve() == data_dir.resolve():
+        raise UserError(f"output.dir={out_dir} is the data folder (data.dir={data_dir}): the next run would take "
+                        "this run's files for documents; choose another output.dir (a folder inside data.dir is fine)")
     outputs.check_writable(out_dir)
+
+
+def _prepare_output(run_cfg: RunConfig, ctx: dist.DistContext, out_dir: Path, lock: OutputLock) -> None:
+    """Rank 0 locks output.dir for the job (a second run there stops here), then output.overwrite cleans it."""
+    if not ctx.is_main:
+        return
+    lock.acquire()
     restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"  # an elastic restart resumes
-    if run_cfg.output.overwrite and ctx.is_main and not restarted:
+    if run_cfg.output.overwrite and not restarted:
         outputs.clean_owned(out_dir)
         setup_logging(ctx.rank, out_dir, run_cfg.debug.log_level)  # its log folder was just removed
     # (the caller's dist.together keeps the other ranks from reading old part files while rank 0 deletes them)
+
+
+def _check_settings(ctx: dist.DistContext, out_dir: Path, settings: dict[str, Any]) -> None:
+    """Records of other settings under output.dir stop the run (every rank says so); rank 0 then
+    writes this run's settings. Safe beside the other ranks' check: it writes only what they compare equal."""
+    fingerprint.check_output_settings(out_dir, settings)
+    if ctx.is_main:
+        fingerprint.write_settings(out_dir, settings)
 
 
 def _prepare_samples(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
@@ -198,11 +225,15 @@ def _finish(run_cfg: RunConfig, schema: Schema, truth: Any, records: list[Docume
         records = [DocumentRecord.from_json(r) for r in record_dicts]  # now with per-document scores
     outputs.write_results(out_dir, records, schema.all_field_names)
     summary = build_summary(run_cfg, records, [g["stats"] for g in gathered], evaluation,
-                            elapsed_s=elapsed_s, gather_s=gather_s, world=world, snapshot=snapshot)
+                            elapsed_s=elapsed_s, gather_s=gather_s, world=world, snapshot=snapshot,
+                            earlier={image for part in gathered for image in part["earlier"]})
     outputs.write_json(out_dir / "summary.json", summary)
     log.info("wrote %s (%d documents, %.2f documents/s)", out_dir, len(records), summary["documents_per_s"])
     if evaluation is not None:
         print(evaluation_table(evaluation), flush=True)
+    outcome = Outcome.of(records, {image for part in gathered for image in part["earlier"]})
+    print("\n".join(["", *outcome.lines(out_dir, run_cfg.model)]), flush=True)
+    outcome.check(run_cfg.processing.fail_on_errors, out_dir)  # everything is written: now the exit status
     return summary
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from docvlm import dist, faults, outputs
+from docvlm import dist, faults, fingerprint, outputs
 from docvlm.config import RunConfig
 from docvlm.inputs import Document, LoadOptions
 from docvlm.models import load_model
@@ -49,7 +49,7 @@ def _work_by_count(worker: "Worker", docs: list[Document],
     """processing.shard=count: an equal-count contiguous shard, detected and extracted here."""
     ctx = worker.ctx
     mine = [docs[i] for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)]
-    kept, todo = _split_resume(mine, outputs.read_parts(out_dir), worker.cfg.processing.max_retries)
+    kept, todo = _split_resume(mine, worker.recorded(docs, out_dir), worker.cfg.processing.max_retries)
     log.info("%d documents in all; this rank: %d (%d recorded earlier, %d to do)", len(docs), len(mine), len(kept), len(todo))
     worker.progress.resumed(len(kept))
     new_records, stats = _process(worker, todo, out_dir)
@@ -97,7 +97,7 @@ def _detect_share(worker: "Worker", docs: list[Document], out_dir: Path) -> tupl
     unreadable files) and the seconds it took, model loading excluded."""
     try:
         ctx = worker.ctx
-        recorded, todo = _split_resume(docs, outputs.read_parts(out_dir), worker.cfg.processing.max_retries)
+        recorded, todo = _split_resume(docs, worker.recorded(docs, out_dir), worker.cfg.processing.max_retries)
         share = {docs[i].id for i in dist.shard_range(len(docs), ctx.rank, ctx.world_size)}
         mine = [doc for doc, _ in todo if doc.id in share]
         if not mine:
@@ -177,12 +177,14 @@ def _process(worker: "Worker", todo: list[tuple[Document, int]], out_dir: Path,
     pipeline = worker.pipeline() if to_run else None
     faults.at_point("work", ctx.rank)  # tests: model loaded, nothing flushed yet
     attempts = {doc.id: n for doc, n in todo}
+    stamps = {doc.id: doc.fingerprint for doc in docs}
     records: list[DocumentRecord] = []
     busy_start = time.perf_counter()
     clock_start = busy_start if clock_start is None else clock_start
     with outputs.PartWriter(out_dir, ctx.rank) as part:
         for record in itertools.chain(failed, _run_pipeline(pipeline, to_run, detected)):
             record.attempts = attempts[record.image]
+            record.document_fingerprint, record.settings_fingerprint = stamps[record.image], worker.settings
             part.write(record)
             records.append(record)
             progress.advance()
@@ -210,10 +212,21 @@ class Worker:
         self.cfg, self.ctx, self.schema, self.prompts = run_cfg, ctx, schema, prompts
         self.progress, self.watchdog = progress, watchdog
         self.routes = _route_types(run_cfg, truth, docs)  # benchmarks: document id -> true type
+        self.settings = fingerprint.digest(fingerprint.run_settings(run_cfg))  # stamped on every record
         self.batch_size: Optional[int] = None
         self.stage_ctx: Optional[StageContext] = None
         self.load_model_s = 0.0
         self._pipeline: Any = None
+
+    def recorded(self, docs: list[Document], out_dir: Path) -> dict[str, DocumentRecord]:
+        """Records of earlier runs that still belong to this one: same document file, same settings."""
+        stamps = {doc.id: doc.fingerprint for doc in docs}
+
+        def belongs(record: DocumentRecord) -> bool:
+            return (record.settings_fingerprint == self.settings
+                    and record.document_fingerprint == stamps.get(record.image))
+
+        return outputs.read_parts(out_dir, belongs)
 
     def pipeline(self) -> Any:
         if self._pipeline is None:

@@ -385,11 +385,43 @@ def test_folder_errors_at_start(tmp_path: Path) -> None:
         discover(empty, EXTENSIONS)
 
 
-def test_clashing_ids_are_a_clear_error(tmp_path: Path) -> None:
+def test_clashing_ids_get_distinct_ids_and_discovery_goes_on(tmp_path: Path) -> None:
+    """Issue 20, item 5: one odd name used to stop the whole job (ValueError "rename one")."""
     (tmp_path / os.fsdecode(b"a\xff.png")).write_bytes(b"x")
     (tmp_path / "a\\xff.png").write_bytes(b"x")  # a literal backslash: the same id
-    with pytest.raises(ValueError, match="rename one"):
-        discover(tmp_path, EXTENSIONS)
+    Image.new("RGB", (72, 72), WHITE).save(tmp_path / "x.pdf", "PDF", resolution=72)
+    (tmp_path / "x.pdf#page=1").write_bytes(_encode(Image.new("RGB", (8, 8)), "PNG"))  # the id of x.pdf's page 1
+    docs = discover(tmp_path, EXTENSIONS)
+    ids = [d.id for d in docs]
+    assert len(ids) == len(set(ids)) == 4
+    by_id = {d.id: d for d in docs}
+    assert by_id["x.pdf#page=1"].path.name == "x.pdf" and by_id["x.pdf#page=1"].page == 1
+    assert by_id["x.pdf#page=1#duplicate=2"].path.name == "x.pdf#page=1"
+    assert {by_id["a\\xff.png"].path, by_id["a\\xff.png#duplicate=2"].path} == {
+        tmp_path / os.fsdecode(b"a\xff.png"), tmp_path / "a\\xff.png"}
+    assert ids == [d.id for d in discover(tmp_path, EXTENSIONS)]  # the same ids on every rank
+
+
+def test_an_excluded_folder_is_left_out_by_identity_not_by_name(tmp_path: Path) -> None:
+    """Issue 20, item 2: output.dir=data/out used to hide every file or folder named "out" anywhere."""
+    for name in ("a.png", "out/plot.png", "2024/out/inner.png", "2024/out.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+    ids = [d.id for d in discover(tmp_path, EXTENSIONS, exclude=[tmp_path / "2024" / ".." / "out"])]
+    assert ids == ["2024/out.png", "2024/out/inner.png", "a.png"]
+    os.symlink(tmp_path / "out", tmp_path / "link")  # a link to the excluded folder leads nowhere either
+    assert [d.id for d in discover(tmp_path, EXTENSIONS, exclude=[tmp_path / "out"])] == ids
+
+
+def test_documents_carry_the_size_and_mtime_of_their_file(tmp_path: Path) -> None:
+    Image.new("RGB", (72, 72), WHITE).save(tmp_path / "two.pdf", "PDF", resolution=72, save_all=True,
+                                           append_images=[Image.new("RGB", (72, 72))])
+    (tmp_path / "b.png").write_bytes(b"12345")
+    before = {d.id: d.fingerprint for d in discover(tmp_path, EXTENSIONS)}
+    assert before["two.pdf#page=1"] == before["two.pdf#page=2"]  # the pages of one file
+    assert before["b.png"].startswith("size=5;mtime_ns=")
+    os.utime(tmp_path / "b.png", ns=(0, 10**9))
+    assert {d.id: d.fingerprint for d in discover(tmp_path, EXTENSIONS)}["b.png"] == "size=5;mtime_ns=1000000000"
 
 
 def test_input_error_keeps_its_kind_through_pickle() -> None:
