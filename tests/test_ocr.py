@@ -117,3 +117,11 @@ def test_blank_and_tiny_pages_give_no_lines_and_not_found_fields(engine: OcrEngi
 
 def test_threads_are_set_as_asked(engine: OcrEngine) -> None:
     assert engine.threads == 2
+
+
+def test_reader_engine_is_one_of_the_rapidocr_packages() -> None:
+    from docvlm.ocr.reader import ReaderSettings
+
+    assert ReaderSettings().engine == "rapidocr-onnxruntime"  # the default: PP-OCRv4
+    with pytest.raises(ValueError, match="tesseract"):
+        ReaderSettings(engine="tesseract")

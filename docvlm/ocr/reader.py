@@ -18,7 +18,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -26,8 +26,12 @@ from PIL import Image
 from docvlm.ocr.lines import TextLine
 
 
+ENGINES = ("rapidocr-onnxruntime", "rapidocr")
+
+
 @dataclass(frozen=True)
 class ReaderSettings:
+    engine: str = "rapidocr-onnxruntime"  # the RapidOCR package: rapidocr-onnxruntime 1.4 (PP-OCRv4) or rapidocr (3.x)
     max_side: int = 2000  # larger pages are scaled down first (RapidOCR's own limit)
     min_side: int = 16  # a page smaller than this has no readable text
     min_score: float = 0.5  # recognition confidence below which a line is dropped
@@ -48,6 +52,8 @@ class ReaderSettings:
 
     def __post_init__(self) -> None:
         spaces = 0 < self.space_gap_weak <= self.space_gap < 1 and 0 < self.space_prob_weak <= self.space_prob < 1
+        if self.engine not in ENGINES:
+            raise ValueError(f"ocr reader engine {self.engine!r}: one of {ENGINES}")
         layer = self.layer_min_chars >= 1 and 0 < self.layer_space_gap < self.layer_column_gap
         if not (0 < self.min_score < 1 and self.merge_gap >= 0 and spaces and self.rec_batch >= 1 and layer):
             raise ValueError(f"ocr reader settings out of range: {self}")
@@ -68,16 +74,9 @@ class TextReader:
     """Reads the text lines of a page image."""
 
     def __init__(self, settings: ReaderSettings | None = None, threads: int | None = None) -> None:
-        try:
-            from rapidocr_onnxruntime import RapidOCR
-        except ImportError as err:  # a clear message instead of a bare ModuleNotFoundError deep in a run
-            raise ImportError("the OCR engine needs `pip install rapidocr-onnxruntime`") from err
         self.settings = settings or ReaderSettings()
         self.threads = threads or default_threads()
-        self._ocr = RapidOCR(intra_op_num_threads=self.threads, inter_op_num_threads=1,
-                             det_limit_side_len=self.settings.det_limit_side,
-                             det_box_thresh=self.settings.det_box_thresh,
-                             det_unclip_ratio=self.settings.det_unclip_ratio)
+        self._ocr = open_models(self.settings, self.threads)
 
     def read(self, image: Image.Image) -> list[TextLine]:
         """The page's text lines, top to bottom; boxes in page pixels, in the deskewed frame."""
@@ -85,7 +84,7 @@ class TextReader:
         if page is None:
             return []
         level, crops = self._line_images(page)
-        readings = recognise(self._ocr.text_rec, crops, self.settings.rec_batch)
+        readings = recognise(self._ocr, crops, self.settings.rec_batch)
         lines = []
         for box, crop, reading in zip(level, crops, readings):
             if reading.score < self.settings.min_score or not reading.text.strip():
@@ -107,7 +106,7 @@ class TextReader:
         quads = boxes
         angle, center = skew_angle(quads), np.array([page.shape[1] / 2, page.shape[0] / 2], dtype=np.float32)
         level = merge_line_boxes([rotate(q, -angle, center) for q in quads], self.settings.merge_gap)
-        return level, self._ocr.get_crop_img_list(page, [_clockwise(rotate(q, angle, center)) for q in level])
+        return level, self._ocr.crops(page, [_clockwise(rotate(q, angle, center)) for q in level])
 
     def _detect(self, page: np.ndarray) -> list[np.ndarray]:
         """Line boxes (4x2 corners, page pixels), found on the page scaled down to `det_max_side`:
@@ -117,7 +116,7 @@ class TextReader:
         factor = min(1.0, self.settings.det_max_side / max(page.shape[:2]))
         small = page if factor == 1.0 else cv2.resize(
             page, (round(page.shape[1] * factor), round(page.shape[0] * factor)), interpolation=cv2.INTER_AREA)
-        boxes, _ = self._ocr.text_det(small)
+        boxes = self._ocr.detect(small)
         return [] if boxes is None else [np.asarray(b, dtype=np.float32) / factor for b in boxes]
 
     def _prepare(self, image: Image.Image) -> tuple[Optional[np.ndarray], float]:
@@ -129,6 +128,50 @@ class TextReader:
         if scale < 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
         return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), scale
+
+
+# ----------------------------------------------------------------------------- the models
+@dataclass(frozen=True)
+class Models:
+    """What this reader uses of a RapidOCR package: the detector, the line cropper, and the recogniser's
+    input preparation, ONNX session and character set (index 0 the CTC blank, the last one a space)."""
+
+    detect: Callable[[np.ndarray], Any]  # page (BGR) -> line boxes (N x 4 x 2) or None
+    crops: Callable[[np.ndarray, list[np.ndarray]], list[np.ndarray]]
+    resize_norm_img: Callable[[np.ndarray, float], np.ndarray]
+    session: Callable[[np.ndarray], np.ndarray]  # a batch of line images -> per-frame character probabilities
+    charset: Sequence[str]
+
+
+def open_models(settings: ReaderSettings, threads: int) -> Models:
+    """The recognition models of `settings.engine`, each shipped inside its wheel (nothing is downloaded)."""
+    if settings.engine == "rapidocr":
+        return _rapidocr3(settings, threads)
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as err:  # a clear message instead of a bare ModuleNotFoundError deep in a run
+        raise ImportError("the OCR engine needs `pip install rapidocr-onnxruntime`") from err
+    ocr = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1, det_limit_side_len=settings.det_limit_side,
+                   det_box_thresh=settings.det_box_thresh, det_unclip_ratio=settings.det_unclip_ratio)
+    rec = ocr.text_rec
+    return Models(lambda page: ocr.text_det(page)[0], ocr.get_crop_img_list, rec.resize_norm_img,
+                  lambda batch: rec.session(batch)[0], rec.postprocess_op.character)
+
+
+def _rapidocr3(settings: ReaderSettings, threads: int) -> Models:
+    """rapidocr 3.x (PP-OCRv6 small detection and recognition in its wheel)."""
+    try:
+        from rapidocr import RapidOCR
+    except ImportError as err:
+        raise ImportError("reader.engine=rapidocr needs `pip install rapidocr onnxruntime`") from err
+    ocr = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "warning",
+                           "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                           "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                           "Det.limit_side_len": settings.det_limit_side, "Det.box_thresh": settings.det_box_thresh,
+                           "Det.unclip_ratio": settings.det_unclip_ratio})
+    det, rec = ocr._load_det_model(), ocr._load_rec_model()  # noqa: SLF001 - loaded now, not at the first page
+    return Models(lambda page: det(page).boxes, ocr.crop_text_regions, rec.resize_norm_img, rec.session,
+                  rec.postprocess_op.character)
 
 
 # ----------------------------------------------------------------------------- merging split boxes
@@ -209,7 +252,7 @@ class Reading:
     space_prob: list[float]  # highest "space" probability between a character and the one before
 
 
-def recognise(recognizer: Any, crops: list[np.ndarray], batch: int) -> list[Reading]:
+def recognise(models: Models, crops: list[np.ndarray], batch: int) -> list[Reading]:
     """Run RapidOCR's recognition model on line crops and CTC-decode them, keeping per-character
     positions and the model's space probability between characters (for `space_out`)."""
     order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
@@ -219,10 +262,10 @@ def recognise(recognizer: Any, crops: list[np.ndarray], batch: int) -> list[Read
         # No minimum width (PaddleOCR pads short lines to 320 px): the model reads any width, and
         # padding costs time and, on CPU, even accuracy ("12Aug" padded, "12 Aug" not).
         widest = max([1.0] + [crops[i].shape[1] / crops[i].shape[0] for i in chunk])
-        inputs = np.stack([recognizer.resize_norm_img(crops[i], widest) for i in chunk]).astype(np.float32)
-        probs = recognizer.session(inputs)[0]
+        inputs = np.stack([models.resize_norm_img(crops[i], widest) for i in chunk]).astype(np.float32)
+        probs = models.session(inputs)
         for i, frame_probs in zip(chunk, probs):
-            readings[i] = _decode(frame_probs, recognizer.postprocess_op.character, crops[i], widest)
+            readings[i] = _decode(frame_probs, models.charset, crops[i], widest)
     return readings
 
 
