@@ -3,6 +3,7 @@ on folders of real documents with (partial) ground truth.
 
     python scripts/ocr_accuracy.py [--per-layout 8] [--seed 7] [--threads 1] [--one-core] [--out DIR]
                                    [--real FOLDER ...] [--ocr-cache DIR] [--skip-generated]
+                                   [--reader-engine rapidocr-onnxruntime|rapidocr]
 
 For each layout, clean and degraded (scan-like: skew, blur, noise, JPEG), a fresh corpus is generated
 (docvlm.synth), read by the engine and scored by docvlm.evaluate. Printed: mean field F1 per
@@ -27,11 +28,13 @@ import argparse
 import os
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from docvlm.ocr import OcrEngine
+from docvlm.ocr import OcrEngine, load_ocr_rules
 from docvlm.ocr.accuracy import HELD_OUT, EngineRun, RealRun, run_folder, run_real_folder, speed_by_source, \
     statement_debit_check
+from docvlm.ocr.reader import ENGINES
 from docvlm.schema import load_schema
 from docvlm.synth import all_layouts, generate_corpus
 
@@ -41,7 +44,10 @@ def main() -> None:
     if args.one_core:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     schema = load_schema()
-    engine = OcrEngine(threads=args.threads)
+    rules = load_ocr_rules()
+    if args.reader_engine:
+        rules = replace(rules, reader=replace(rules.reader, engine=args.reader_engine))
+    engine = OcrEngine(rules, threads=args.threads)
     for folder in args.real:
         _print_real(run_real_folder(engine, Path(folder), schema, Path(args.ocr_cache) if args.ocr_cache else None),
                     schema)
@@ -73,6 +79,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--real", nargs="*", default=[], help="folders of real documents with ground_truth.csv")
     parser.add_argument("--ocr-cache", help="folder of cached OCR lines for --real (read and written)")
     parser.add_argument("--skip-generated", action="store_true", help="only the --real folders")
+    parser.add_argument("--reader-engine", choices=ENGINES, help="the RapidOCR package (default: conf/ocr reader.engine)")
     return parser.parse_args()
 
 
