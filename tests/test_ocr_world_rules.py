@@ -154,3 +154,32 @@ def test_the_supplier_under_a_seller_label_not_the_buyer_or_the_title() -> None:
     assert fields_of(p)["SUPPLIER_NAME"] == "Muster Technik AG"
     assert fields_of(page("Seller: Northwind Traders Ltd", "Bill To: Jane Doe", ("Total", "5.00")))["SUPPLIER_NAME"] \
         == "Northwind Traders Ltd"
+
+
+def test_a_name_set_on_two_lines_is_joined() -> None:
+    lines = [TextLine("Verkäufer", (40, 40, 140, 60), 0.99), TextLine("MVM Musterhafter", (400, 75, 560, 95), 0.99),
+             TextLine("Name:", (40, 100, 100, 120), 0.99),
+             TextLine("Versicherungsverein Musterstadt a.G.", (400, 100, 740, 120), 0.99),
+             TextLine("Gesamtbetrag 10,00", (40, 200, 240, 220), 0.99)]
+    p = Page.from_lines(lines, RULES.row_overlap)
+    assert fields_of(p)["SUPPLIER_NAME"] == "MVM Musterhafter Versicherungsverein Musterstadt a.G."
+
+
+# ----------------------------------------------------------------------------- address
+@pytest.mark.parametrize("rows, address", [
+    (["AEON CO. (M) BHD (126926-H)", "3RD FLR, AEON TAMAN MALURI SC", "JLN JEJAKA, TAMAN MALURI",
+      "CHERAS, 55100 KUALA LUMPUR", "GST ID : 002017394688"],
+     "3RD FLR, AEON TAMAN MALURI SC, JLN JEJAKA, TAMAN MALURI, CHERAS, 55100 KUALA LUMPUR"),
+    (["Bergmann Werkzeuge GmbH", "Tel. 030 123456", "Hauptstraße 5", "10115 Berlin", "Deutschland"],
+     "Hauptstraße 5, 10115 Berlin"),  # contact lines before the address are passed over, the country left out
+    (["Boulangerie Martin SARL", "12 rue de la Paix", "75002 Paris"], "12 rue de la Paix, 75002 Paris"),
+    (["Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Keizersgracht 12, 1015 CJ Amsterdam"),
+    (["Northwind Traders Ltd", "153 Victoria Street", "London SW1B 3BN", "VAT GB123456789"],
+     "153 Victoria Street, London SW1B 3BN"),
+    (["KEDAI RUNCIT MAJU", "NO. 135, JALAN BANGI, 43500", "SEMENYIH, SELANGOR", "TEL: 03-8723 1234"],
+     "NO. 135, JALAN BANGI, 43500, SEMENYIH, SELANGOR"),  # the town after a postcode at a line's end
+    (["Bluegum Plumbing Pty Ltd", "Unit 8,213 Wattle Parade", "Parramatta Nsw2150"],
+     "Unit 8, 213 Wattle Parade, Parramatta NSW 2150"),
+])
+def test_the_address_is_the_block_under_the_supplier(rows: list[str], address: str) -> None:
+    assert fields_of(page(*rows, ("Total", "10.00")))["BUSINESS_ADDRESS"] == address

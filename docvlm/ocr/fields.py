@@ -29,7 +29,7 @@ def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) ->
         "DOCUMENT_TYPE": spec.name,
         "BUSINESS_ABN": sale.find_abn(page, rules),
         "SUPPLIER_NAME": supplier,
-        "BUSINESS_ADDRESS": sale.supplier_address(page, rules, skip=payer_block),
+        "BUSINESS_ADDRESS": sale.supplier_address(page, rules, schema, skip=payer_block, supplier=supplier_lines),
         "PAYER_NAME": payer,
         "PAYER_ADDRESS": sale.address_from(payer_block, rules),
         "INVOICE_DATE": sale.find_document_date(page, rules, schema),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import Optional, Sequence
 
 from docvlm.normalize import find_dates, format_date
 from docvlm.ocr.lines import TextLine, font_size, row_text
@@ -253,14 +253,40 @@ def _labelled_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tupl
         for below in _column_below(page, line):
             if starts_with_phrase(below.text, rules.label("payer")):
                 break
+            right = _right_of(page, below)
+            if right is not None and right.text.lstrip().startswith(":"):
+                continue  # "Nummer" | ": 549910": a label whose colon went to the value's cell
             name_label = starts_with_phrase(below.text, rules.label("name"))
             text = below.text[name_label.end():].strip(" :-") if name_label else below.text
-            if name_label and not text:
-                text = _right_of(page, below)
+            if name_label and not text:  # "Name:" in one column, the name in the next
+                below = _right_of(page, below) or below
+                text = below.text if below.text != name_label.group() else ""
             text = name_text(text, rules)
             if is_name(text, rules, schema):
-                return [(text, below)]
+                return _complete_name(page, [(text, below)], rules, schema)
     return []
+
+
+def _complete_name(page: Page, parts: list[tuple[str, TextLine]], rules: OcrRules,
+                   schema: Schema) -> list[tuple[str, TextLine]]:
+    """A name set on two lines: the line right above or below, alone on its row, when only one of the
+    two names the legal form ("MVM Musterhafter" / "Versicherungsverein Musterstadt a.G.")."""
+    text, line = parts[0]
+    for other in page.lines:
+        gap = other.y0 - line.y1 if other.y0 > line.y0 else line.y0 - other.y1
+        if other is line or not (-0.3 * line.height < gap < 0.6 * line.height) or abs(other.x0 - line.x0) > line.height:
+            continue
+        row = next((r for r in page.rows if other in r), [other])
+        other_text = name_text(other.text, rules)
+        if len(row) > 1 or not is_name(other_text, rules, schema):
+            continue
+        if has_legal_form(text, rules) == has_legal_form(other_text, rules):
+            continue
+        below = other.y0 > line.y0
+        if below != has_legal_form(other_text, rules):
+            continue  # the legal form ends a name
+        return parts + [(other_text, other)] if below else [(other_text, other)] + parts
+    return parts
 
 
 def _column_below(page: Page, line: TextLine, limit: int = 6) -> list[TextLine]:
@@ -270,10 +296,11 @@ def _column_below(page: Page, line: TextLine, limit: int = 6) -> list[TextLine]:
     return sorted(below, key=lambda item: item.y0)[:limit]
 
 
-def _right_of(page: Page, line: TextLine) -> str:
+def _right_of(page: Page, line: TextLine) -> Optional[TextLine]:
+    """The next line to the right of `line` on its row."""
     row = next((r for r in page.rows if line in r), [line])
     right = [c for c in row if c.x0 > line.x1]
-    return right[0].text if right else ""
+    return right[0] if right else None
 
 
 def has_legal_form(text: str, rules: OcrRules) -> bool:
@@ -348,8 +375,7 @@ def is_name(text: str, rules: OcrRules, schema: Schema) -> bool:
     letters = sum(c.isalpha() for c in text)
     if not words or letters < 3 or letters < 0.6 * len(text.replace(" ", "")):
         return False
-    squeezed = "".join(words)
-    if " ".join(words) in rules.titles or any(squeezed.endswith(t.replace(" ", "")) for t in rules.titles if len(t) > 5):
+    if _is_title(text, rules):
         return False
     if "@" in text or ":" in text or any(pattern.search(text) for pattern in rules.not_name):
         return False
@@ -430,14 +456,75 @@ def tidy_locality(text: str, rules: OcrRules) -> Optional[str]:
     return f"{place} {match.group(1).upper()} {match.group(2)}".strip()
 
 
-def supplier_address(page: Page, rules: OcrRules, skip: list[TextLine]) -> Optional[str]:
-    """The first address on the page outside the payer's block: the supplier's letterhead."""
+def supplier_address(page: Page, rules: OcrRules, schema: Schema, skip: list[TextLine],
+                     supplier: Sequence[TextLine] = ()) -> Optional[str]:
+    """The supplier's address: the block of address lines under its name; else the first Australian
+    locality on the page outside the payer's block (the letterhead)."""
+    block = address_block(page, rules, schema, supplier[-1], skip) if supplier else []
+    if block:
+        return join_address([tidy_locality(line.text, rules) or line.text for line in block])
     ordered = [line for line in sorted(page.lines, key=lambda item: (item.y0, item.x0)) if line not in skip]
     for index, line in enumerate(ordered):
         if rules.locality.search(line.text):
             above = _line_above(ordered, line)
             return address_from([above, line] if above else [line], rules)
     return None
+
+
+def address_block(page: Page, rules: OcrRules, schema: Schema, name: TextLine, skip: list[TextLine]) -> list[TextLine]:
+    """The lines under the supplier's name, in its column, from the first address line (a street word
+    and number, a postcode) to the line with the postcode; contact lines before it are passed over,
+    one after it ends it; empty without a postcode or a street."""
+    block: list[TextLine] = []
+    last, passed = name, 0
+    for line in sorted(page.lines, key=lambda item: item.y0):
+        if line.y0 < last.y1 - 0.3 * last.height or line is name or line in skip or line in block:
+            continue
+        if line.y0 - last.y1 > 2.5 * max(last.height, line.height):
+            break
+        if not (_aligned(line, name) or _aligned(line, last)):
+            continue
+        contact = ":" in line.text or any(p.search(line.text) for p in rules.not_name) \
+            or any(d.year for d in find_dates(date_text(line.text), schema)) or _is_title(line.text, rules)
+        if block and contact:
+            break
+        if block or (not contact and is_address_line(line.text, rules)):
+            block.append(line)
+            last = line
+            if _ends_address(line.text, rules) or len(block) == rules.address_max_lines:
+                break
+        else:
+            passed += 1
+            last = line
+            if passed > 3:
+                break
+    return block if any(is_address_line(line.text, rules) for line in block) else []
+
+
+def _ends_address(text: str, rules: OcrRules) -> bool:
+    """The postcode line ends an address, unless the town follows on the next line ("43500" at the end)."""
+    ends = [m.end() for p in rules.postcodes for m in p.finditer(text)] + [m.end() for m in rules.locality.finditer(text)]
+    return bool(ends) and bool(re.search(r"[A-Za-z]", text[max(ends):]) or rules.locality.search(text))
+
+
+def _is_title(text: str, rules: OcrRules) -> bool:
+    words = re.sub(r"[^\w&' ]+", " ", text.lower()).split()
+    squeezed = "".join(words)
+    return " ".join(words) in rules.titles or any(squeezed.endswith(t.replace(" ", "")) for t in rules.titles if len(t) > 5)
+
+
+def _aligned(line: TextLine, other: TextLine) -> bool:
+    """Left-aligned or centred with `other` (a letterhead's lines)."""
+    tolerance = 2 * max(line.height, other.height)
+    return abs(line.x0 - other.x0) < tolerance or abs(line.cx - other.cx) < tolerance
+
+
+def join_address(lines: list[str]) -> str:
+    """Address lines as one text, a comma between lines unless a line ends with one."""
+    text = ""
+    for part in (line.strip() for line in lines):
+        text = f"{text}{' ' if text.endswith(',') or not text else ', '}{part}" if text else part
+    return re.sub(r",(?=\S)", ", ", text)  # "Unit 8,213 Wattle Parade": OCR drops the space
 
 
 def _line_above(lines: list[TextLine], line: TextLine) -> Optional[TextLine]:
