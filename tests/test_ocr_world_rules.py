@@ -137,9 +137,13 @@ def test_the_document_date_wins_over_due_service_order_and_version_dates() -> No
 
 # ----------------------------------------------------------------------------- supplier
 @pytest.mark.parametrize("rows, name", [
-    (["AEON CO. (M) BHD (126926-H)", "3RD FLR, AEON TAMAN MALURI SC", "CHERAS, 55100 KUALA LUMPUR"], "AEON CO. (M) BHD"),
+    (["AEON CO. (M) BHD (126926-H)", "3RD FLR, AEON TAMAN MALURI SC", "CHERAS, 55100 KUALA LUMPUR"],
+     "AEON CO. (M) BHD"),
     (["TAX INVOICE", "99 SPEED MART S/B", "LOT P.T. 2811, JALAN ANGSA"], "99 SPEED MART S/B"),
     (["MPH BOOKSTORES", "SDN BHD", "CO. NO. 12345-X"], "MPH BOOKSTORES SDN BHD"),
+    (["OLD ASIA", "OWNED BY: CHEF LEE SDN BHD", "CO. NO.(458592-T)"], "CHEF LEE SDN BHD"),
+    (["K STATIONERY & OFFICE SUPPLIES", "NO.9, JALAN MANIS 3", "Company Reg No.:001260452-W"],
+     "K STATIONERY & OFFICE SUPPLIES"),  # "Company" of a registration label is no name
     (["Rechnung", "Bergmann Werkzeuge GmbH", "Hauptstraße 5", "10115 Berlin"], "Bergmann Werkzeuge GmbH"),
     (["FACTURE", "Boulangerie Martin SARL", "12 rue de la Paix", "75002 Paris"], "Boulangerie Martin SARL"),
     (["Factuur", "Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Van Dijk Installatie B.V."),
@@ -154,6 +158,13 @@ def test_the_supplier_under_a_seller_label_not_the_buyer_or_the_title() -> None:
     assert fields_of(p)["SUPPLIER_NAME"] == "Muster Technik AG"
     assert fields_of(page("Seller: Northwind Traders Ltd", "Bill To: Jane Doe", ("Total", "5.00")))["SUPPLIER_NAME"] \
         == "Northwind Traders Ltd"
+
+
+def test_a_brand_over_the_company_is_not_part_of_its_name() -> None:
+    lines = [TextLine("AA PHARMACY", (100, 40, 500, 100), 0.99),
+             TextLine("SUBANG HEALTHCARE SDN BHD", (60, 105, 560, 130), 0.99),
+             TextLine("Total 5.00", (60, 300, 260, 325), 0.99)]
+    assert fields_of(Page.from_lines(lines, RULES.row_overlap))["SUPPLIER_NAME"] == "SUBANG HEALTHCARE SDN BHD"
 
 
 def test_a_name_set_on_two_lines_is_joined() -> None:

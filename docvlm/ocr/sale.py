@@ -124,7 +124,8 @@ def _names_tax(labelled: tuple, rules: OcrRules) -> bool:
 def repair_amounts(text: str, rules: OcrRules) -> str:
     """Amounts as OCR misreads them, put right: a letter for a digit after a currency mark or inside
     a number ("RMO.47", "RMI11.90") and a space before the decimals ("RM8 .35")."""
-    text = _misread_digit_pattern(rules.currencies).sub(lambda m: m["pre"] + m["digits"].translate(_DIGIT_LOOKALIKES), text)
+    fix = lambda m: m["pre"] + m["digits"].translate(_DIGIT_LOOKALIKES)  # noqa: E731
+    text = _misread_digit_pattern(rules.currencies).sub(fix, text)
     return re.sub(r"(?<=\d) (?=[.,]\d{2}(?!\d))", "", text)
 
 
@@ -269,8 +270,9 @@ def _labelled_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tupl
 
 def _complete_name(page: Page, parts: list[tuple[str, TextLine]], rules: OcrRules,
                    schema: Schema) -> list[tuple[str, TextLine]]:
-    """A name set on two lines: the line right above or below, alone on its row, when only one of the
-    two names the legal form ("MVM Musterhafter" / "Versicherungsverein Musterstadt a.G.")."""
+    """A name set on two lines: the line right above or below, alone on its row and set the same size,
+    when only one of the two names the legal form ("MVM Musterhafter" / "Versicherungsverein
+    Musterstadt a.G."; not a shop's brand over its company)."""
     text, line = parts[0]
     for other in page.lines:
         gap = other.y0 - line.y1 if other.y0 > line.y0 else line.y0 - other.y1
@@ -278,7 +280,7 @@ def _complete_name(page: Page, parts: list[tuple[str, TextLine]], rules: OcrRule
             continue
         row = next((r for r in page.rows if other in r), [other])
         other_text = name_text(other.text, rules)
-        if len(row) > 1 or not is_name(other_text, rules, schema):
+        if len(row) > 1 or not _same_size(other, line) or not is_name(other_text, rules, schema):
             continue
         if has_legal_form(text, rules) == has_legal_form(other_text, rules):
             continue
@@ -309,22 +311,34 @@ def has_legal_form(text: str, rules: OcrRules) -> bool:
 
 
 def _legal_form_supplier(page: Page, rules: OcrRules, schema: Schema) -> list[tuple[str, TextLine]]:
-    """The first line at the top naming a legal form; a name line set the same size right above it
-    is the first part of the name ("MVM Musterhafter" / "Versicherungsverein Musterstadt a.G.")."""
+    """The first line at the top naming a legal form, with the first part of a name set on two lines
+    (_complete_name); a legal form alone ("SDN BHD") completes the name line above it."""
     top = [line for row in page.rows[: rules.supplier_rows] for line in row]
     for line in top:
         text = name_text(line.text, rules)
         if not (has_legal_form(text, rules) and is_name(text, rules, schema)):
             continue
-        parts = [(text, line)]
-        above = _line_above(top, line)
         only_form = not re.sub(r"[\W_]", "", _drop_legal_forms(text, rules))  # "SDN BHD" alone: the name is above
-        if above is not None and (only_form or _same_size(above, line)) and not has_legal_form(above.text, rules):
-            above_text = name_text(above.text, rules)
-            if is_name(above_text, rules, schema):
-                parts.insert(0, (above_text, above))
-        return parts
+        above = _name_above(top, line, rules, schema)
+        if above is not None and (only_form or re.search(r"(?:&|\band|-)\s*$", above[0])):
+            return [above, (text, line)]
+        if not only_form:
+            return _complete_name(page, [(text, line)], rules, schema)
     return []
+
+
+def _name_above(lines: list[TextLine], line: TextLine, rules: OcrRules,
+                schema: Schema) -> Optional[tuple[str, TextLine]]:
+    """The name line right above `line` (overlapping it across), without a legal form of its own."""
+    above = [c for c in lines if c.y0 < line.y0 and -0.3 * line.height <= line.y0 - c.y1 <= 0.9 * line.height
+             and c.x0 < line.x1 and line.x0 < c.x1]
+    if not above:
+        return None
+    nearest = max(above, key=lambda c: c.y0)
+    text = name_text(nearest.text, rules)
+    if has_legal_form(text, rules) or not is_name(text, rules, schema):
+        return None
+    return text, nearest
 
 
 def _drop_legal_forms(text: str, rules: OcrRules) -> str:
@@ -503,14 +517,17 @@ def address_block(page: Page, rules: OcrRules, schema: Schema, name: TextLine, s
 
 def _ends_address(text: str, rules: OcrRules) -> bool:
     """The postcode line ends an address, unless the town follows on the next line ("43500" at the end)."""
-    ends = [m.end() for p in rules.postcodes for m in p.finditer(text)] + [m.end() for m in rules.locality.finditer(text)]
+    patterns = rules.postcodes + (rules.locality,)
+    ends = [m.end() for p in patterns for m in p.finditer(text)]
     return bool(ends) and bool(re.search(r"[A-Za-z]", text[max(ends):]) or rules.locality.search(text))
 
 
 def _is_title(text: str, rules: OcrRules) -> bool:
     words = re.sub(r"[^\w&' ]+", " ", text.lower()).split()
     squeezed = "".join(words)
-    return " ".join(words) in rules.titles or any(squeezed.endswith(t.replace(" ", "")) for t in rules.titles if len(t) > 5)
+    # "W A R E N R E C H N U N G", "Handelsrechnung": a title spaced out or compounded
+    return " ".join(words) in rules.titles or any(squeezed.endswith(t.replace(" ", "")) for t in rules.titles
+                                                  if len(t) > 5)
 
 
 def _aligned(line: TextLine, other: TextLine) -> bool:
