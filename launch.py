@@ -4,6 +4,8 @@ Hydra composes conf/ (+ overrides) into a config; docvlm.run does the work on ev
 With -m (a sweep) every rank runs every job in order, each job in its own folder; a failed job is
 recorded and the sweep goes on; rank 0 ends with a table comparing the jobs (sweep.md).
 The exit status is non-zero when the job, or any job of the sweep, failed.
+`python launch.py --nproc-per-node=N [overrides]` is the same as torchrun on one node, with a short
+console when the run fails (docvlm/launcher.py).
 
 A user's mistake (docvlm.errors.UserError, or one of Hydra's errors about the command line) is one line
 on rank 0's console and exit status 2, no traceback; DOCVLM_DEBUG=1 or HYDRA_FULL_ERROR=1 shows it.
@@ -24,8 +26,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 import docvlm.config  # noqa: F401  registers the config schema and resolvers before Hydra composes
-from docvlm import overrides
-from docvlm.errors import USER_ERROR_EXIT, debug_requested, print_user_error, user_message
+from docvlm import launcher, overrides
+from docvlm.errors import USER_ERROR_EXIT, debug_requested, is_main_rank, print_user_error, run_command, user_message
 from docvlm.paths import CONF_DIR
 from docvlm.sweep import Sweep
 
@@ -99,6 +101,8 @@ def resolve_printed_config(argv: list[str]) -> list[str]:
 
 
 def cli() -> int:
+    if launcher.requested(sys.argv[1:]):  # python launch.py --nproc-per-node=N: torchrun's agent in-process
+        return run_command(lambda: launcher.launch(os.path.abspath(__file__), sys.argv[1:]))
     sys.argv = resolve_printed_config(sys.argv)
     debug = debug_requested()  # before HYDRA_FULL_ERROR is set below
     try:
@@ -154,7 +158,14 @@ def _user_error(message: str) -> int:
     print_user_error(message)
     _tell_torchrun_user_error(message)
     _leave_process_group()
+    if not is_main_rank():
+        time.sleep(OTHER_RANKS_EXIT_AFTER_S)
     return USER_ERROR_EXIT
+
+
+# torchrun stops every rank as soon as one exits non-zero: the others wait a moment so that rank 0,
+# which prints the line, is not stopped before it did (they all hit the same error at about once).
+OTHER_RANKS_EXIT_AFTER_S = 1.0
 
 
 def _leave_process_group() -> None:

@@ -100,10 +100,14 @@ def test_other_ranks_stay_silent(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("variable", ["DOCVLM_DEBUG", "HYDRA_FULL_ERROR"])
-def test_debug_shows_the_traceback(monkeypatch, tmp_path, variable):
+def test_debug_shows_the_traceback(monkeypatch, tmp_path, docs, variable):
+    """The error leaves cli() as itself (Python prints its traceback), chained to where it was raised."""
     monkeypatch.setenv(variable, "1")
     with pytest.raises(UserError, match="allowed an integer >= 1"):
         cli(monkeypatch, "processing.max_tiles=0", "data.dir=/x", f"output.dir={tmp_path}")
+    with pytest.raises(Exception) as raised:  # a rank's failure, through dist.together
+        cli(monkeypatch, "model=ocr", f"data.dir={tmp_path / 'nowhere'}", f"output.dir={tmp_path / 'o'}")
+    assert isinstance(raised.value.__cause__, UserError) and "does not exist" in str(raised.value.__cause__)
     assert os.environ[variable] == "1"
 
 
@@ -122,17 +126,11 @@ def run_script(*args: str, env: dict[str, str], timeout: int) -> subprocess.Comp
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
 
 
-def test_with_debug_the_console_shows_the_traceback(tmp_path):
-    args = (sys.executable, "launch.py", "model=ocr", f"data.dir={tmp_path / 'nowhere'}", f"output.dir={tmp_path / 'o'}")
-    debug = run_script(*args, env={"DOCVLM_DEBUG": "1"}, timeout=120)
-    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
-    assert "raise UserError" in debug.stderr  # the frame that raised it
-
-
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
 def test_under_torchrun_the_error_is_one_line_and_no_traceback_of_ours(tmp_path):
-    """torchrun adds its own failure report (a traceback of torchrun itself and ~8 lines per rank) when
-    a rank exits non-zero; ours is one line, printed once, and the report carries that line, not a stack."""
+    """Ours is one line, printed once (rank 0). torchrun itself then prints its failure report whenever a
+    rank exits non-zero, whatever the rank wrote (~40 lines for 2 ranks: its own traceback and a block per
+    rank): the report carries our line instead of a stack. `python launch.py --nproc-per-node` avoids it."""
     missing = tmp_path / "nowhere"
     proc = run_script("torchrun", "--nproc_per_node=2", "launch.py", "model=ocr", f"data.dir={missing}",
                       f"output.dir={tmp_path / 'o'}", env={"OMP_NUM_THREADS": "1"}, timeout=300)
@@ -141,4 +139,26 @@ def test_under_torchrun_the_error_is_one_line_and_no_traceback_of_ours(tmp_path)
     line = f"error: data.dir={missing} does not exist: give the folder of your documents with data.dir=FOLDER"
     assert console.count(line) == 1, "\n".join(console)  # rank 0 only
     assert not any("launch.py\", line" in c or "/docvlm/" in c for c in console), "\n".join(console)  # no stack of ours
-    assert len(console) <= 45, "\n".join(console)  # was 155 lines (a traceback per rank, twice)
+    message = line.removeprefix("error: ")
+    assert sum(message in c for c in console) >= 2  # rank 0's line, and the report's block of a rank
+    assert len(console) <= 45, "\n".join(console)  # was 155 lines (our traceback per rank, twice)
+
+
+def test_the_in_process_launcher_keeps_a_user_error_to_its_line(tmp_path):
+    """`python launch.py --nproc-per-node=2 ...`: torchrun's agent in-process, without torchrun's report."""
+    missing = tmp_path / "nowhere"
+    proc = run_script(sys.executable, "launch.py", "--nproc-per-node=2", "model=ocr", f"data.dir={missing}",
+                      f"output.dir={tmp_path / 'o'}", env={}, timeout=300)
+    assert proc.returncode == USER_ERROR_EXIT
+    assert proc.stdout + proc.stderr == (f"error: data.dir={missing} does not exist: give the folder of your "
+                                         "documents with data.dir=FOLDER\n")
+
+
+def test_launcher_arguments():
+    from docvlm import launcher
+
+    assert launcher.split(["--nproc-per-node=2", "model=ocr", "-m"]) == ("2", ["model=ocr", "-m"])
+    assert launcher.split(["model=ocr", "--nproc_per_node", "4"]) == ("4", ["model=ocr"])
+    with pytest.raises(UserError, match="--nproc-per-node needs a value"):
+        launcher.split(["--nproc-per-node"])
+    assert launcher.requested(["--nproc-per-node=2"]) and not launcher.requested(["model=ocr"])
