@@ -73,7 +73,7 @@ def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[st
     row_index, columns = header
     mapping = map_headers([c.header.text for c in columns], schema)
     strategy = bank.choose_strategy(mapping)
-    rows = _opening_row(page, row_index, rules) + table_rows(page, row_index, columns, schema)
+    rows = _opening_row(page, row_index, rules) + table_rows(page, row_index, columns, schema, carry_dates=not card)
     if card:  # purchases are the unsigned amounts: the amount column is split into debits and credits
         rows = [_card_row(row) for row in rows if not starts_with_phrase(row.get("description", ""), rules.card_skip_rows)]
         strategy = "debit_credit" if strategy == "signed_amount" else strategy
@@ -84,8 +84,11 @@ def read_statement(page: Page, rules: OcrRules, schema: Schema) -> tuple[dict[st
 
 
 # ----------------------------------------------------------------------------- the table
-def table_rows(page: Page, header_row: int, columns: list[BankColumn], schema: Schema) -> list[dict[str, str]]:
-    """Rows under the header as role -> cell text, dates carried down from the row or a heading."""
+def table_rows(page: Page, header_row: int, columns: list[BankColumn], schema: Schema,
+               carry_dates: bool = True) -> list[dict[str, str]]:
+    """Rows under the header as role -> cell text, dates carried down from the row or a heading.
+    Without `carry_dates` (card statements print a date on every transaction) a row with amounts but
+    no date of its own is not a transaction (a summary line under the table)."""
     description = next((c.header for c in columns if c.role == "description"), None)
     rows: list[dict[str, str]] = []
     current_date = ""
@@ -93,6 +96,9 @@ def table_rows(page: Page, header_row: int, columns: list[BankColumn], schema: S
     for row in page.rows[header_row + 1:]:
         cells = _cells(row, columns, schema)
         if any(cells.get(role) for role in MONEY_ROLES):
+            if not carry_dates and not cells.get("date"):
+                last = None
+                continue
             cells["date"] = cells.get("date") or current_date
             current_date = cells["date"]
             rows.append(cells)

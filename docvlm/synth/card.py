@@ -7,8 +7,9 @@ Layouts (the transaction table's columns):
   signed      Date | Transaction details | Amount       payments printed "-500.00"
   cr_suffix   Trans. date | Posted | Description | Amount ($)   payments printed "500.00 CR"
   two_column  Date | Description | Debits | Credits      (no balance column)
-Page 1: header, account summary, the table's first rows; later pages repeat a slim header (card
-number, statement date, page n of m) above the table's continuation; the table ends with a total row.
+Page 1: header, account summary (the signed layout prints it under the table on the last page, its
+figures in the amount column), the table's first rows; later pages repeat a slim header (card number,
+statement date, page n of m) above the table's continuation; the table ends with a total row.
 
 `write_card_statements(folder, count, seed)` writes the PDFs, a ground_truth.csv (page 1: type and
 period) and a statements.csv like the real development set's (payments_out = the debits' total).
@@ -39,6 +40,7 @@ CREDITS = ("PAYMENT RECEIVED - THANK YOU", "BPAY PAYMENT RECEIVED", "REFUND JB H
 HEADERS = {"signed": ("Date", "Transaction details", "Amount"),
            "cr_suffix": ("Trans. date", "Posted", "Description", "Amount ($)"),
            "two_column": ("Date", "Description", "Debits", "Credits")}
+SUMMARY_BELOW = ("signed",)  # layouts that print the account summary under the table, not on top
 ROWS_PER_PAGE = 26
 FIRST_PAGE_ROWS = 12
 
@@ -108,7 +110,10 @@ def card_pages(s: CardStatement) -> list[list[PdfText]]:
         texts, y = (_first_page_top(s) if number == 1 else _slim_top(s, number, len(chunks)))
         if number > 1:
             texts.append(PdfText(1160, 60, f"Page {number} of {len(chunks)}", 18, align="right"))
-        texts += _table(s, chunk, y, last=number == len(chunks))
+        table, y = _table(s, chunk, y, last=number == len(chunks))
+        texts += table
+        if number == len(chunks) and s.layout in SUMMARY_BELOW:
+            texts += _summary(s, y + 50, 1160, minimum=True)[0]
         pages.append(texts)
     return pages
 
@@ -130,14 +135,25 @@ def _first_page_top(s: CardStatement) -> tuple[list[PdfText], float]:
     for k, (label, value) in enumerate(right):
         texts += [PdfText(700, 150 + 36 * k, label, 20), PdfText(1160, 150 + 36 * k, value, 20, align="right")]
     y = max(y, 150 + 36 * len(right)) + 30
-    texts.append(PdfText(80, y, "Account summary", 24, bold=True))
+    if s.layout in SUMMARY_BELOW:
+        return texts, y + 20
+    summary, y = _summary(s, y, 560)
+    return texts + summary, y + 40
+
+
+def _summary(s: CardStatement, y: float, value_x: float, minimum: bool = False) -> tuple[list[PdfText], float]:
+    """The account summary; printed below the table (`value_x` in the amount column), its figures
+    line up with the transactions' amounts without being transactions."""
+    texts = [PdfText(80, y, "Account summary", 24, bold=True)]
     y += 44
     summary = [("Previous balance", f"${_money(s.previous)}"), ("Payments and credits", f"-${_money(s.credits)}"),
                ("Purchases and charges", f"+${_money(s.debits)}"), ("Closing balance", f"${_money(s.closing)}")]
+    if minimum:
+        summary.append(("Minimum payment due", f"${_money(max(s.closing * Decimal('0.02'), Decimal('25')))}"))
     for label, value in summary:
-        texts += [PdfText(80, y, label, 20), PdfText(560, y, value, 20, align="right")]
+        texts += [PdfText(80, y, label, 20), PdfText(value_x, y, value, 20, align="right")]
         y += 34
-    return texts, y + 40
+    return texts, y
 
 
 def _slim_top(s: CardStatement, number: int, pages: int) -> tuple[list[PdfText], float]:
@@ -147,7 +163,7 @@ def _slim_top(s: CardStatement, number: int, pages: int) -> tuple[list[PdfText],
     return texts, 200.0
 
 
-def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: bool) -> list[PdfText]:
+def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: bool) -> tuple[list[PdfText], float]:
     """The transaction table (its rows of this page); on the last page a closing total row, in the
     debit column: a row with an amount that is not a transaction."""
     headers = HEADERS[s.layout]
@@ -172,7 +188,8 @@ def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: b
         x = 980 if s.layout == "two_column" else 1160
         texts += [PdfText(xs[2] if s.layout == "cr_suffix" else xs[1], y + 10, "Total purchases and charges", 20, bold=True),
                   PdfText(x, y + 10, _money(s.debits), 20, bold=True, align="right")]
-    return texts
+        y += 44
+    return texts, y
 
 
 def write_card_statements(folder: str | Path, count: int, seed: int = 0) -> Path:
