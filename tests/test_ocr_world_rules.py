@@ -57,6 +57,7 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     assert repair_amounts("Grand Total RM8 .35", RULES) == "Grand Total RM8.35"
     assert repair_amounts("AMT PAID: RMI11.90", RULES) == "AMT PAID: RM111.90"
     assert repair_amounts("Total 1O.50", RULES) == "Total 10.50"
+    assert repair_amounts("Total <RM.34.80", RULES) == "Total <RM 34.80"
 
 
 # ----------------------------------------------------------------------------- totals and tax
@@ -73,7 +74,9 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     ([("Total Sales Incl GST", "122.78"), ("Rounding Adj", "0.02"), ("Total After Adj Incl GST", "122.80"),
       ("CASH", "200.00"), ("GST Summary",), ("Total", "119.77")], "$122.80"),
     ([("Grand Total", "10.02"), ("Rounding", "-0.02"), ("Total Payable", "10.00")], "$10.00"),
-    ([("T ota l", "RM 5.00")], "$5.00"),  # a label that OCR split
+    ([("T ota l", "RM 5.00")], "$5.00"),  # labels that OCR split or cut short
+    ([("Tota l Incl . GST@6%", "RM 31.20"), ("GST @6% included in tota l", "RM 1.77")], "$31.20"),
+    ([("Sub-Total", "15.60"), ("Grand Tota", "6.70"), ("Change Due", "43.30")], "$6.70"),
     ([("Item Count 3",), ("Total Qty", "15.00"), ("Total", "9.90")], "$9.90"),
 ])
 def test_the_total_is_the_grand_total_in_several_languages(rows: list[tuple[str, ...]], total: str) -> None:

@@ -123,10 +123,18 @@ def _names_tax(labelled: tuple, rules: OcrRules) -> bool:
 
 def repair_amounts(text: str, rules: OcrRules) -> str:
     """Amounts as OCR misreads them, put right: a letter for a digit after a currency mark or inside
-    a number ("RMO.47", "RMI11.90") and a space before the decimals ("RM8 .35")."""
+    a number ("RMO.47", "RMI11.90"), a dot after the mark ("RM.34.80") and a space before the
+    decimals ("RM8 .35")."""
     fix = lambda m: m["pre"] + m["digits"].translate(_DIGIT_LOOKALIKES)  # noqa: E731
     text = _misread_digit_pattern(rules.currencies).sub(fix, text)
+    text = _currency_dot_pattern(rules.currencies).sub(r"\g<1> ", text)  # "RM.34.80"
     return re.sub(r"(?<=\d) (?=[.,]\d{2}(?!\d))", "", text)
+
+
+@lru_cache(maxsize=8)
+def _currency_dot_pattern(currencies: tuple[str, ...]) -> re.Pattern[str]:
+    marks = "|".join(re.escape(c) for c in sorted(currencies, key=len, reverse=True) if c[-1].isalpha())
+    return re.compile(rf"(?<![a-z])({marks})\.(?=\d)", re.IGNORECASE)
 
 
 _DIGIT_LOOKALIKES = str.maketrans("OoDIl|", "000111")
@@ -172,7 +180,13 @@ def clean_label(text: str, rules: OcrRules) -> str:
     """A label as the amount patterns read it: lower case, without currency marks and punctuation
     ("Total (RM):" -> "total", "Rechnungssumme Brutto (inkl. USt.)" -> "rechnungssumme brutto inkl ust")."""
     text = _currency_pattern(rules.currencies).sub(" ", text.lower())
-    return " ".join(re.sub(r"[^\w%@&]+", " ", text).split())
+    words: list[str] = []
+    for word in re.sub(r"[^\w%@&]+", " ", text).split():
+        if len(word) == 1 and word.isalpha() and words and len(words[-1]) >= 3 and words[-1].isalpha():
+            words[-1] += word  # "tota l": a letter that OCR set apart ends the word before it
+        else:
+            words.append(word)
+    return " ".join(words)
 
 
 @lru_cache(maxsize=8)
