@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from docvlm.normalize import normalize_value, parse_money
-from docvlm.ocr import TextLine, load_ocr_rules
+from docvlm.ocr import TextLine, find_ungrounded, load_ocr_rules
 from docvlm.ocr.classify import detect_type
 from docvlm.ocr.fields import read_sale
 from docvlm.ocr.page import Page, money_values
@@ -197,3 +197,12 @@ def test_a_name_set_on_two_lines_is_joined() -> None:
 ])
 def test_the_address_is_the_block_under_the_supplier(rows: list[str], address: str) -> None:
     assert fields_of(page(*rows, ("Total", "10.00")))["BUSINESS_ADDRESS"] == address
+
+
+def test_grounding_finds_amounts_printed_with_decimal_commas() -> None:
+    schema_spec = SCHEMA.type_spec("INVOICE")
+    lines = [TextLine("Gesamtbetrag: 1.571,04 €", (40, 40, 400, 60), 0.99),
+             TextLine("MwSt. 19% 75,04", (40, 80, 400, 100), 0.99)]
+    fields = {"TOTAL_AMOUNT": "$1571.04", "GST_AMOUNT": "$75.04"}
+    assert find_ungrounded(fields, schema_spec, lines, SCHEMA) == []
+    assert find_ungrounded({"TOTAL_AMOUNT": "$1571.40"}, schema_spec, lines, SCHEMA) == ["TOTAL_AMOUNT"]

@@ -22,13 +22,14 @@ from functools import lru_cache
 from typing import Mapping, Optional, Sequence
 
 from docvlm.evaluate import compare_money
-from docvlm.normalize import find_dates, format_money, normalize_value, split_list
+from docvlm.normalize import find_dates, format_money, normalize_value, parse_number, split_list
 from docvlm.ocr.lines import TextLine, group_rows, row_text
 from docvlm.ocr.page import date_text
 from docvlm.ocr.rules import OcrRules, load_ocr_rules
 from docvlm.schema import DocTypeSpec, Schema
 
-_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+# Numbers as printed in several countries ("1,234.56", "1.234,56", "12,50"), read by the normaliser.
+_NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d+(?:[.,]\d+)?")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class PageEvidence:
     def from_lines(cls, lines: Sequence[TextLine], schema: Schema, row_overlap: float) -> "PageEvidence":
         rows = [row_text(row) for row in group_rows(lines, row_overlap)]
         text = "\n".join(rows)
-        numbers = tuple(float(m.group().replace(",", "")) for m in _NUMBER.finditer(text))
+        numbers = tuple(parse_number(m.group()) for m in _NUMBER.finditer(text))
         dates = frozenset((d.day, d.month, d.year) for row in rows for d in find_dates(date_text(row), schema))
         return cls(numbers, dates, tuple(re.sub(r"\D", "", row) for row in rows), _letters(text))
 
