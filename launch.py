@@ -16,9 +16,8 @@ import os
 import sys
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -27,7 +26,8 @@ from omegaconf import DictConfig, open_dict
 
 import docvlm.config  # noqa: F401  registers the config schema and resolvers before Hydra composes
 from docvlm import launcher, overrides
-from docvlm.errors import USER_ERROR_EXIT, debug_requested, is_main_rank, print_user_error, run_command, user_message
+from docvlm.errors import (USER_ERROR_EXIT, debug_requested, hydra_raises, is_main_rank, print_user_error, run_command,
+                           user_message)
 from docvlm.paths import CONF_DIR
 from docvlm.sweep import Sweep
 
@@ -104,9 +104,9 @@ def cli() -> int:
     if launcher.requested(sys.argv[1:]):  # python launch.py --nproc-per-node=N: torchrun's agent in-process
         return run_command(lambda: launcher.launch(os.path.abspath(__file__), sys.argv[1:]))
     sys.argv = resolve_printed_config(sys.argv)
-    debug = debug_requested()  # before HYDRA_FULL_ERROR is set below
+    debug = debug_requested()
     try:
-        with _hydra_lets_errors_through():
+        with hydra_raises():
             main()
     except _UserErrorExit as stop:
         if not debug:
@@ -136,21 +136,6 @@ def _output_dir_error(err: BaseException) -> Optional[str]:
     path = str(err.filename or "?").split(f"{os.sep}.hydra")[0]
     return (f"output.dir={path} is not a writable folder ({err.strerror or err}): "
             "give a folder you can write to with output.dir=FOLDER")
-
-
-@contextmanager
-def _hydra_lets_errors_through() -> Iterator[None]:
-    """Hydra prints its own errors (several lines, a traceback) unless HYDRA_FULL_ERROR is set; set, it
-    raises them to us, and cli() decides: one line for a user error, the full traceback for a bug."""
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 def _user_error(message: str) -> int:

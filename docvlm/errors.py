@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import os
 import sys
-from typing import Callable, Optional, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Sequence
 
 USER_ERROR_EXIT = 2  # like argparse's usage errors; an internal bug exits 1
 DEBUG_VARIABLES = ("DOCVLM_DEBUG", "HYDRA_FULL_ERROR")
@@ -22,9 +23,31 @@ class UserError(ValueError):
     A ValueError: most of these were ValueErrors before, and callers that catch those still do."""
 
 
+_HYDRA_FULL_ERROR_IS_OURS = False  # set while launch.py has set HYDRA_FULL_ERROR itself (hydra_raises)
+
+
 def debug_requested() -> bool:
     """The user asked for tracebacks of user errors too."""
-    return any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_VARIABLES)
+    names = ("DOCVLM_DEBUG",) if _HYDRA_FULL_ERROR_IS_OURS else DEBUG_VARIABLES
+    return any(os.environ.get(name, "") not in ("", "0") for name in names)
+
+
+@contextmanager
+def hydra_raises() -> Iterator[None]:
+    """Hydra prints its own errors (several lines, a traceback) unless HYDRA_FULL_ERROR is set; set, it
+    raises them to the caller, which decides: one line for a user error, the full traceback for a bug.
+    While it is our setting, not the user's, it does not ask for tracebacks (debug_requested)."""
+    global _HYDRA_FULL_ERROR_IS_OURS
+    if os.environ.get("HYDRA_FULL_ERROR") is not None:
+        yield  # the user's own setting
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    _HYDRA_FULL_ERROR_IS_OURS = True
+    try:
+        yield
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+        _HYDRA_FULL_ERROR_IS_OURS = False
 
 
 def user_message(err: BaseException) -> Optional[str]:

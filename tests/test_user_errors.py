@@ -66,8 +66,8 @@ def _model_dir_message(path: Path) -> str:
     return f"model folder {path} does not exist"
 
 
-@pytest.mark.parametrize("case", ["no data dir", "empty data dir", "output is a file", "bad ground truth",
-                                  "no weights"])
+@pytest.mark.parametrize("case", ["no data dir", "empty data dir", "output is a file", "output cannot be made",
+                                  "bad ground truth", "no weights"])
 def test_path_mistakes_are_one_line(monkeypatch, capsys, tmp_path, docs, case):
     out = tmp_path / "out"
     overrides = ["model=ocr", f"data.dir={docs}", f"output.dir={out}"]
@@ -79,6 +79,10 @@ def test_path_mistakes_are_one_line(monkeypatch, capsys, tmp_path, docs, case):
     elif case == "output is a file":
         out.write_text("not a folder")
         expected = f"output.dir={out}"
+    elif case == "output cannot be made":  # /proc takes no folders, even from root (tests may run as root)
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs Linux /proc")
+        overrides[2], expected = "output.dir=/proc/docvlm-out", "output.dir=/proc/docvlm-out is not a writable folder"
     elif case == "bad ground truth":
         truth = tmp_path / "truth.csv"
         truth.write_text("image_file,DOCUMENT_TYPE\na.png,POSTCARD\n")
@@ -162,3 +166,15 @@ def test_launcher_arguments():
     with pytest.raises(UserError, match="--nproc-per-node needs a value"):
         launcher.split(["--nproc-per-node"])
     assert launcher.requested(["--nproc-per-node=2"]) and not launcher.requested(["model=ocr"])
+
+
+def test_a_sweep_jobs_user_error_is_logged_without_traceback(monkeypatch, capsys, tmp_path):
+    from docvlm.sweep import Sweep
+
+    monkeypatch.setattr(launch, "SWEEP", Sweep())
+    status = cli(monkeypatch, "-m", "model=ocr", f"data.dir={tmp_path / 'nowhere'}", "processing.max_tiles=1,2",
+                 f"output.dir={tmp_path / 'sweep'}")
+    out, err = capsys.readouterr()
+    assert status == 1 and "Traceback" not in out + err, out + err
+    assert err.count("does not exist: give the folder of your documents") == 2  # one line a job
+    assert (out + err).count(f"FAILED: data.dir={tmp_path / 'nowhere'} does not exist") == 2  # the table
