@@ -111,15 +111,11 @@ def write_settings(out_dir: Path, settings: dict[str, Any]) -> None:
 
 def differences(old: dict[str, Any], new: dict[str, Any], most: int = 4) -> str:
     """'model.name: 'ocr' there, 'tiny_internvl' now; schema: changed', the first `most` keys."""
-    changed = [key for key in sorted(set(old) | set(new), key=_key_order(new, old)) if old.get(key) != new.get(key)]
+    keys = [*new, *(key for key in old if key not in new)]  # the same order on every rank
+    changed = [key for key in keys if old.get(key) != new.get(key)]
     parts = [_difference(key, old.get(key), new.get(key)) for key in changed[:most]]
     more = f"; {len(changed) - most} more" if len(changed) > most else ""
     return "; ".join(parts) + more
-
-
-def _key_order(*settings: dict[str, Any]):
-    order = {key: i for s in reversed(settings) for i, key in enumerate(s)}
-    return lambda key: order.get(key, len(order))
 
 
 def _difference(key: str, old: Any, new: Any) -> str:

@@ -2,8 +2,7 @@
 their reasons) and skipped because an earlier run recorded them; whether the answers mean anything.
 
 A failed document is a record, not a crash: the run's job is to record every document, so by default
-the exit status stays 0. `processing.fail_on_errors=true` turns any failed document into a non-zero
-exit (DocumentsFailed, raised once everything is written).
+the exit status stays 0; `processing.fail_on_errors=true` makes it non-zero (docvlm/run.py).
 """
 
 from __future__ import annotations
@@ -13,14 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docvlm.config import ModelConfig
-from docvlm.errors import UserError
 from docvlm.records import DocumentRecord
 
 SHOWN_FAILURES = 5  # file names with reasons on the console; results.jsonl has every one
-
-
-class DocumentsFailed(UserError):
-    """processing.fail_on_errors=true and some documents failed (their records are written)."""
 
 
 @dataclass
@@ -49,12 +43,6 @@ class Outcome:
             lines.append(f"note: model {model.name} has random weights: its answers are meaningless "
                          "(it shows the machinery works, not what a real model extracts)")
         return lines
-
-    def check(self, fail_on_errors: bool, out_dir: Path) -> None:
-        if fail_on_errors and self.failed:
-            raise DocumentsFailed(f"{len(self.failed)} of {self.total} documents failed and processing.fail_on_errors"
-                                  f"=true (their records are in {out_dir}/results.jsonl)")
-
 
 def _reason(record: DocumentRecord, width: int = 160) -> str:
     error = record.error or {}

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -63,7 +63,8 @@ def _job(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any
          snapshot: dict[str, Any], job: int) -> Optional[dict[str, Any]]:
     started = time.perf_counter()
     settings = fingerprint.run_settings(run_cfg)
-    dist.together(ctx, lambda: _prepare_output(run_cfg, ctx, out_dir, lock))
+    _rank0_decides(ctx, lock.acquire)  # a second run into output.dir stops here, before it deletes anything
+    dist.together(ctx, lambda: _prepare_output(run_cfg, ctx, out_dir))
     dist.together(ctx, lambda: _check_settings(ctx, out_dir, settings))
     dist.together(ctx, lambda: _prepare_samples(run_cfg, ctx))
     dist.together(ctx, lambda: _prepare_tiny_model(run_cfg, ctx))
@@ -94,7 +95,35 @@ def _job(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any
         return _finish(run_cfg, schema, truth, records, gathered, out_dir, snapshot,
                        elapsed_s=time.perf_counter() - started, gather_s=gather_s, world=ctx.world_size)
 
-    return dist.together(ctx, finish)  # multirun: every rank starts the next job together
+    summary = dist.together(ctx, finish)  # multirun: every rank starts the next job together
+    _rank0_decides(ctx, lambda: _check_failures(run_cfg, summary, out_dir))
+    return summary
+
+
+def _rank0_decides(ctx: dist.DistContext, check: Callable[[], None]) -> None:
+    """`check` runs on rank 0 only; a UserError it raises is raised on EVERY rank with the same line,
+    so the job stops everywhere with the user's message rather than 'rank 0: ...'."""
+    def attempt() -> Optional[str]:
+        if not ctx.is_main:
+            return None
+        try:
+            check()
+        except UserError as err:
+            return str(err)
+        return None
+
+    refusal = dist.together(ctx, attempt)
+    refusal = dist.collective(lambda: dist.broadcast_from_rank0(refusal, ctx))
+    if refusal is not None:
+        raise UserError(refusal)
+
+
+def _check_failures(run_cfg: RunConfig, summary: Optional[dict[str, Any]], out_dir: Path) -> None:
+    """processing.fail_on_errors=true: a failed document makes the exit status non-zero, once every
+    result is written (the default records failures and exits 0: the run's job is to record every document)."""
+    if run_cfg.processing.fail_on_errors and summary is not None and summary["errors"]:
+        raise UserError(f"{summary['errors']} of {summary['documents']} documents failed and "
+                        f"processing.fail_on_errors=true (their records are in {out_dir / 'results.jsonl'})")
 
 
 def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
@@ -146,11 +175,10 @@ def _check_output_dir(run_cfg: RunConfig, out_dir: Path) -> None:
     outputs.check_writable(out_dir)
 
 
-def _prepare_output(run_cfg: RunConfig, ctx: dist.DistContext, out_dir: Path, lock: OutputLock) -> None:
-    """Rank 0 locks output.dir for the job (a second run there stops here), then output.overwrite cleans it."""
+def _prepare_output(run_cfg: RunConfig, ctx: dist.DistContext, out_dir: Path) -> None:
+    """output.overwrite=true: rank 0 deletes the files docvlm owns there (it holds the lock by now)."""
     if not ctx.is_main:
         return
-    lock.acquire()
     restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"  # an elastic restart resumes
     if run_cfg.output.overwrite and not restarted:
         outputs.clean_owned(out_dir)
@@ -233,7 +261,6 @@ def _finish(run_cfg: RunConfig, schema: Schema, truth: Any, records: list[Docume
         print(evaluation_table(evaluation), flush=True)
     outcome = Outcome.of(records, {image for part in gathered for image in part["earlier"]})
     print("\n".join(["", *outcome.lines(out_dir, run_cfg.model)]), flush=True)
-    outcome.check(run_cfg.processing.fail_on_errors, out_dir)  # everything is written: now the exit status
     return summary
 
 

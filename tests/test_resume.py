@@ -162,7 +162,6 @@ def test_the_latest_attempt_wins_across_world_sizes(tmp_path):
 def test_overwrite_deletes_only_owned_files_and_never_on_an_elastic_restart(tmp_path, monkeypatch):
     from docvlm.config import RunConfig
     from docvlm.dist import DistContext
-    from docvlm.lock import OutputLock
     from docvlm.run import _prepare_output
 
     owned = [tmp_path / "results.jsonl", tmp_path / "summary.json", tmp_path / "parts" / "rank-00000.jsonl"]
@@ -175,11 +174,9 @@ def test_overwrite_deletes_only_owned_files_and_never_on_an_elastic_restart(tmp_
     ctx = DistContext(0, 1, 0, __import__("torch").device("cpu"))
 
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # torchrun restarted the job: keep its progress
-    with OutputLock(tmp_path) as lock:
-        _prepare_output(cfg, ctx, tmp_path, lock)
+    _prepare_output(cfg, ctx, tmp_path)
     assert all(p.exists() for p in owned + mine)
 
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
-    with OutputLock(tmp_path) as lock:
-        _prepare_output(cfg, ctx, tmp_path, lock)
+    _prepare_output(cfg, ctx, tmp_path)
     assert not any(p.exists() for p in owned) and all(p.exists() for p in mine)
