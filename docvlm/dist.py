@@ -276,11 +276,12 @@ def together(ctx: DistContext, step: Callable[[], T]) -> T:
 
 def _user_message(errors: list[Optional[tuple[str, Optional[str]]]]) -> Optional[str]:
     """The users' one line when every failing rank failed through a UserError: the message itself when
-    the ranks agree, else one entry per rank."""
+    every rank (or rank 0 alone: its own checks) failed alike, else which rank said what."""
     failed = [(rank, e[1]) for rank, e in enumerate(errors) if e is not None]
     if any(message is None for _, message in failed):
         return None  # an internal error somewhere: the tracebacks matter
-    if len({message for _, message in failed}) == 1 and len(failed) == len(errors):
+    ranks = [rank for rank, _ in failed]
+    if len({message for _, message in failed}) == 1 and (len(failed) == len(errors) or ranks == [0]):
         return failed[0][1]
     return _describe([e and e[1] for e in errors])
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import docvlm.run
 from docvlm.errors import USER_ERROR_EXIT, UserError
@@ -178,3 +179,19 @@ def test_a_sweep_jobs_user_error_is_logged_without_traceback(monkeypatch, capsys
     assert status == 1 and "Traceback" not in out + err, out + err
     assert err.count("does not exist: give the folder of your documents") == 2  # one line a job
     assert (out + err).count(f"FAILED: data.dir={tmp_path / 'nowhere'} does not exist") == 2  # the table
+
+
+def test_every_rank_learns_whether_a_failure_was_the_users():
+    from docvlm.dist import DistContext, JobFailed, _user_message, together
+
+    user, bug = ("UserError: bad", "bad"), ("KeyError: 'x'", None)
+    assert _user_message([user, user]) == "bad"  # every rank alike: the line itself
+    assert _user_message([user, None]) == "bad"  # rank 0's own check
+    assert _user_message([None, user]) == "rank 1: bad"  # one rank's node: say which
+    assert _user_message([user, bug]) is None  # a bug anywhere: tracebacks
+    def step():
+        raise UserError("bad")
+
+    with pytest.raises(JobFailed) as raised:
+        together(DistContext(0, 1, 0, torch.device("cpu")), step)
+    assert raised.value.user_message == "bad" and isinstance(raised.value.__cause__, UserError)
