@@ -37,9 +37,13 @@ MERCHANTS = ("WOOLWORTHS METRO SYDNEY", "COLES EXPRESS 4412", "UBER *TRIP HELP.U
              "OFFICEWORKS 0447", "APPLE.COM/BILL SYDNEY", "CHEMIST WAREHOUSE 318", "THE GOOD GUYS ONLINE")
 CHARGES = ("INTEREST CHARGED ON PURCHASES", "ANNUAL CARD FEE", "LATE PAYMENT FEE", "FOREIGN TRANSACTION FEE")
 CREDITS = ("PAYMENT RECEIVED - THANK YOU", "BPAY PAYMENT RECEIVED", "REFUND JB HI-FI ONLINE", "DIRECT DEBIT PAYMENT")
-HEADERS = {"signed": ("Date", "Transaction details", "Amount"),
-           "cr_suffix": ("Trans. date", "Posted", "Description", "Amount ($)"),
-           "two_column": ("Date", "Description", "Debits", "Credits")}
+COLUMNS = {  # per layout: (x, header, alignment) of each column, pixels at 150 dpi
+    "signed": ((80, "Date", "left"), (260, "Transaction details", "left"), (1160, "Amount", "right")),
+    "cr_suffix": ((80, "Trans. date", "left"), (240, "Posted", "left"), (400, "Description", "left"),
+                  (1160, "Amount ($)", "right")),
+    "two_column": ((80, "Date", "left"), (260, "Description", "left"), (980, "Debits", "right"),
+                   (1160, "Credits", "right")),
+}
 SUMMARY_BELOW = ("signed",)  # layouts that print the account summary under the table, not on top
 ROWS_PER_PAGE = 26
 FIRST_PAGE_ROWS = 12
@@ -166,10 +170,8 @@ def _slim_top(s: CardStatement, number: int, pages: int) -> tuple[list[PdfText],
 def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: bool) -> tuple[list[PdfText], float]:
     """The transaction table (its rows of this page); on the last page a closing total row, in the
     debit column: a row with an amount that is not a transaction."""
-    headers = HEADERS[s.layout]
-    xs = {"signed": (80, 260, 1160), "cr_suffix": (80, 240, 400, 1160), "two_column": (80, 260, 980, 1160)}[s.layout]
-    texts = [PdfText(x, y, h, 20, bold=True, align="right" if k >= len(headers) - (2 if s.layout == "two_column" else 1) else "left")
-             for k, (x, h) in enumerate(zip(xs, headers))]
+    columns = COLUMNS[s.layout]
+    texts = [PdfText(x, y, header, 20, bold=True, align=align) for x, header, align in columns]
     y += 44
     for t in chunk:
         day = show_date(t.day, "d_mon")
@@ -186,7 +188,7 @@ def _table(s: CardStatement, chunk: Sequence[CardTransaction], y: float, last: b
         y += 34
     if last:
         x = 980 if s.layout == "two_column" else 1160
-        texts += [PdfText(xs[2] if s.layout == "cr_suffix" else xs[1], y + 10, "Total purchases and charges", 20, bold=True),
+        texts += [PdfText(columns[-2 if s.layout == "cr_suffix" else 1][0], y + 10, "Total purchases and charges", 20, bold=True),
                   PdfText(x, y + 10, _money(s.debits), 20, bold=True, align="right")]
         y += 44
     return texts, y
