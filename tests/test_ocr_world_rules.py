@@ -206,3 +206,16 @@ def test_grounding_finds_amounts_printed_with_decimal_commas() -> None:
     fields = {"TOTAL_AMOUNT": "$1571.04", "GST_AMOUNT": "$75.04"}
     assert find_ungrounded(fields, schema_spec, lines, SCHEMA) == []
     assert find_ungrounded({"TOTAL_AMOUNT": "$1571.40"}, schema_spec, lines, SCHEMA) == ["TOTAL_AMOUNT"]
+
+
+def test_the_recipient_in_the_letterhead_is_not_the_suppliers_address() -> None:
+    fields = fields_of(page("MVM Versicherungsverein a.G.", "Herrn", "Max Mustermann", "Musterstr. 11",
+                            "12346 Bad Musterhausen", "Versicherungsbüro", "Musterstr. 12", "12345 Musterstadt",
+                            "Tel.: 0123/45678", ("Rechnungsbetrag", "59,50 €")))
+    assert fields["BUSINESS_ADDRESS"] == "Musterstr. 12, 12345 Musterstadt"
+    assert (fields["PAYER_NAME"], fields["PAYER_ADDRESS"]) == ("Max Mustermann", "Musterstr. 11, 12346 Bad Musterhausen")
+
+
+def test_a_till_date_next_to_an_order_number_is_the_date() -> None:
+    assert fields_of(page("Shop", "Order No. 1000070 17/04/2018 07:13 PM", ("Total", "5.00")))["INVOICE_DATE"] \
+        == "17/04/2018"

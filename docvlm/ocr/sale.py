@@ -427,7 +427,7 @@ def is_address_line(text: str, rules: OcrRules) -> bool:
 # ----------------------------------------------------------------------------- payer
 def find_payer(page: Page, rules: OcrRules) -> tuple[Optional[str], list[TextLine]]:
     """The payer's name after a payer label ("Bill To:"), on its line or the line below, and the
-    lines of the block under the name (where the payer's address is)."""
+    lines of its block: the label's line, the name's and those under it (where the payer's address is)."""
     for line in sorted(page.lines, key=lambda item: (item.y0, item.x0)):
         label = starts_with_phrase(line.text, rules.label("payer"))
         if not label:
@@ -435,9 +435,9 @@ def find_payer(page: Page, rules: OcrRules) -> tuple[Optional[str], list[TextLin
         rest = line.text[label.end():].strip(" :-")
         block = block_below(page, line)
         if rest:
-            return tidy_name(rest), block
+            return tidy_name(rest), [line] + block
         if block:
-            return tidy_name(block[0].text), block[1:]
+            return tidy_name(block[0].text), [line] + block
     return None, []
 
 
@@ -462,7 +462,8 @@ def block_below(page: Page, line: TextLine, limit: int = 4) -> list[TextLine]:
 # ----------------------------------------------------------------------------- addresses
 def address_from(lines: list[TextLine], rules: OcrRules) -> Optional[str]:
     """"street, locality" from the first locality line ("Subiaco WA 6008") among `lines`, with the
-    street line right above it when there is one."""
+    street line right above it when there is one; else the lines from the first address line to the
+    postcode line ("Kundenstraße 15, 69876 Frankfurt")."""
     for index, line in enumerate(lines):
         locality = tidy_locality(line.text, rules)
         if locality is None:
@@ -471,7 +472,11 @@ def address_from(lines: list[TextLine], rules: OcrRules) -> Optional[str]:
         if rules.street.search(street) and not rules.locality.search(street):
             locality = f"{street.strip(' ,')}, {locality}"
         return re.sub(r",(?=\S)", ", ", locality)  # "Unit 8,213 Wattle Parade": OCR drops the space
-    return None
+    start = next((i for i, line in enumerate(lines) if is_address_line(line.text, rules)), None)
+    if start is None:
+        return None
+    end = next((i for i in range(start, len(lines)) if _ends_address(lines[i].text, rules)), None)
+    return join_address([line.text for line in lines[start: end + 1]]) if end is not None else None
 
 
 def tidy_locality(text: str, rules: OcrRules) -> Optional[str]:
@@ -506,7 +511,10 @@ def address_block(page: Page, rules: OcrRules, schema: Schema, name: TextLine, s
     block: list[TextLine] = []
     last, passed = name, 0
     for line in sorted(page.lines, key=lambda item: item.y0):
-        if line.y0 < last.y1 - 0.3 * last.height or line is name or line in skip or line in block:
+        if line.y0 < last.y1 - 0.3 * last.height or line is name or line in block:
+            continue
+        if line in skip:  # the payer's block inside the letterhead ("Herrn / Max Mustermann / ...")
+            last = line
             continue
         if line.y0 - last.y1 > 2.5 * max(last.height, line.height):
             break
