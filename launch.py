@@ -102,7 +102,9 @@ def resolve_printed_config(argv: list[str]) -> list[str]:
 
 def cli() -> int:
     if launcher.requested(sys.argv[1:]):  # python launch.py --nproc-per-node=N: torchrun's agent in-process
-        return run_command(lambda: launcher.launch(os.path.abspath(__file__), sys.argv[1:]))
+        if not launcher.prints_only(sys.argv[1:]):
+            return run_command(lambda: launcher.launch(os.path.abspath(__file__), sys.argv[1:]))
+        sys.argv = [sys.argv[0], *launcher.split(sys.argv[1:])[1]]
     sys.argv = resolve_printed_config(sys.argv)
     debug = debug_requested()
     try:

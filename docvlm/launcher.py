@@ -20,10 +20,18 @@ from docvlm.errors import USER_ERROR_EXIT, one_line
 FLAGS = ("--nproc-per-node", "--nproc_per_node")
 
 
+PRINT_ONLY = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
+
+
 def requested(argv: Sequence[str]) -> bool:
     """The command line asks for N ranks and this process is not already one of torchrun's ranks."""
     asked = any(arg in FLAGS or arg.split("=", 1)[0] in FLAGS for arg in argv)
     return asked and "LOCAL_RANK" not in os.environ
+
+
+def prints_only(argv: Sequence[str]) -> bool:
+    """--help, --cfg job, ...: nothing runs, so one process prints it (not one per rank)."""
+    return any(arg.split("=", 1)[0] in PRINT_ONLY for arg in argv)
 
 
 def split(argv: Sequence[str]) -> tuple[str, list[str]]:

@@ -167,6 +167,8 @@ def test_launcher_arguments():
     with pytest.raises(UserError, match="--nproc-per-node needs a value"):
         launcher.split(["--nproc-per-node"])
     assert launcher.requested(["--nproc-per-node=2"]) and not launcher.requested(["model=ocr"])
+    assert launcher.prints_only(["--cfg", "job"]) and launcher.prints_only(["--help"])
+    assert not launcher.prints_only(["-m", "model=ocr"])
 
 
 def test_a_sweep_jobs_user_error_is_logged_without_traceback(monkeypatch, capsys, tmp_path):
