@@ -20,6 +20,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandat
 
 from docvlm.errors import UserError, did_you_mean
 from docvlm.models.registry import ENGINES, FAMILIES
+from docvlm.models.spec import ModelSpec
 from docvlm.paths import cache_dir
 
 MODEL_FAMILIES = (*FAMILIES, "ocr")  # the model layer's registry; ocr: the CPU engine (docvlm/ocr)
@@ -33,23 +34,10 @@ def _fail(key: str, value: Any, allowed: str) -> None:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ModelSpec):
+    """The model layer's ModelSpec (its fields are documented there), validated."""
+
     name: str = "tiny_internvl"
-    family: str = "internvl"  # registry key of the adapter (docvlm/models)
-    path: str = ""  # local folder with config.json + safetensors + processor files
-    hub_id: str = ""  # where real weights come from; used in "how to get the weights" messages
-    tiny: bool = False  # build a tiny random model of `family` at `path` on first use (tests, demo)
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False  # never on unless the user says so
-    allow_pickle_weights: bool = False  # safetensors only unless explicitly allowed
-    # Benchmarks only: build the full-size architecture `name` with RANDOM weights on the device
-    # (docvlm/bench/architectures.py) instead of loading `path`. Speed is real, answers are noise.
-    random_weights: bool = False
-    max_tiles: int = 12  # copied from processing.max_tiles by to_run_config
-    # "static": KV buffers + our own decode step (a CUDA graph per batch bucket on GPU);
-    # "hf": transformers' eager `generate` (the reference; same tokens, slower).
-    engine: str = "static"
 
     def validate(self) -> None:
         if self.family not in MODEL_FAMILIES:

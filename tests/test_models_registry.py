@@ -1,27 +1,18 @@
 """Registry and loading: family lookup, path checks before any weights load, dtype and tile settings."""
 
-from dataclasses import dataclass
 import pytest
 import torch
 
+from docvlm.config import ModelConfig
 from docvlm.models import ModelNotFoundError, ModelSpec, check_model_path, known_families, load_model
 from docvlm.models.hf_engine import resolve_dtype
 
 CPU = torch.device("cpu")
 
 
-@dataclass
-class OtherConfig:
-    """Stands for the lead's config.ModelConfig: same fields, another class."""
-
-    family: str
-    path: str
-    tiny: bool = False
-    dtype: str = "auto"
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False
-    allow_pickle_weights: bool = False
-    max_tiles: int = 4
+def model_config(*args, **kwargs) -> ModelConfig:
+    """The config's model section (a ModelSpec with validation), as tests here build it."""
+    return ModelConfig(*args, **{"name": "", "max_tiles": 4, **kwargs})
 
 
 def test_the_four_families_are_registered():
@@ -50,7 +41,7 @@ def test_a_missing_model_names_the_path_and_how_to_get_it(tmp_path, family, repo
 
 
 def test_the_configs_hub_id_names_where_to_get_the_weights(tmp_path):
-    spec = OtherConfig(family="internvl", path=str(tmp_path / "none"))
+    spec = model_config(family="internvl", path=str(tmp_path / "none"))
     spec.hub_id = "OpenGVLab/InternVL3_5-2B-HF"
     with pytest.raises(ModelNotFoundError, match="hf download OpenGVLab/InternVL3_5-2B-HF --local-dir"):
         check_model_path(spec)
@@ -73,21 +64,21 @@ def test_an_unknown_family_is_a_clear_error(tmp_path):
 def test_tiny_builds_the_model_where_the_config_points(tmp_path):
     path = tmp_path / "tiny" / "qwen3_vl"
     assert check_model_path(ModelSpec(family="qwen3_vl", path=str(path), tiny=True)) == path  # no error yet
-    model = load_model(OtherConfig(family="qwen3_vl", path=str(path), tiny=True), CPU)
+    model = load_model(model_config(family="qwen3_vl", path=str(path), tiny=True), CPU)
     assert (path / "config.json").is_file()
     assert model.name == "qwen3_vl:qwen3_vl" and model.device == CPU and model.dtype == torch.float32
     assert type(model.model).__name__ == "Qwen3VLForConditionalGeneration"
 
 
 def test_loading_applies_dtype_and_tiles(tiny_models):
-    internvl = load_model(OtherConfig("internvl", str(tiny_models["internvl"]), dtype="bfloat16", max_tiles=2), CPU)
+    internvl = load_model(model_config("internvl", str(tiny_models["internvl"]), dtype="bfloat16", max_tiles=2), CPU)
     assert internvl.dtype == torch.bfloat16 and next(internvl.model.parameters()).dtype == torch.bfloat16
     assert internvl.adapter.image_kwargs()["max_patches"] == 2
-    mllama = load_model(OtherConfig("mllama", str(tiny_models["mllama"]), max_tiles=2), CPU)
+    mllama = load_model(model_config("mllama", str(tiny_models["mllama"]), max_tiles=2), CPU)
     assert mllama.processor.image_processor.max_image_tiles == 2
-    qwen = load_model(OtherConfig("qwen3_vl", str(tiny_models["qwen3_vl"]), max_tiles=3), CPU)
+    qwen = load_model(model_config("qwen3_vl", str(tiny_models["qwen3_vl"]), max_tiles=3), CPU)
     assert qwen.adapter.image_kwargs()["size"]["longest_edge"] == 3 * 256 * 32 * 32
-    capped = load_model(OtherConfig("mllama", str(tiny_models["mllama"]), max_tiles=12), CPU)
+    capped = load_model(model_config("mllama", str(tiny_models["mllama"]), max_tiles=12), CPU)
     assert capped.processor.image_processor.max_image_tiles == 4  # the model's own limit
 
 
@@ -99,7 +90,7 @@ def test_fewer_tiles_give_fewer_image_tokens(tiny_models):
     request = Request(Image.new("RGB", (200, 40), "white"), "x", 1)
     counts = []
     for tiles in (1, 4):
-        engine = load_model(OtherConfig("internvl", str(tiny_models["internvl"]), max_tiles=tiles), CPU)
+        engine = load_model(model_config("internvl", str(tiny_models["internvl"]), max_tiles=tiles), CPU)
         counts.append(engine.generate([request]).replies[0].prompt_tokens)
     assert counts[0] < counts[1]
 
@@ -124,7 +115,7 @@ def test_pickled_weights_are_refused_unless_allowed(tmp_path, tiny_models):
             (target / file.name).write_bytes(file.read_bytes())
     torch.save(load_file(source / "model.safetensors"), target / "pytorch_model.bin")
     with pytest.raises(ModelNotFoundError, match=r"only pickled weights .* model.allow_pickle_weights=true"):
-        load_model(OtherConfig("mllama", str(target)), CPU)  # refused before transformers reads anything
-    engine = load_model(OtherConfig("mllama", str(target), allow_pickle_weights=True), CPU)
+        load_model(model_config("mllama", str(target)), CPU)  # refused before transformers reads anything
+    engine = load_model(model_config("mllama", str(target), allow_pickle_weights=True), CPU)
     expected = load_file(source / "model.safetensors")["language_model.lm_head.weight"]  # checkpoint key
     assert torch.equal(engine.model.get_output_embeddings().weight, expected)

@@ -16,17 +16,17 @@ from docvlm.models.protocol import (
     Request,
     VisionLanguageModel,
 )
-from docvlm.models.registry import adapter_class, engine_class
+from docvlm.models.registry import FAMILIES, adapter_class, engine_class
 
 
 def check_model_path(cfg: ModelSpec) -> Path:
     """Fail fast, before any weights load, when the model folder is missing or not a model."""
     adapter = adapter_class(cfg.family)
-    if getattr(cfg, "random_weights", False):
+    if cfg.random_weights:
         return Path(cfg.path)  # nothing is read from disk
     path = Path(cfg.path).expanduser()
     if (path / "config.json").is_file():
-        if not getattr(cfg, "allow_pickle_weights", False) and not any(path.glob("*.safetensors")) \
+        if not cfg.allow_pickle_weights and not any(path.glob("*.safetensors")) \
                 and any(path.glob("*.bin")):
             raise ModelNotFoundError(
                 f"model folder {path} has only pickled weights (*.bin), no *.safetensors; pickles can run code "
@@ -35,7 +35,7 @@ def check_model_path(cfg: ModelSpec) -> Path:
     if cfg.tiny and not (path.exists() and any(path.iterdir())):
         return path  # load_model builds the tiny model here
     problem = "does not exist" if not path.exists() else "has no config.json"
-    weights = getattr(cfg, "hub_id", "") or adapter.weights
+    weights = cfg.hub_id or adapter.weights
     raise ModelNotFoundError(
         f"model folder {path} {problem} (family {cfg.family}). Get the weights with: "
         f"hf download {weights} --local-dir {path}"
@@ -46,7 +46,7 @@ def check_model_path(cfg: ModelSpec) -> Path:
 def build_engine(engine: str, model: PreTrainedModel, processor: ProcessorMixin, spec: ModelSpec,
                  device: torch.device) -> VisionLanguageModel:
     """The engine `engine` over a loaded model: the family's adapter (from `spec.family`) in between."""
-    name = getattr(spec, "name", "") or f"{spec.family}:{Path(spec.path).name}"
+    name = spec.name or f"{spec.family}:{Path(spec.path).name}"
     adapter = adapter_class(spec.family)(model, processor, spec, name)
     return engine_class(engine)(model, processor, adapter, spec, device)
 
@@ -54,14 +54,11 @@ def build_engine(engine: str, model: PreTrainedModel, processor: ProcessorMixin,
 def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     """Load the model of `cfg.family` from `cfg.path` onto `device` (building the tiny one if asked)."""
     path = check_model_path(cfg)
-    engine = getattr(cfg, "engine", "static")
+    engine = cfg.engine
     engine_class(engine)  # an unknown engine fails before any weights load
     device = torch.device(device)
-    if getattr(cfg, "random_weights", False):
-        from docvlm.models.replicas import build_replica
-
-        built = build_replica(getattr(cfg, "name", ""), device, cfg.max_tiles)
-        return build_engine(engine, built.model, built.processor, built.spec, device)
+    if cfg.random_weights:
+        return _random_weights(cfg, device, engine)
     if cfg.tiny:
         from docvlm.models.tiny import ensure_tiny_model
 
@@ -73,3 +70,23 @@ def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
     model, processor = load_pretrained(cfg, path, device)
     return build_engine(engine, model, processor, cfg, device)
+
+
+def _random_weights(cfg: ModelSpec, device: torch.device, engine: str) -> VisionLanguageModel:
+    """Benchmarks: the full-size architecture `cfg.name` with random weights (replicas.py), or, named
+    tiny_<family>, that family's tiny model (random weights too)."""
+    from docvlm.models.hf_engine import load_pretrained
+    from docvlm.models.replicas import build_replica, replica_names
+    from docvlm.models.tiny import ensure_tiny_model, tiny_model_path
+
+    if cfg.name in replica_names():
+        built = build_replica(cfg.name, device, cfg.max_tiles)
+        return build_engine(engine, built.model, built.processor, built.spec, device)
+    family = cfg.name.removeprefix("tiny_")
+    if family not in FAMILIES:
+        known = [*replica_names(), *(f"tiny_{name}" for name in FAMILIES)]
+        raise ValueError(f"unknown random-weights model {cfg.name!r}; known: {', '.join(known)}")
+    path = ensure_tiny_model(family, tiny_model_path(family))
+    spec = ModelSpec(family=family, path=str(path), tiny=True, max_tiles=cfg.max_tiles, engine=engine)
+    model, processor = load_pretrained(spec, path, device)
+    return build_engine(engine, model, processor, spec, device)

@@ -10,25 +10,11 @@ import torch
 from PIL import Image
 
 from docvlm.errors import UserError
+from docvlm.models.spec import ModelSpec  # noqa: F401  (re-exported: the model config type)
 
 
 class ModelNotFoundError(UserError):
     """The configured model folder is missing or holds no model (no config.json): one line for the user."""
-
-
-@dataclass
-class ModelSpec:
-    """The model part of the config; `docvlm.config.ModelConfig` has the same fields (duck typed)."""
-
-    family: str  # "internvl" | "qwen3_vl" | "mllama"
-    path: str  # local folder with config.json, safetensors and processor files
-    tiny: bool = False  # build the tiny model of `family` at `path` if nothing is there yet
-    dtype: str = "auto"  # "auto" (bf16 on cuda, fp32 on cpu) | "bfloat16" | "float16" | "float32"
-    attn_implementation: str = "sdpa"
-    trust_remote_code: bool = False
-    allow_pickle_weights: bool = False
-    max_tiles: int = 12  # InternVL max_patches / Mllama max_image_tiles / Qwen max_pixels (256 tokens a tile)
-    engine: str = "static"  # "static": owned decode loop (CUDA graphs on GPU) | "hf": transformers generate
 
 
 @dataclass
