@@ -144,7 +144,7 @@ def _user_error(message: str) -> int:
     """One line on rank 0, the same line in torchrun's failure summary, every rank out together."""
     print_user_error(message)
     _tell_torchrun_user_error(message)
-    _leave_process_group()
+    _leave_process_group(wait_for_others=False)  # a rank alone with its error must not wait at a barrier
     if not is_main_rank():
         time.sleep(OTHER_RANKS_EXIT_AFTER_S)
     return USER_ERROR_EXIT
@@ -155,14 +155,16 @@ def _user_error(message: str) -> int:
 OTHER_RANKS_EXIT_AFTER_S = 1.0
 
 
-def _leave_process_group() -> None:
-    """Leave together: torchrun stops every rank once one exits non-zero, maybe before rank 0 wrote sweep.md."""
+def _leave_process_group(wait_for_others: bool = True) -> None:
+    """Leave together: torchrun stops every rank once one exits non-zero, maybe before rank 0 wrote sweep.md.
+    (Left without destroying it, NCCL prints a warning on each rank at exit.)"""
     if "docvlm.dist" not in sys.modules:  # --help, --cfg: no job ran, torch was never imported
         return
     import torch.distributed as torch_dist
 
     if torch_dist.is_initialized():
-        torch_dist.barrier()
+        if wait_for_others:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
