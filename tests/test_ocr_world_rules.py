@@ -219,3 +219,16 @@ def test_the_recipient_in_the_letterhead_is_not_the_suppliers_address() -> None:
 def test_a_till_date_next_to_an_order_number_is_the_date() -> None:
     assert fields_of(page("Shop", "Order No. 1000070 17/04/2018 07:13 PM", ("Total", "5.00")))["INVOICE_DATE"] \
         == "17/04/2018"
+
+
+# ----------------------------------------------------------------------------- items
+def test_item_tables_with_german_column_headers() -> None:
+    lines = [TextLine(text, (x, y, x + len(text) * 11, y + 20), 0.99) for text, x, y in [
+        ("Bergmann Werkzeuge GmbH", 40, 40), ("Menge", 40, 200), ("Bezeichnung", 160, 200), ("Einzelpreis", 600, 200),
+        ("Gesamtpreis", 800, 200), ("2", 40, 240), ("Hammer:", 160, 240), ("12,50", 600, 240), ("25,00", 800, 240),
+        ("1", 40, 280), ("Zange", 160, 280), ("8,00", 600, 280), ("8,00", 800, 280),
+        ("Gesamtbetrag", 600, 340), ("33,00", 800, 340)]]
+    fields = fields_of(Page.from_lines(lines, RULES.row_overlap))
+    assert fields["LINE_ITEM_DESCRIPTIONS"] == "Hammer | Zange"
+    assert fields["LINE_ITEM_TOTAL_PRICES"] == "$25.00 | $8.00"
+    assert fields["TOTAL_AMOUNT"] == "$33.00"

@@ -33,7 +33,7 @@ def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) ->
         "PAYER_NAME": payer,
         "PAYER_ADDRESS": sale.address_from(payer_block, rules),
         "INVOICE_DATE": sale.find_document_date(page, rules, schema),
-        "LINE_ITEM_DESCRIPTIONS": sep.join(" ".join(i.description) or schema.not_found for i in items),
+        "LINE_ITEM_DESCRIPTIONS": sep.join(" ".join(i.description).rstrip(" :") or schema.not_found for i in items),
         "LINE_ITEM_QUANTITIES": sep.join(i.quantity or schema.not_found for i in items),
         "LINE_ITEM_PRICES": sep.join(i.price or schema.not_found for i in items),
         "LINE_ITEM_TOTAL_PRICES": sep.join(i.total or schema.not_found for i in items),
