@@ -17,10 +17,10 @@ from typing import Mapping, Optional
 from docvlm.schema import DocTypeSpec, Schema
 
 _WRAPPERS = " \t\r\n*`\"'_"  # markdown bold/code and quotes a model wraps values in
-# Numbers as printed in several countries: "1,234.56", "1.234,56" (decimal comma), "1'234.56", "12,50";
+# Numbers as printed in several countries: "1,234.56", "1.234,56" (decimal comma), "1'234.56", "1 234,56", "12,50";
 # a lone comma before three digits ("1,234") groups thousands, a lone dot ("1.234") is a decimal point.
 _NUMBER = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d{1,3}(?:'\d{3})+(?:\.\d+)?"
-           r"|\d+(?:[.,]\d+)?|\.\d+")
+           r"|\d{1,3}(?:[ \u00a0\u202f]\d{3})+,\d+|\d+(?:[.,]\d+)?|\.\d+")
 # A currency mark or code next to an amount: "$", "€", "£", "RM", "EUR", "Rs." (before or after it).
 _CURRENCY = r"(?:[$€£¥₹]|\b(?:[A-Z]{3}|RM|Rs\.?|[A-Z]{1,2}\$)(?![A-Za-z]))"
 _MONEY_RE = re.compile(rf"(?P<neg>-|\()?\s*(?P<cur>{_CURRENCY})?\s*(?P<sign>-)?\s*(?P<num>{_NUMBER})"
@@ -115,7 +115,7 @@ def parse_money(text: str) -> Optional[float]:
 def parse_number(text: str) -> float:
     """A number as printed ("1,234.56", "1.234,56", "12,50", "1'234") as a float; the last of two
     different separators is the decimal one."""
-    text = text.replace("'", "")
+    text = re.sub(r"['\s]", "", text)  # "1'234.50", "1 234,56"
     if "," in text and "." in text:
         decimal = "," if text.rfind(",") > text.rfind(".") else "."
         text = text.replace("." if decimal == "," else ",", "").replace(",", ".")

@@ -39,7 +39,7 @@ def fields_of(p: Page) -> dict[str, str]:
 @pytest.mark.parametrize("text, value", [
     ("RM 12.50", 12.5), ("€ 1.234,56", 1234.56), ("1.234,56 EUR", 1234.56), ("£3.20", 3.2), ("Rs. 450", 450.0),
     ("USD1,000.00", 1000.0), ("12,50 €", 12.5), ("-RM1.73", -1.73), ("EUR -3,50", -3.5), ("1'234.50 CHF", 1234.5),
-    ("1,234", 1234.0), ("$1,020.22", 1020.22), ("(12.50)", -12.5), ("2 items $15.00", 15.0),
+    ("1,234", 1234.0), ("$1,020.22", 1020.22), ("(12.50)", -12.5), ("2 items $15.00", 15.0), ("1 234,56 €", 1234.56),
 ])
 def test_the_normaliser_reads_money_of_many_countries(text: str, value: float) -> None:
     assert parse_money(text) == pytest.approx(value)
@@ -50,6 +50,8 @@ def test_page_amounts_take_decimal_commas_but_not_dates_or_rates() -> None:
     assert [v for v, _ in money_values("Gesamtbetrag: 1.571,04 €")] == [1571.04]
     assert [v for v, _ in money_values("MwSt. 19,00% 37,62")] == [37.62]
     assert [v for v, _ in money_values("18.04.2018 Betrag 10,00")] == [10.0]
+    assert [v for v, _ in money_values("Total TTC 1\u202f234,56 €")] == [1234.56]  # grouped by a no-break space
+    assert [v for v, _ in money_values("2 100,00 200,00")] == [100.0, 200.0]  # a quantity is no thousands group
 
 
 def test_amounts_misread_by_ocr_are_repaired() -> None:
@@ -70,6 +72,8 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     ([("Subtotaal", "50,00"), ("BTW 21%", "10,50"), ("Totaal", "60,50")], "$60.50"),
     ([("Total incl. VAT", "£120.00"), ("Amount Due", "£0.00")], "$120.00"),
     ([("Balance Due", "$88.00")], "$88.00"),
+    ([("Summe netto", "50,00"), ("zzgl. 19% MwSt.", "9,50"), ("Zu zahlender Betrag", "59,50")], "$59.50"),
+    ([("VAT rate", "Net", "VAT", "Gross"), ("20%", "100.00", "20.00", "120.00")], "$120.00"),
     # the rounded total, not the one before rounding, and no "Total" of a tax summary
     ([("Total Sales Incl GST", "122.78"), ("Rounding Adj", "0.02"), ("Total After Adj Incl GST", "122.80"),
       ("CASH", "200.00"), ("GST Summary",), ("Total", "119.77")], "$122.80"),
@@ -109,6 +113,8 @@ def test_a_receipt_that_prints_tax_invoice_is_a_receipt_when_it_shows_payment() 
     assert detect_type(invoice, RULES, SCHEMA)[0] == "INVOICE"
     german = page("Rechnung", "Rechnungsdatum 05.03.2024", "Zahlbar innerhalb 30 Tagen", ("Gesamtbetrag", "119,00"))
     assert detect_type(german, RULES, SCHEMA)[0] == "INVOICE"
+    till = page("Bäckerei Schmidt", ("Summe EUR", "7,40"), ("Kartenzahlung", "7,40"), "Vielen Dank")
+    assert detect_type(till, RULES, SCHEMA)[0] == "RECEIPT"
 
 
 # ----------------------------------------------------------------------------- dates
@@ -190,6 +196,7 @@ def test_a_name_set_on_two_lines_is_joined() -> None:
     (["Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Keizersgracht 12, 1015 CJ Amsterdam"),
     (["Northwind Traders Ltd", "153 Victoria Street", "London SW1B 3BN", "VAT GB123456789"],
      "153 Victoria Street, London SW1B 3BN"),
+    (["Maple Leaf Supplies Inc.", "250 Queen St W", "Toronto, ON M5V 1Z4"], "250 Queen St W, Toronto, ON M5V 1Z4"),
     (["KEDAI RUNCIT MAJU", "NO. 135, JALAN BANGI, 43500", "SEMENYIH, SELANGOR", "TEL: 03-8723 1234"],
      "NO. 135, JALAN BANGI, 43500, SEMENYIH, SELANGOR"),  # the town after a postcode at a line's end
     (["Bluegum Plumbing Pty Ltd", "Unit 8,213 Wattle Parade", "Parramatta Nsw2150"],

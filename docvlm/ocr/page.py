@@ -14,11 +14,13 @@ from typing import Iterable, Optional, Sequence
 from docvlm.normalize import parse_number
 from docvlm.ocr.lines import TextLine, group_rows, row_text
 
-# Amounts as printed: "$1,020.22", "-133.91", "(12.50)", "2,182.51 CR", "€ 8.50", "1.234,56", "12,50";
+# Amounts as printed: "$1,020.22", "-133.91", "(12.50)", "2,182.51 CR", "€ 8.50", "1.234,56", "12,50",
+# "1 234,56" (French, grouped by a no-break space);
 # two decimals (a bare "3" is a quantity, not money), not part of a date ("18.04.2018") or a rate ("19,00%").
 # Currency codes ("RM", "EUR") are left to the labels' cleaning (sale.py): "GST 6.00" is no currency.
 _MONEY = re.compile(r"(?P<neg>-|\()?\s?(?:(?:[A-Z]?\$|[€£¥₹])\s?)?(?P<sign>-)?"
-                    r"(?<![\d.,])(?P<num>\d{1,3}(?:,\d{3})+\.\d{2}|\d{1,3}(?:\.\d{3})+,\d{2}|\d+[.,]\d{2})"
+                    r"(?<![\d.,])(?P<num>\d{1,3}(?:,\d{3})+\.\d{2}|\d{1,3}(?:\.\d{3})+,\d{2}"
+                    r"|\d{1,3}(?:[\u00a0\u202f]\d{3})+,\d{2}|\d+[.,]\d{2})"
                     r"(?!\d|[.,]\d|\s?%)")
 
 

@@ -106,7 +106,7 @@ def find_amounts(page: Page, rules: OcrRules) -> list[Amount]:
             label = clean_label(text[previous_end: match.start()], rules)
             previous_end = match.end()
             labelled.append((amount_kind(label, rules) if label else None, label, value))
-        if found and not any(label for _, label, _ in labelled):
+        if found and not any(re.search(r"[^\W\d_]", label) for _, label, _ in labelled):  # no words: "20% 100.00"
             labelled = _column_labels(page, row_index, cells, found, rules)
         elif len(found) > 1 and _names_tax(labelled[0], rules) and all(kind is None for kind, _, _ in labelled[1:]):
             labelled = [("gst", labelled[0][1], found[-1][0])]
@@ -538,10 +538,14 @@ def address_block(page: Page, rules: OcrRules, schema: Schema, name: TextLine, s
 
 
 def _ends_address(text: str, rules: OcrRules) -> bool:
-    """The postcode line ends an address, unless the town follows on the next line ("43500" at the end)."""
+    """The postcode line ends an address, unless it is a street line that ends with the postcode and
+    the town follows on the next line ("NO. 135, JALAN BANGI, 43500")."""
     patterns = rules.postcodes + (rules.locality,)
     ends = [m.end() for p in patterns for m in p.finditer(text)]
-    return bool(ends) and bool(re.search(r"[A-Za-z]", text[max(ends):]) or rules.locality.search(text))
+    if not ends:
+        return False
+    town_after = re.search(r"[A-Za-z]", text[max(ends):])
+    return bool(town_after or rules.locality.search(text) or not rules.street_words.search(text))
 
 
 def _is_title(text: str, rules: OcrRules) -> bool:
