@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import ProcessorMixin
+from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
 from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.protocol import Request
 
 # Stands in for a previous reply when rendering the chat template of a follow-up turn.
 SENTINEL = "@@DOCVLM-PREVIOUS-REPLY@@"
+SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -25,16 +26,22 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 
 class Chat:
-    def __init__(self, processor: ProcessorMixin, adapter: FamilyAdapter, configured_end_ids: Any,
-                 device: torch.device, dtype: torch.dtype, name: str):
-        self.processor, self.adapter, self.name = processor, adapter, name
-        self.device, self.dtype = device, dtype
+    """Constructing it takes over the model's generation config: the engines own decoding (greedy,
+    per-row budgets, end ids), so the checkpoint's sampling defaults are dropped (its end ids kept here)."""
+
+    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, adapter: FamilyAdapter,
+                 device: torch.device):
+        self.processor, self.adapter, self.name = processor, adapter, adapter.name
+        self.device, self.dtype = device, model.dtype
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # right padding breaks batched == one-at-a-time
         self.turn_end = adapter.turn_end
         self.turn_end_id = self._token_id(self.turn_end)
-        self.eos_ids = self._end_ids(configured_end_ids)
+        self.eos_ids = self._end_ids(model.generation_config.eos_token_id)
         self.pad_id = self._pad_id()
+        model.generation_config = GenerationConfig(
+            bos_token_id=model.generation_config.bos_token_id, pad_token_id=self.pad_id, do_sample=False
+        )
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """Processor output for first turns on the device: chat template, image placeholders, left padding."""
@@ -82,6 +89,22 @@ class Chat:
                 ids[i, width - len(row) :] = torch.tensor(row)
                 mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+    def left_padded(self, singles: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The batch view of one-document processor outputs, padded as the processor pads a batch."""
+        width = max(single["input_ids"].shape[1] for single in singles)
+        batch = {}
+        for key in SEQUENCE_INPUTS:
+            if key not in singles[0]:
+                continue
+            rows = []
+            for single in singles:
+                value = single[key]
+                pad = width - value.shape[1]
+                fill = self.pad_id if key == "input_ids" else 0
+                rows.append(torch.cat([value.new_full((1, pad, *value.shape[2:]), fill), value], dim=1))
+            batch[key] = torch.cat(rows, dim=0)
+        return batch
 
     def to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):

@@ -92,14 +92,10 @@ class HFEngine:
         self.device = device
         self.dtype = model.dtype
         self.name = adapter.name
-        self.chat = Chat(processor, adapter, model.generation_config.eos_token_id, device, self.dtype, self.name)
+        self.chat = Chat(model, processor, adapter, device)
         self.tokenizer = self.chat.tokenizer
         self.turn_end, self.turn_end_id = self.chat.turn_end, self.chat.turn_end_id
         self.eos_ids, self.pad_id = self.chat.eos_ids, self.chat.pad_id
-        # The engine owns decoding (greedy, per-row budgets, end ids): drop the checkpoint's sampling defaults.
-        self.model.generation_config = GenerationConfig(
-            bos_token_id=model.generation_config.bos_token_id, pad_token_id=self.pad_id, do_sample=False
-        )
 
     # ---- public API ---------------------------------------------------------------------------
 

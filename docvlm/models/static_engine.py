@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
 from docvlm.models.adapter import FamilyAdapter
-from docvlm.models.chat import Chat
+from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
 from docvlm.models.fused import fused_kernels, runs_on
 from docvlm.models.kv_buffers import BufferLayer, KVBuffers, Lease, buffer_cache
@@ -50,7 +50,6 @@ from docvlm.models.runs import (
 )
 from docvlm.models.text_layers import TextStack, self_layer, turn_attend
 
-SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
@@ -66,14 +65,10 @@ class StaticEngine:
         self.family, self.name = adapter.family, adapter.name
         self.device, self.dtype = device, model.dtype
         self.packs_prefill, self.owns_turns = adapter.packs_prefill, adapter.owns_turns
-        self.chat = Chat(processor, adapter, model.generation_config.eos_token_id, device, self.dtype, self.name)
+        self.chat = Chat(model, processor, adapter, device)
         self.tokenizer = self.chat.tokenizer
         self.turn_end, self.turn_end_id = self.chat.turn_end, self.chat.turn_end_id
         self.eos_ids, self.pad_id = self.chat.eos_ids, self.chat.pad_id
-        # The engine owns decoding (greedy, per-row budgets, end ids): drop the checkpoint's sampling defaults.
-        self.model.generation_config = GenerationConfig(
-            bos_token_id=model.generation_config.bos_token_id, pad_token_id=self.pad_id, do_sample=False
-        )
         self.stack = TextStack(model, self.dtype)
         self.kv = KVBuffers(self.stack.layer_shapes(), adapter.cross_columns(), self.dtype, device, self.name,
                             on_change=self._buffers_changed)
@@ -178,7 +173,7 @@ class StaticEngine:
         self.prefetch.submit(requests)
         singles = [self._encode_one(request) for request in requests]
         self.prefetch.forget_unused()
-        inputs = self._left_padded(singles)
+        inputs = self.chat.left_padded(singles)
         budgets = [request.max_new_tokens for request in requests]
         start = inputs["input_ids"].shape[1]
         lease = self.kv.new_conversation(len(requests), start + max(budgets))
@@ -194,22 +189,6 @@ class StaticEngine:
 
     def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
         return {key: self.chat.to_device(value) for key, value in self.prefetch.take(request).items()}
-
-    def _left_padded(self, singles: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """The batch view of per-document inputs, as the processor would pad it (for state and decode)."""
-        width = max(single["input_ids"].shape[1] for single in singles)
-        batch = {}
-        for key in SEQUENCE_INPUTS:
-            if key not in singles[0]:
-                continue
-            rows = []
-            for single in singles:
-                value = single[key]
-                pad = width - value.shape[1]
-                fill = self.pad_id if key == "input_ids" else 0
-                rows.append(torch.cat([value.new_full((1, pad, *value.shape[2:]), fill), value], dim=1))
-            batch[key] = torch.cat(rows, dim=0)
-        return batch
 
     def _prefill_rows(self, lease: Lease, singles: list[dict[str, torch.Tensor]],
                       start: int) -> tuple[torch.Tensor, list[int]]:
