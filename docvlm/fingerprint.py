@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 SETTINGS_FILE = "settings.json"  # under output.dir/parts, beside the records it describes
 UNREADABLE = "unreadable"  # a file that cannot be stat'ed: its record says why, at load time
+_DIGESTS = ("schema", "prompts", "ocr rules")  # settings kept as a digest of their YAML content
 
 
 def of_file(path: Path) -> str:
@@ -128,9 +129,6 @@ def _shown(key: str, value: Any) -> str:
     if value is None:
         return "not used"
     return "used" if key in _DIGESTS else repr(value)
-
-
-_DIGESTS = ("schema", "prompts", "ocr rules")
 
 
 def _has_records(parts_dir: Path) -> bool:

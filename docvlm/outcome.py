@@ -44,6 +44,7 @@ class Outcome:
                          "(it shows the machinery works, not what a real model extracts)")
         return lines
 
+
 def _reason(record: DocumentRecord, width: int = 160) -> str:
     error = record.error or {}
     message = str(error.get("message", ""))
