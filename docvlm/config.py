@@ -33,6 +33,12 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise UserError(f"invalid config value {key}={value!r}: allowed {allowed}")
 
 
+def _fail_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    hint = did_you_mean(str(value), choices)
+    raise UserError(f"invalid config value {key}={value!r}: allowed one of {choices}"
+                    + (f"; did you mean {key}={hint}?" if hint else ""))
+
+
 @dataclass
 class ModelConfig(ModelSpec):
     """The model layer's ModelSpec (its fields are documented there), validated."""
@@ -41,13 +47,13 @@ class ModelConfig(ModelSpec):
 
     def validate(self) -> None:
         if self.family not in MODEL_FAMILIES:
-            _fail("model.family", self.family, f"one of {MODEL_FAMILIES}")
+            _fail_choice("model.family", self.family, MODEL_FAMILIES)
         if self.engine not in ENGINES:
-            _fail("model.engine", self.engine, f"one of {tuple(ENGINES)}")
+            _fail_choice("model.engine", self.engine, tuple(ENGINES))
         if not self.path:
             _fail("model.path", self.path, "a folder holding the model (config.json, *.safetensors)")
         if self.dtype not in DTYPES:
-            _fail("model.dtype", self.dtype, f"one of {DTYPES}")
+            _fail_choice("model.dtype", self.dtype, DTYPES)
 
 
 @dataclass
@@ -126,7 +132,7 @@ class ProcessingConfig:
         if self.num_gpus < 0:
             _fail("processing.num_gpus", self.num_gpus, "0 (all visible GPUs) or an integer >= 1")
         if self.device not in DEVICES:
-            _fail("processing.device", self.device, f"one of {DEVICES}")
+            _fail_choice("processing.device", self.device, DEVICES)
         if self.max_tiles < 1:
             _fail("processing.max_tiles", self.max_tiles, "an integer >= 1")
         for stage, budget in vars(self.max_new_tokens).items():
@@ -141,7 +147,7 @@ class ProcessingConfig:
         if self.hang_timeout_s is not None and self.hang_timeout_s < 1:
             _fail("processing.hang_timeout_s", self.hang_timeout_s, "null (= dist_timeout_s) or seconds >= 1")
         if self.shard not in SHARD_MODES:
-            _fail("processing.shard", self.shard, f"one of {SHARD_MODES}")
+            _fail_choice("processing.shard", self.shard, SHARD_MODES)
         self.shard_cost.validate()
 
 

@@ -10,6 +10,7 @@ from omegaconf.errors import ValidationError
 import docvlm.config  # noqa: F401  registers schema + resolvers
 from docvlm.config import to_run_config
 from docvlm.dist import check_gpu_request
+from docvlm.errors import UserError
 from docvlm.paths import CONF_DIR
 
 
@@ -88,3 +89,21 @@ def test_num_gpus_semantics():
         check_gpu_request(1, "auto", 4, available=8)
     with pytest.raises(ValueError, match=r"4 ranks per node .* \(2 visible\)"):
         check_gpu_request(0, "auto", 4, available=2)
+
+
+def test_a_near_miss_of_an_allowed_value_gets_a_suggestion():
+    with pytest.raises(UserError, match=r"model\.family='qwen3vl': allowed one of .*; did you mean model\.family=qwen3_vl\?"):
+        to_run_config(compose_cfg("model.family=qwen3vl"))
+    with pytest.raises(UserError, match=r"processing\.device='cuad'.*did you mean processing\.device=cuda\?"):
+        to_run_config(compose_cfg("processing.device=cuad"))
+
+
+def test_unknown_keys_suggest_the_key_meant():
+    from docvlm.config import unknown_key_message
+
+    assert "did you mean processing.batch_size?" in unknown_key_message("processing.bach_size")
+    assert "did you mean processing.batch_size?" in unknown_key_message("batch_size")  # the section left out
+    assert "did you mean output.overwrite?" in unknown_key_message("output.overwrit")
+    assert "did you mean" not in unknown_key_message("colour")  # nothing near: no guess
+    with pytest.raises(UserError, match="unknown config key processing.max_tilez; did you mean processing.max_tiles"):
+        to_run_config(compose_cfg("+processing.max_tilez=3"))  # Hydra lets +key through; the schema does not
