@@ -60,9 +60,12 @@ class PartWriter:
             self._file.write("\n")  # a crash cut the last record short: never glue the next one onto it
 
     def write(self, record: DocumentRecord) -> None:
-        self._file.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())  # a kill -9 right after this loses nothing
+        try:
+            self._file.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())  # a kill -9 right after this loses nothing
+        except OSError as err:  # disk full, quota: say where (a cut line is redone on resume)
+            raise OSError(f"cannot write {self.path}: {err.strerror or err}") from err
 
     def close(self) -> None:
         self._file.close()

@@ -169,6 +169,16 @@ def test_a_failed_atomic_write_leaves_no_temp_file_and_names_the_path(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == (["results.jsonl"] if text == "fine" else [])
 
 
+def test_a_part_file_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    with outputs.PartWriter(tmp_path, 3) as part:
+        def disk_full(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", disk_full)
+        with pytest.raises(OSError, match=r"cannot write .*parts/rank-00003\.jsonl: No space left on device"):
+            part.write(DocumentRecord(index=0, image="a.png"))
+
+
 def test_the_lock_names_its_holder_and_is_free_again_after_release(tmp_path):
     first, second = OutputLock(tmp_path), OutputLock(tmp_path)
     first.acquire()
