@@ -239,3 +239,10 @@ def test_item_tables_with_german_column_headers() -> None:
     assert fields["LINE_ITEM_DESCRIPTIONS"] == "Hammer | Zange"
     assert fields["LINE_ITEM_TOTAL_PRICES"] == "$25.00 | $8.00"
     assert fields["TOTAL_AMOUNT"] == "$33.00"
+
+
+def test_terms_and_conditions_on_a_receipt_do_not_make_it_an_invoice() -> None:
+    receipt = page("COSWAY (M) SDN BHD", ("AMT PAID INCL GST", "RM 111.90"), "Invoice (Terms & Conditions apply)")
+    assert detect_type(receipt, RULES, SCHEMA)[0] == "RECEIPT"
+    invoice = page("Acme Pty Ltd", ("Total", "110.00"), "Payment terms: 14 days", "Paid")
+    assert detect_type(invoice, RULES, SCHEMA)[0] == "INVOICE"  # paid (1) is not more than payment terms (1)
