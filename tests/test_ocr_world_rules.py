@@ -82,6 +82,7 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     ([("Tota l Incl . GST@6%", "RM 31.20"), ("GST @6% included in tota l", "RM 1.77")], "$31.20"),
     ([("Sub-Total", "15.60"), ("Grand Tota", "6.70"), ("Change Due", "43.30")], "$6.70"),
     ([("Item Count 3",), ("Total Qty", "15.00"), ("Total", "9.90")], "$9.90"),
+    ([("Total", "9.90"), ("Amount Tendered", "20.00"), ("Change", "10.10")], "$9.90"),
 ])
 def test_the_total_is_the_grand_total_in_several_languages(rows: list[tuple[str, ...]], total: str) -> None:
     assert fields_of(page("Shop", *rows))["TOTAL_AMOUNT"] == total
