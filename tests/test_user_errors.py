@@ -146,7 +146,7 @@ def test_under_torchrun_the_error_is_one_line_and_no_traceback_of_ours(tmp_path)
     assert not any("launch.py\", line" in c or "/docvlm/" in c for c in console), "\n".join(console)  # no stack of ours
     message = line.removeprefix("error: ")
     assert sum(message in c for c in console) >= 2  # rank 0's line, and the report's block of a rank
-    assert len(console) <= 45, "\n".join(console)  # was 155 lines (our traceback per rank, twice)
+    assert len(console) <= 50, "\n".join(console)  # 42 measured; was 155 (our traceback per rank, twice)
 
 
 def test_the_in_process_launcher_keeps_a_user_error_to_its_line(tmp_path):
