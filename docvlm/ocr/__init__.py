@@ -4,7 +4,8 @@
                 restored, usual confusions undone
   lines.py      TextLine, row grouping, font size     page.py       a page's rows and text helpers
   classify.py   document type from keywords           statement.py  bank tables by header x positions
-  sale.py       ABN, date, supplier, payer, totals    items.py      line-item tables and till slips
+  sale.py       ABN, date, totals, tax                parties.py    supplier, payer and their addresses
+  items.py      line-item tables and till slips
   fields.py     invoice/receipt fields assembled      engine.py     OcrEngine, OcrResult
   grounding.py  which VLM answers are not on the page accuracy.py   the engine over a generated corpus
   rules.py      conf/ocr/default.yaml, typed

@@ -8,14 +8,14 @@ from docvlm.normalize import normalize_fields
 from docvlm.ocr.items import derive_quantities, read_items
 from docvlm.ocr.page import Page, has_phrase
 from docvlm.ocr.rules import OcrRules
-from docvlm.ocr import sale
+from docvlm.ocr import parties, sale
 from docvlm.schema import DocTypeSpec, Schema
 
 
 def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) -> tuple[dict[str, str], dict[str, Any]]:
     """Normalised fields of `spec` (INVOICE or RECEIPT) and how they were found."""
-    payer, payer_block = sale.find_payer(page, rules)
-    supplier, supplier_lines = sale.read_supplier(page, rules, schema)
+    payer, payer_block = parties.find_payer(page, rules)
+    supplier, supplier_lines = parties.read_supplier(page, rules, schema)
     amounts = sale.find_amounts(page, rules)
     total, gst = sale.total_and_gst(amounts, rules)
     items, item_shape = read_items(page, rules)
@@ -29,9 +29,9 @@ def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) ->
         "DOCUMENT_TYPE": spec.name,
         "BUSINESS_ABN": sale.find_abn(page, rules),
         "SUPPLIER_NAME": supplier,
-        "BUSINESS_ADDRESS": sale.supplier_address(page, rules, schema, skip=payer_block, supplier=supplier_lines),
+        "BUSINESS_ADDRESS": parties.supplier_address(page, rules, schema, skip=payer_block, supplier=supplier_lines),
         "PAYER_NAME": payer,
-        "PAYER_ADDRESS": sale.address_from(payer_block, rules),
+        "PAYER_ADDRESS": parties.address_from(payer_block, rules),
         "INVOICE_DATE": sale.find_document_date(page, rules, schema),
         "LINE_ITEM_DESCRIPTIONS": sep.join(" ".join(i.description).rstrip(" :") or schema.not_found for i in items),
         "LINE_ITEM_QUANTITIES": sep.join(i.quantity or schema.not_found for i in items),
