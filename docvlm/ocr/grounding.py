@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping, Optional, Sequence
 
-from docvlm.evaluate import compare_money
-from docvlm.normalize import find_dates, format_money, normalize_value, parse_number, split_list
+from docvlm.normalize import find_dates, normalize_value, parse_money, parse_number, split_list
 from docvlm.ocr.lines import TextLine, group_rows, row_text
 from docvlm.ocr.page import date_text
 from docvlm.ocr.rules import OcrRules, load_ocr_rules
@@ -72,8 +71,9 @@ def find_ungrounded(fields: Mapping[str, str], doc_type_spec: DocTypeSpec, page_
 def is_grounded(item: str, kind: str, evidence: PageEvidence, schema: Schema, rules: OcrRules) -> bool:
     """One normalised value (a list item or a scalar) found on the page?"""
     if kind == "money":
-        settings = {"abs_tolerance": rules.money_tolerance, "rel_tolerance": 0.0}
-        return any(compare_money(format_money(n), item, settings) == 1.0 for n in evidence.numbers)
+        value = parse_money(item)  # the page's numbers carry no sign: "-$8.79" is grounded by "-8,79"
+        tolerance = rules.money_tolerance + 1e-9
+        return value is not None and any(abs(abs(value) - n) <= tolerance for n in evidence.numbers)
     if kind == "number":
         return _number_found(item, evidence)
     if kind == "date":
