@@ -15,7 +15,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from docvlm.evaluate import times_by_type
+from docvlm.timings import times_by_type
 from docvlm.outputs import atomic_write_text
 
 PLOTS_DIR = "plots"

@@ -1,6 +1,6 @@
 """Strict per-field accuracy: the comparisons that labels of real documents support.
 
-The project's comparators (docvlm/evaluate.py) give partial credit (text by edit similarity above 0.5,
+The project's comparators (docvlm/scoring.py) give partial credit (text by edit similarity above 0.5,
 money within 1%). Figures on real documents are quoted strictly, as an independent evaluation scores them:
 
   text (names, addresses)  "strict": equal after removing case, spaces and punctuation;
@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from docvlm.evaluate import COMPARATORS, DocumentScore, FieldScore, items_of, levenshtein, score_document
+from docvlm.scoring import COMPARATORS, DocumentScore, FieldScore, items_of, levenshtein, score_document
 from docvlm.ground_truth import GroundTruth
 from docvlm.normalize import parse_money
 from docvlm.schema import FieldSpec, Schema

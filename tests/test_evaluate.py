@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from docvlm.evaluate import (
-    compare_item, confusion_matrix, evaluate, levenshtein, main, restrict_to_debit_rows, score_document,
-    score_field, summarize, text_similarity,
+from docvlm.evaluate import confusion_matrix, evaluate, main, summarize
+from docvlm.scoring import (
+    compare_item, levenshtein, restrict_to_debit_rows, score_document, score_field, text_similarity,
 )
 from docvlm.ground_truth import load_ground_truth
 from docvlm.schema import DEFAULT_SCHEMA_PATH, load_schema
