@@ -70,6 +70,7 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     ([("Rechnungssumme Netto (excl. USt.)", "198,00"), ("Rechnungssumme Brutto (inkl. USt.)", "235,62")], "$235.62"),
     ([("Total HT", "624,90 €"), ("Total TTC", "671,15 €"), ("Solde à payer", "470,15 €")], "$671.15"),
     ([("Subtotaal", "50,00"), ("BTW 21%", "10,50"), ("Totaal", "60,50")], "$60.50"),
+    ([("Subtotal", "10,00"), ("IVA 21%", "2,10"), ("Importe total", "12,10"), ("Cambio", "7,90")], "$12.10"),
     ([("Total incl. VAT", "£120.00"), ("Amount Due", "£0.00")], "$120.00"),
     ([("Balance Due", "$88.00")], "$88.00"),
     ([("Summe netto", "50,00"), ("zzgl. 19% MwSt.", "9,50"), ("Zu zahlender Betrag", "59,50")], "$59.50"),
