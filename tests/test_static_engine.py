@@ -257,3 +257,24 @@ def test_follow_up_turns_run_our_layer_loop_in_row_chunks(pairs, monkeypatch, fa
     monkeypatch.setattr(static_engine, "TURN_CHUNK_TOKENS", 1)
     monkeypatch.setattr(static.model, "generate", None)  # (the shared model) a follow-up through generate fails
     assert conversation(static) == expected
+
+
+def test_rotary_for_text_positions_matches_the_models_own(pairs, monkeypatch):
+    """The plain rotation (for modules without `apply_rotary_pos_emb`) is transformers' own; a per-axis
+    (3, rows, tokens, dim) table of text positions reduces to any one axis."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
+
+    from docvlm.models.text_layers import apply_rotary
+
+    _, static = pairs["qwen2_5_vl"]
+    positions = torch.arange(6)[None].expand(2, -1)
+    hidden = torch.zeros(2, 6, 64)
+    cos, sin = static.stack.rotary(hidden, static.adapter.rotary_ids(positions))
+    query, key = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16)
+    for ours, theirs in zip(apply_rotary(query, key, cos, sin),
+                            modeling_qwen2_5_vl.apply_rotary_pos_emb(query, key, cos, sin)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    tables = torch.stack([cos] * 3), torch.stack([sin] * 3)
+    monkeypatch.setattr(static.stack.text.rotary_emb, "forward", lambda *args: tables)
+    per_axis = static.stack.rotary(hidden, static.adapter.rotary_ids(positions))
+    assert all(torch.equal(a, b) for a, b in zip(per_axis, (cos, sin)))

@@ -145,7 +145,7 @@ class DecodeGraphs:
         buffers.bias[:rows].index_fill_(1, state.column, 0.0)  # the new token sees itself
         attend = partial(decode_attend, column=state.column, bias=buffers.bias[:rows], columns=columns)
         hidden = stack.text.embed_tokens(state.tokens[:rows])
-        cos, sin = stack.text.rotary_emb(hidden, self.adapter.rotary_ids(state.positions[:rows]))
+        cos, sin = stack.rotary(hidden, self.adapter.rotary_ids(state.positions[:rows]))
         for index, layer in enumerate(stack.text.layers):
             keys, values = buffers.keys[index][:rows], buffers.values[index][:rows]
             if index in stack.cross_layers:

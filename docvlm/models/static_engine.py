@@ -267,7 +267,7 @@ class StaticEngine:
         for a in range(0, rows, step):
             b = min(rows, a + step)
             hidden = stack.text.embed_tokens(ids[a:b, start:])
-            cos, sin = stack.text.rotary_emb(hidden, self.adapter.rotary_ids(positions[a:b]))
+            cos, sin = stack.rotary(hidden, self.adapter.rotary_ids(positions[a:b]))
             attend = partial(turn_attend, bias=bias[a:b], start=start)
             for index, layer in enumerate(stack.text.layers):
                 hidden = self_layer(layer, hidden, cos, sin, buffers.keys[index][a:b], buffers.values[index][a:b],

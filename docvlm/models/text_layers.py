@@ -45,15 +45,35 @@ class TextStack:
         per_column = 2 * len(self.cross_layers) * self.text.config.num_key_value_heads * self.head_dim
         return cross_columns * per_column * self.dtype.itemsize
 
+    def rotary(self, hidden: torch.Tensor, rotary_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of text positions. Some releases' 3-D rotary (Qwen2.5-VL) return one table per axis,
+        (3, rows, tokens, dim), merged in attention; text tokens sit at the same position on every axis, so
+        any axis is the merged table."""
+        cos, sin = self.text.rotary_emb(hidden, rotary_ids)
+        return (cos[0], sin[0]) if cos.dim() == 4 else (cos, sin)
+
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""
         return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
 
 
 def _rotary_function(text: torch.nn.Module, cross_layers: set[int]) -> Callable:
-    """The family's own `apply_rotary_pos_emb` (same numerics as its attention)."""
+    """The family's own `apply_rotary_pos_emb` (same numerics as its attention); where its module has
+    only a multimodal one (Qwen2.5-VL in some releases), the plain rotation it reduces to for text."""
     attn = next(layer.self_attn for i, layer in enumerate(text.layers) if i not in cross_layers)
-    return inspect.getmodule(type(attn)).apply_rotary_pos_emb  # type: ignore[union-attr]
+    return getattr(inspect.getmodule(type(attn)), "apply_rotary_pos_emb", None) or apply_rotary
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
+                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary embedding of (rows, heads, tokens, dim) queries and keys; cos, sin: (rows, tokens, dim)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
 
 
 def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
