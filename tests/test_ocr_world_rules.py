@@ -60,6 +60,9 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     assert repair_amounts("AMT PAID: RMI11.90", RULES) == "AMT PAID: RM111.90"
     assert repair_amounts("Total 1O.50", RULES) == "Total 10.50"
     assert repair_amounts("Total <RM.34.80", RULES) == "Total <RM 34.80"
+    assert repair_amounts("SUBTOTAL RM96. 20", RULES) == "SUBTOTAL RM96.20"
+    assert repair_amounts("TOTAL 28-90", RULES) == "TOTAL 28.90"
+    assert repair_amounts("Date 28-04-18 12:30-13:45", RULES) == "Date 28-04-18 12:30-13:45"  # dates and times stay
 
 
 # ----------------------------------------------------------------------------- totals and tax
@@ -81,6 +84,7 @@ def test_amounts_misread_by_ocr_are_repaired() -> None:
     ([("Grand Total", "10.02"), ("Rounding", "-0.02"), ("Total Payable", "10.00")], "$10.00"),
     ([("T ota l", "RM 5.00")], "$5.00"),  # labels that OCR split or cut short
     ([("Tota l Incl . GST@6%", "RM 31.20"), ("GST @6% included in tota l", "RM 1.77")], "$31.20"),
+    ([("To tal I nc l. GST06%", "RM 13.30"), ("GS T @6% i n c luded in total", "RM 0.75")], "$13.30"),
     ([("Sub-Total", "15.60"), ("Grand Tota", "6.70"), ("Change Due", "43.30")], "$6.70"),
     ([("Item Count 3",), ("Total Qty", "15.00"), ("Total", "9.90")], "$9.90"),
     ([("Total", "9.90"), ("Amount Tendered", "20.00"), ("Change", "10.10")], "$9.90"),

@@ -123,12 +123,13 @@ def _names_tax(labelled: tuple, rules: OcrRules) -> bool:
 
 def repair_amounts(text: str, rules: OcrRules) -> str:
     """Amounts as OCR misreads them, put right: a letter for a digit after a currency mark or inside
-    a number ("RMO.47", "RMI11.90"), a dot after the mark ("RM.34.80") and a space before the
-    decimals ("RM8 .35")."""
+    a number ("RMO.47", "RMI11.90"), a dot after the mark ("RM.34.80"), a space around the decimal
+    point ("RM8 .35", "RM96. 20") and a dash for it ("28-90")."""
     fix = lambda m: m["pre"] + m["digits"].translate(_DIGIT_LOOKALIKES)  # noqa: E731
     text = _misread_digit_pattern(rules.currencies).sub(fix, text)
     text = _currency_dot_pattern(rules.currencies).sub(r"\g<1> ", text)  # "RM.34.80"
-    return re.sub(r"(?<=\d) (?=[.,]\d{2}(?!\d))", "", text)
+    text = re.sub(r"(?<=\d) (?=[.,]\d{2}(?!\d))|(?<=\d[.,]) (?=\d{2}(?!\d))", "", text)  # "RM8 .35", "RM96. 20"
+    return re.sub(r"(?<![\d\-/.:])(\d+)-(\d{2})(?![\d\-/.:])", r"\1.\2", text)  # "TOTAL 28-90"
 
 
 @lru_cache(maxsize=8)
@@ -180,10 +181,15 @@ def clean_label(text: str, rules: OcrRules) -> str:
     """A label as the amount patterns read it: lower case, without currency marks and punctuation
     ("Total (RM):" -> "total", "Rechnungssumme Brutto (inkl. USt.)" -> "rechnungssumme brutto inkl ust")."""
     text = _currency_pattern(rules.currencies).sub(" ", text.lower())
+    return " ".join(re.sub(r"[^\w%@&]+", " ", text).split())
+
+
+def _rejoin_letters(label: str) -> str:
+    """"tota l" -> "total": a letter that OCR set apart ends the word before it."""
     words: list[str] = []
-    for word in re.sub(r"[^\w%@&]+", " ", text).split():
+    for word in label.split():
         if len(word) == 1 and word.isalpha() and words and len(words[-1]) >= 3 and words[-1].isalpha():
-            words[-1] += word  # "tota l": a letter that OCR set apart ends the word before it
+            words[-1] += word
         else:
             words.append(word)
     return " ".join(words)
@@ -200,7 +206,7 @@ def amount_kind(label: str, rules: OcrRules) -> Optional[str]:
     without spaces; a label that OCR split into letters ("GS T i n c luded") is read without them first."""
     squeezed = label.replace(" ", "")
     split = sum(len(word) == 1 and word.isalpha() for word in label.split()) >= 2
-    for text in ((squeezed, label) if split else (label, squeezed)):
+    for text in ((squeezed, label) if split else (label, _rejoin_letters(label), squeezed)):
         for kind in AMOUNT_KINDS:
             if any(pattern.search(text) for pattern in rules.amounts[kind]):
                 return kind
