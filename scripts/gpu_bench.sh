@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark run (issue 8): one call of the device tool, logs and JSON under $OUT.
 #
-#   scripts/gpu_bench.sh [MODEL ...]        default: internvl3_5_8b
+#   scripts/gpu_bench.sh [MODEL ...]        default: internvl3_5_8b; also qwen3_vl_8b, llama3_2_11b_vision, qwen2_5_vl_7b
 #   BENCH_FLAGS="--configs seed:8,docvlm:auto,docvlm:64" scripts/gpu_bench.sh qwen3_vl_8b
 #
 # Device call (the wheels in .whl/ bring what the GPU image lacks: hydra-core, omegaconf, antlr4, pypdfium2):
