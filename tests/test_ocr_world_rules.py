@@ -162,6 +162,7 @@ def test_the_document_date_wins_over_due_service_order_and_version_dates() -> No
     (["Rechnung", "Bergmann Werkzeuge GmbH", "Hauptstraße 5", "10115 Berlin"], "Bergmann Werkzeuge GmbH"),
     (["FACTURE", "Boulangerie Martin SARL", "12 rue de la Paix", "75002 Paris"], "Boulangerie Martin SARL"),
     (["Factuur", "Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Van Dijk Installatie B.V."),
+    (["FRESH MART", "Bananas loose kg"], "FRESH MART"),  # a unit is no legal form
 ])
 def test_the_supplier_is_the_business_name_near_the_top(rows: list[str], name: str) -> None:
     assert fields_of(page(*rows, ("Total", "10.00")))["SUPPLIER_NAME"] == name
