@@ -162,10 +162,15 @@ def test_the_document_date_wins_over_due_service_order_and_version_dates() -> No
     (["Rechnung", "Bergmann Werkzeuge GmbH", "Hauptstraße 5", "10115 Berlin"], "Bergmann Werkzeuge GmbH"),
     (["FACTURE", "Boulangerie Martin SARL", "12 rue de la Paix", "75002 Paris"], "Boulangerie Martin SARL"),
     (["Factuur", "Van Dijk Installatie B.V.", "Keizersgracht 12", "1015 CJ Amsterdam"], "Van Dijk Installatie B.V."),
-    (["FRESH MART", "Bananas loose kg"], "FRESH MART"),  # a unit is no legal form
 ])
 def test_the_supplier_is_the_business_name_near_the_top(rows: list[str], name: str) -> None:
     assert fields_of(page(*rows, ("Total", "10.00")))["SUPPLIER_NAME"] == name
+
+
+def test_a_unit_is_no_legal_form() -> None:
+    lines = [TextLine("FRESH MART", (40, 40, 400, 80), 0.99), TextLine("BANANAS LOOSE 1 KG", (40, 100, 300, 120), 0.99),
+             TextLine("Total 5.00", (40, 140, 200, 160), 0.99)]
+    assert fields_of(Page.from_lines(lines, RULES.row_overlap))["SUPPLIER_NAME"] == "FRESH MART"
 
 
 def test_the_supplier_under_a_seller_label_not_the_buyer_or_the_title() -> None:
