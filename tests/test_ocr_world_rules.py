@@ -167,6 +167,13 @@ def test_the_supplier_is_the_business_name_near_the_top(rows: list[str], name: s
     assert fields_of(page(*rows, ("Total", "10.00")))["SUPPLIER_NAME"] == name
 
 
+def test_the_buyer_above_the_seller_is_not_the_supplier() -> None:
+    fields = fields_of(page("Rechnungsempfänger:", "Kunden AG Mitte", "Kundenstraße 15", "69876 Frankfurt",
+                            "Lieferant GmbH", "Lieferantenstraße 20", "80333 München", ("Gesamtbetrag", "119,00")))
+    assert (fields["SUPPLIER_NAME"], fields["PAYER_NAME"]) == ("Lieferant GmbH", "Kunden AG Mitte")
+    assert fields["BUSINESS_ADDRESS"] == "Lieferantenstraße 20, 80333 München"
+
+
 def test_a_unit_is_no_legal_form() -> None:
     lines = [TextLine("FRESH MART", (40, 40, 400, 80), 0.99), TextLine("BANANAS LOOSE 1 KG", (40, 100, 300, 120), 0.99),
              TextLine("Total 5.00", (40, 140, 200, 160), 0.99)]

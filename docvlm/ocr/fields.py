@@ -15,7 +15,7 @@ from docvlm.schema import DocTypeSpec, Schema
 def read_sale(page: Page, spec: DocTypeSpec, rules: OcrRules, schema: Schema) -> tuple[dict[str, str], dict[str, Any]]:
     """Normalised fields of `spec` (INVOICE or RECEIPT) and how they were found."""
     payer, payer_block = parties.find_payer(page, rules)
-    supplier, supplier_lines = parties.read_supplier(page, rules, schema)
+    supplier, supplier_lines = parties.read_supplier(page, rules, schema, payer=payer_block)
     amounts = sale.find_amounts(page, rules)
     total, gst = sale.total_and_gst(amounts, rules)
     items, item_shape = read_items(page, rules)

@@ -20,14 +20,23 @@ from docvlm.schema import Schema
 
 
 # ----------------------------------------------------------------------------- supplier
-def read_supplier(page: Page, rules: OcrRules, schema: Schema) -> tuple[Optional[str], list[TextLine]]:
+def read_supplier(page: Page, rules: OcrRules, schema: Schema,
+                  payer: Sequence[TextLine] = ()) -> tuple[Optional[str], list[TextLine]]:
     """The supplier's name and the lines it was read from: after a seller label, else the first line
-    at the top naming a legal form, else the largest name at the top."""
+    at the top naming a legal form, else the largest name at the top; never a line of the payer's
+    block (`payer`: "Bill To / Kunden AG" above the seller's name)."""
     for finder in (_labelled_supplier, _legal_form_supplier, _largest_supplier):
         parts = finder(page, rules, schema)
+        parts = [] if any(line in payer for _, line in parts) else parts
+        if not parts and finder is not _labelled_supplier and payer:
+            parts = finder(_without(page, payer, rules), rules, schema)
         if parts:
             return tidy_name(" ".join(text for text, _ in parts)), [line for _, line in parts]
     return None, []
+
+
+def _without(page: Page, lines: Sequence[TextLine], rules: OcrRules) -> Page:
+    return Page.from_lines([line for line in page.lines if line not in lines], rules.row_overlap)
 
 
 def name_text(text: str, rules: OcrRules) -> str:
@@ -221,6 +230,8 @@ def find_payer(page: Page, rules: OcrRules) -> tuple[Optional[str], list[TextLin
             continue
         rest = line.text[label.end():].strip(" :-")
         block = block_below(page, line)
+        end = next((i for i, below in enumerate(block) if _ends_address(below.text, rules)), None)
+        block = block if end is None else block[: end + 1]  # the postcode line ends the payer's address
         if rest:
             return tidy_name(rest), [line] + block
         if block:
