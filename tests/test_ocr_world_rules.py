@@ -265,3 +265,9 @@ def test_terms_and_conditions_on_a_receipt_do_not_make_it_an_invoice() -> None:
     assert detect_type(receipt, RULES, SCHEMA)[0] == "RECEIPT"
     invoice = page("Acme Pty Ltd", ("Total", "110.00"), "Payment terms: 14 days", "Paid")
     assert detect_type(invoice, RULES, SCHEMA)[0] == "INVOICE"  # paid (1) is not more than payment terms (1)
+
+
+def test_german_compound_period_and_due_labels() -> None:
+    p = page(("Abrechnungszeitraum:", "01.10.2018 bis 31.10.2018"), ("Fälligkeitsdatum:", "30.11.2018"),
+             "Gutschrift Nr. 47110818 vom 02.11.2018", ("Gesamtbetrag", "119,00"))
+    assert fields_of(p)["INVOICE_DATE"] == "02/11/2018"

@@ -45,8 +45,10 @@ class Page:
 
 @lru_cache(maxsize=1024)
 def phrase_pattern(phrase: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in re.split(r"[\s\-]+", phrase) if w]  # "Beleg-Datum" is "beleg datum"
-    return re.compile(r"(?<![a-z0-9])" + r"[\s\-]*".join(words) + r"(?![a-z0-9])", re.IGNORECASE)
+    # "Beleg-Datum" is "beleg datum"; "*zeitraum" also ends a compound word ("Abrechnungszeitraum")
+    start = r"(?<![a-z0-9])\w*" if phrase.startswith("*") else r"(?<![a-z0-9])"
+    words = [re.escape(w) for w in re.split(r"[\s\-]+", phrase.lstrip("*")) if w]
+    return re.compile(start + r"[\s\-]*".join(words) + r"(?![a-z0-9])", re.IGNORECASE)
 
 
 def find_phrase(text: str, phrases: Sequence[str]) -> Optional[re.Match[str]]:
