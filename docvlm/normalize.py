@@ -265,7 +265,8 @@ def _date_patterns(month_names: tuple[str, ...]) -> list[tuple[str, re.Pattern[s
     flags = re.IGNORECASE
     return [
         ("ymd", re.compile(r"(?<!\d)(?P<year>\d{4})[-/.](?P<month>\d{1,2})[-/.](?P<day>\d{1,2})(?!\d)")),
-        ("ymd", re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})(?P<month>0[1-9]|1[0-2])(?P<day>0[1-9]|[12]\d|3[01])(?!\d)")),
+        ("ymd", re.compile(r"(?<!\d)(?P<year>(?:19|20)\d{2})(?P<month>0[1-9]|1[0-2])"  # "20180428"
+                           r"(?P<day>0[1-9]|[12]\d|3[01])(?!\d)")),
         ("dmy", re.compile(r"(?<![\d.])(?P<day>\d{1,2})([-/.])(?P<month>\d{1,2})\2" + year + r"(?!/)")),
         ("d_name", re.compile(rf"(?<![\w.]){day}{sep}{month}(?![a-z])(?:{year_sep}{year})?", flags)),
         ("name_d", re.compile(rf"(?<![\w]){month}(?![a-z])\s*{day}(?![\d])(?:,?\s*{year})?", flags)),

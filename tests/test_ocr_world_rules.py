@@ -239,7 +239,8 @@ def test_the_recipient_in_the_letterhead_is_not_the_suppliers_address() -> None:
                             "12346 Bad Musterhausen", "Versicherungsbüro", "Musterstr. 12", "12345 Musterstadt",
                             "Tel.: 0123/45678", ("Rechnungsbetrag", "59,50 €")))
     assert fields["BUSINESS_ADDRESS"] == "Musterstr. 12, 12345 Musterstadt"
-    assert (fields["PAYER_NAME"], fields["PAYER_ADDRESS"]) == ("Max Mustermann", "Musterstr. 11, 12346 Bad Musterhausen")
+    assert fields["PAYER_NAME"] == "Max Mustermann"
+    assert fields["PAYER_ADDRESS"] == "Musterstr. 11, 12346 Bad Musterhausen"
 
 
 def test_a_till_date_next_to_an_order_number_is_the_date() -> None:

@@ -86,7 +86,8 @@ def _complete_name(page: Page, parts: list[tuple[str, TextLine]], rules: OcrRule
     text, line = parts[0]
     for other in page.lines:
         gap = other.y0 - line.y1 if other.y0 > line.y0 else line.y0 - other.y1
-        if other is line or not (-0.3 * line.height < gap < 0.6 * line.height) or abs(other.x0 - line.x0) > line.height:
+        near = -0.3 * line.height < gap < 0.6 * line.height and abs(other.x0 - line.x0) <= line.height
+        if other is line or not near:
             continue
         row = next((r for r in page.rows if other in r), [other])
         other_text = name_text(other.text, rules)
