@@ -24,10 +24,11 @@ from docvlm.errors import UserError
 from docvlm.inputs import Document, discover
 from docvlm.lock import OutputLock
 from docvlm.logs import setup_logging
-from docvlm.models import check_model_path
+from docvlm.ground_truth import GroundTruth, load_ground_truth
 from docvlm.outcome import Outcome
+from docvlm.pipeline.build import check_model
 from docvlm.progress import Progress
-from docvlm.prompts import load_prompts
+from docvlm.prompts import Prompts, load_prompts
 from docvlm.records import DocumentRecord
 from docvlm.schema import Schema, load_schema
 from docvlm.watchdog import Watchdog
@@ -59,8 +60,8 @@ def run(cfg: DictConfig | RunConfig, snapshot: Optional[dict[str, Any]] = None) 
         return _job(run_cfg, ctx, schema, prompts, out_dir, lock, snapshot, job)
 
 
-def _job(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, out_dir: Path, lock: OutputLock,
-         snapshot: dict[str, Any], job: int) -> Optional[dict[str, Any]]:
+def _job(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Prompts, out_dir: Path,
+         lock: OutputLock, snapshot: dict[str, Any], job: int) -> Optional[dict[str, Any]]:
     started = time.perf_counter()
     settings = fingerprint.run_settings(run_cfg)
     _rank0_decides(ctx, lock.acquire)  # a second run into output.dir stops here, before it deletes anything
@@ -126,15 +127,14 @@ def _check_failures(run_cfg: RunConfig, summary: Optional[dict[str, Any]], out_d
                         f"processing.fail_on_errors=true (their records are in {out_dir / 'results.jsonl'})")
 
 
-def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Any, list[Document]]:
+def _find_inputs(run_cfg: RunConfig, schema: Schema, out_dir: Path) -> tuple[Optional[GroundTruth], list[Document]]:
     truth = _load_truth(run_cfg, schema)  # every rank checks: a bad file fails everywhere
     # An output folder inside the data folder must not feed its own results back in as documents.
     found = discover(run_cfg.data.dir, run_cfg.data.extensions, exclude=[out_dir])
     if truth is not None:  # rows that match no document: one clear line now, not an empty evaluation later
         truth.check_documents([d.id for d in found], run_cfg.data.dir, warn=dist.env_world()[0] == 0)
     docs = found[: run_cfg.debug.limit]
-    if run_cfg.model.family != "ocr":
-        check_model_path(run_cfg.model)  # a missing model is a clear error before any GPU work
+    check_model(run_cfg)  # a missing model is a clear error before any GPU work
     return truth, docs
 
 
@@ -211,11 +211,9 @@ def _prepare_tiny_model(run_cfg: RunConfig, ctx: dist.DistContext) -> None:
         ensure_tiny_model(run_cfg.model.family, Path(run_cfg.model.path).expanduser())
 
 
-def _load_truth(run_cfg: RunConfig, schema: Schema) -> Any:
+def _load_truth(run_cfg: RunConfig, schema: Schema) -> Optional[GroundTruth]:
     if not run_cfg.data.ground_truth:
         return None
-    from docvlm.ground_truth import load_ground_truth
-
     return load_ground_truth(run_cfg.data.ground_truth, schema)
 
 
@@ -233,7 +231,7 @@ def _merge(gathered: list[dict[str, Any]], docs: list[Document]) -> list[Documen
     return merged
 
 
-def _finish(run_cfg: RunConfig, schema: Schema, truth: Any, records: list[DocumentRecord],
+def _finish(run_cfg: RunConfig, schema: Schema, truth: Optional[GroundTruth], records: list[DocumentRecord],
             gathered: list[dict[str, Any]], out_dir: Path, snapshot: dict[str, Any],
             elapsed_s: float, gather_s: float, world: int) -> dict[str, Any]:
     from docvlm.summary import build_summary

@@ -1,10 +1,11 @@
-"""One rank's share of the job: which documents it takes, the model pipeline, its part file.
+"""One rank's share of the job: which documents it takes, the pipeline, its part file.
 
   processing.shard=count: an equal-count contiguous shard, detected and extracted here;
   processing.shard=cost: detect an equal-count share first, all-gather the detections, then take a
     contiguous range of about equal estimated cost (every rank computes the same ranges).
 Either way, documents recorded by an earlier run are kept (resume), each new record goes to this
-rank's part file as it is made, and the model loads on first use (an idle rank never loads it).
+rank's part file as it is made, and the pipeline (docvlm/pipeline/build.py: the VLM's or the OCR's)
+is built on first use (an idle rank never loads a model).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import itertools
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from docvlm import dist, faults, fingerprint, outputs
 from docvlm.config import RunConfig
-from docvlm.inputs import Document, LoadOptions
-from docvlm.models import load_model
-from docvlm.models.memory_plan import auto_batch_size
+from docvlm.ground_truth import GroundTruth
+from docvlm.inputs import Document
+from docvlm.pipeline.build import build_pipeline
 from docvlm.pipeline.cost import CostModel
-from docvlm.pipeline.document_pipeline import DocumentPipeline
-from docvlm.pipeline.stages import StageContext
+from docvlm.pipeline.protocol import DetectingPipeline, Pipeline
 from docvlm.progress import Progress
+from docvlm.prompts import Prompts
 from docvlm.records import DocumentRecord
 from docvlm.schema import Schema
 from docvlm.watchdog import Watchdog
@@ -31,9 +32,9 @@ from docvlm.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 
-def work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, docs: list[Document], truth: Any,
-          out_dir: Path, progress: Progress,
-          watchdog: Watchdog) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
+def work(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Prompts, docs: list[Document],
+         truth: Optional[GroundTruth], out_dir: Path, progress: Progress,
+         watchdog: Watchdog) -> tuple[list[DocumentRecord], list[DocumentRecord], dict[str, Any]]:
     """This rank's share: (records kept from earlier runs, new records, stats)."""
     worker = Worker(run_cfg, ctx, schema, prompts, truth, docs, progress, watchdog)
     try:
@@ -54,7 +55,7 @@ def _work_by_count(worker: "Worker", docs: list[Document],
     worker.progress.resumed(len(kept))
     new_records, stats = _process(worker, todo, out_dir)
     stats.update(worker.stats(), shard="count")
-    if worker.stage_ctx is not None:  # the same estimate as shard=cost, from the types found, to compare
+    if worker.detects_apart():  # the same estimate as shard=cost, from the types found, to compare
         model = worker.cost_model(worker.batch_size or 1)
         stats["estimated_cost"] = round(sum(model.cost(r) for r in new_records), 3)
     return kept, new_records, stats
@@ -102,7 +103,7 @@ def _detect_share(worker: "Worker", docs: list[Document], out_dir: Path) -> tupl
         mine = [doc for doc, _ in todo if doc.id in share]
         if not mine:
             return recorded, todo, [], 0.0
-        pipeline = worker.pipeline()
+        pipeline = worker.detecting_pipeline()
         start = time.perf_counter()
         records = []
         for record in pipeline.detect_only(mine):
@@ -174,7 +175,8 @@ def _process(worker: "Worker", todo: list[tuple[Document, int]], out_dir: Path,
     docs = [doc for doc, _ in todo]
     failed = [detected[doc.id] for doc in docs if detected is not None and not detected[doc.id].ok]
     to_run = [doc for doc in docs if detected is None or detected[doc.id].ok]
-    pipeline = worker.pipeline() if to_run else None
+    if to_run:
+        worker.pipeline()  # loaded before the fault point below
     faults.at_point("work", ctx.rank)  # tests: model loaded, nothing flushed yet
     attempts = {doc.id: n for doc, n in todo}
     stamps = {doc.id: doc.fingerprint for doc in docs}
@@ -182,7 +184,7 @@ def _process(worker: "Worker", todo: list[tuple[Document, int]], out_dir: Path,
     busy_start = time.perf_counter()
     clock_start = busy_start if clock_start is None else clock_start
     with outputs.PartWriter(out_dir, ctx.rank) as part:
-        for record in itertools.chain(failed, _run_pipeline(pipeline, to_run, detected)):
+        for record in itertools.chain(failed, _run_pipeline(worker, to_run, detected)):
             record.attempts = attempts[record.image]
             record.document_fingerprint, record.settings_fingerprint = stamps[record.image], worker.settings
             part.write(record)
@@ -196,27 +198,27 @@ def _process(worker: "Worker", todo: list[tuple[Document, int]], out_dir: Path,
     return records, stats
 
 
-def _run_pipeline(pipeline: Any, docs: list[Document],
+def _run_pipeline(worker: "Worker", docs: list[Document],
                   detected: Optional[dict[str, DocumentRecord]]) -> Iterator[DocumentRecord]:
     if not docs:
         return iter(())
-    return pipeline.process(docs) if detected is None else pipeline.process(docs, detected=detected)
+    if detected is None:
+        return worker.pipeline().process(docs)
+    return worker.detecting_pipeline().process(docs, detected=detected)
 
 
 class Worker:
-    """What one rank works with: config, model pipeline, progress and heartbeat. The model is loaded on
-    first use, so a rank with nothing to do never loads it."""
+    """What one rank works with: config, pipeline, progress and heartbeat. The pipeline (and so the
+    model) is built on first use, so a rank with nothing to do never loads it."""
 
-    def __init__(self, run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Any, truth: Any,
-                 docs: list[Document], progress: Progress, watchdog: Watchdog) -> None:
+    def __init__(self, run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema, prompts: Prompts,
+                 truth: Optional[GroundTruth], docs: list[Document], progress: Progress, watchdog: Watchdog) -> None:
         self.cfg, self.ctx, self.schema, self.prompts = run_cfg, ctx, schema, prompts
         self.progress, self.watchdog = progress, watchdog
         self.routes = _route_types(run_cfg, truth, docs)  # benchmarks: document id -> true type
         self.settings = fingerprint.digest(fingerprint.run_settings(run_cfg))  # stamped on every record
-        self.batch_size: Optional[int] = None
-        self.stage_ctx: Optional[StageContext] = None
         self.load_model_s = 0.0
-        self._pipeline: Any = None
+        self._pipeline: Optional[Pipeline] = None
 
     def recorded(self, docs: list[Document], out_dir: Path) -> dict[str, DocumentRecord]:
         """Records of earlier runs that still belong to this one: same document file, same settings."""
@@ -228,31 +230,31 @@ class Worker:
 
         return outputs.read_parts(out_dir, belongs)
 
-    def pipeline(self) -> Any:
+    def pipeline(self) -> Pipeline:
         if self._pipeline is None:
             start = time.perf_counter()
             self.watchdog.beat(f"loading the model from {self.cfg.model.path}")
-            self._pipeline = self._build()
+            self._pipeline = build_pipeline(self.cfg, self.ctx, self.schema, self.prompts, self.progress,
+                                            self.watchdog, route_types=self.routes)
             self.load_model_s = round(time.perf_counter() - start, 3)
         return self._pipeline
 
-    def _build(self) -> Any:
-        cfg = self.cfg
-        if cfg.model.family == "ocr":
-            self.batch_size = 1
-            self.progress.phase("extraction")
-            return _ocr_pipeline(cfg, self.ctx, self.schema)
-        model = load_model(cfg.model, self.ctx.device)
-        self.batch_size = cfg.processing.batch_size or auto_batch_size(
-            self.ctx.device, model, cfg.processing.max_new_tokens.detect, cfg.processing.max_tiles)
-        self.stage_ctx = StageContext(model, self.schema, self.prompts, cfg.processing.max_new_tokens,
-                                      cfg.processing.force_length)
-        pipeline = _PhasedPipeline(self.stage_ctx, self.batch_size, cfg.processing.group_window, self.ctx.rank,
-                                   LoadOptions(pdf_dpi=cfg.data.pdf_dpi), route_types=self.routes,
-                                   grounding=_grounding(cfg, self.schema),
-                                   shared_prefill=cfg.processing.shared_prefill)
-        pipeline.progress, pipeline.watchdog = self.progress, self.watchdog
+    def detecting_pipeline(self) -> DetectingPipeline:
+        """The pipeline, for processing.shard=cost (config validation refuses it for a pipeline without
+        a detection of its own)."""
+        pipeline = self.pipeline()
+        if not isinstance(pipeline, DetectingPipeline):
+            raise RuntimeError(f"model.family={self.cfg.model.family} has no separate detection for "
+                               "processing.shard=cost")
         return pipeline
+
+    def detects_apart(self) -> bool:
+        """Whether the pipeline, once built, could run under shard=cost (so its cost estimate means something)."""
+        return isinstance(self._pipeline, DetectingPipeline)
+
+    @property
+    def batch_size(self) -> Optional[int]:
+        return self._pipeline.batch_size if self._pipeline is not None else None
 
     def cost_model(self, batch_size: int) -> CostModel:
         processing = self.cfg.processing
@@ -264,12 +266,12 @@ class Worker:
         stats: dict[str, Any] = {"load_model_s": self.load_model_s}
         if self.batch_size is not None:
             stats["batch_size"] = self.batch_size
-        stages = self.stage_ctx.stats.items() if self.stage_ctx is not None else ()
-        stats["stages"] = {name: st.to_json() for name, st in stages}
+        stats["stages"] = self._pipeline.stage_stats() if self._pipeline is not None else {}
         return stats
 
 
-def _route_types(run_cfg: RunConfig, truth: Any, docs: list[Document]) -> Optional[dict[str, str]]:
+def _route_types(run_cfg: RunConfig, truth: Optional[GroundTruth],
+                 docs: list[Document]) -> Optional[dict[str, str]]:
     """debug.route_by_ground_truth (random-weight benchmarks): document id -> its true type."""
     if not run_cfg.debug.route_by_ground_truth:
         return None
@@ -278,37 +280,3 @@ def _route_types(run_cfg: RunConfig, truth: Any, docs: list[Document]) -> Option
     keys = {doc.id: truth.match(doc.id) for doc in docs}
     return {doc_id: truth[key]["DOCUMENT_TYPE"] for doc_id, key in keys.items() if key is not None}
 
-
-def _grounding(run_cfg: RunConfig, schema: Schema) -> Any:
-    if not run_cfg.validation.grounding:
-        return None
-    from docvlm.pipeline.grounding import Grounding
-
-    return Grounding(schema)
-
-
-def _ocr_pipeline(run_cfg: RunConfig, ctx: dist.DistContext, schema: Schema) -> Any:
-    """model=ocr: RapidOCR + layout rules on the CPU; ONNX Runtime threads = CPUs / local ranks."""
-    from docvlm.ocr import OcrEngine
-    from docvlm.pipeline.ocr_pipeline import OcrPipeline
-
-    return OcrPipeline(OcrEngine(), schema, ctx.rank, LoadOptions(pdf_dpi=run_cfg.data.pdf_dpi))
-
-
-class _PhasedPipeline(DocumentPipeline):
-    """The pipeline, naming the stage it runs in the progress bar."""
-
-    _PHASES = {"detect": "detection", "detect+extract": "detection+extraction", "extract": "extraction", "bank": "bank turns"}
-    progress: Optional[Progress] = None
-    watchdog: Optional[Watchdog] = None
-
-    def _stage(self, stage: str, items: list, run_batch: Callable) -> None:
-        if items and self.progress is not None and stage in self._PHASES:
-            self.progress.phase(self._PHASES[stage])
-        super()._stage(stage, items, run_batch)
-
-    def _before_batch(self, stage: str, batch: list) -> None:
-        if self.watchdog is not None:
-            ids = ", ".join(item.doc.id for item in batch[:3]) + (", ..." if len(batch) > 3 else "")
-            self.watchdog.beat(f"{self._PHASES.get(stage, stage)}: stage {stage}, batch of {len(batch)} ({ids})")
-        super()._before_batch(stage, batch)

@@ -109,3 +109,31 @@ def test_ocr_reads_a_page_while_the_next_one_loads(docs_dir, tmp_path, monkeypat
     assert [r.image for r in records] == [d.id for d in docs]
     assert [r.ok for r in records] == [True, True, True, False]
     assert records[-1].error["stage"] == "load"
+
+
+def test_the_ocr_pipeline_is_a_pipeline_without_a_separate_detection(docs_dir):
+    """The runner sees the OCR pipeline through the Pipeline protocol; shard=cost needs a detection
+    of its own, which it has not; the progress bar it was built with shows its one phase."""
+    from types import SimpleNamespace
+
+    from docvlm.pipeline.ocr_pipeline import OcrPipeline
+    from docvlm.pipeline.protocol import DetectingPipeline, Pipeline
+
+    class Engine:
+        def process(self, image, schema):
+            return SimpleNamespace(document_type="RECEIPT", fields={}, text="", details={})
+
+    class Phases:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def phase(self, name: str) -> None:
+            self.seen.append(name)
+
+    progress = Phases()
+    pipeline = OcrPipeline(Engine(), load_schema(), rank=0, progress=progress)  # type: ignore[arg-type]
+    assert isinstance(pipeline, Pipeline) and not isinstance(pipeline, DetectingPipeline)
+    assert progress.seen == []  # nothing shown before it runs
+    records = list(pipeline.process(discover(docs_dir, [".png"])[:2]))
+    assert [r.document_type for r in records] == ["RECEIPT", "RECEIPT"]
+    assert progress.seen == ["extraction"] and pipeline.batch_size == 1 and pipeline.stage_stats() == {}

@@ -189,3 +189,36 @@ def test_a_full_pool_runs_before_the_documents_run_out(model, mixed):
     assert len(statements) == 2 and ctx.stats["bank_rows"].batches == 2
     # batch_size=1: each window's statement is a full pool, run before the next window is read
     assert [batches for doc_id, batches in seen if doc_id in statements] == [1, 2]
+
+
+def test_progress_and_heartbeat_given_at_construction_see_every_stage(model, statements):
+    """The runner builds the pipeline with its progress bar and watchdog: the bar names each stage as
+    it starts, the watchdog hears before every batch which documents it holds."""
+    from docvlm.pipeline.protocol import DetectingPipeline
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.phases: list[str] = []
+            self.beats: list[str] = []
+
+        def phase(self, name: str) -> None:
+            self.phases.append(name)
+
+        def beat(self, what: str) -> None:
+            self.beats.append(what)
+
+    seen = Recorder()
+    ctx = context(model)
+    pipeline = DocumentPipeline(ctx, batch_size=3, group_window=1, rank=0,
+                                route_types={d.id: "BANK_STATEMENT" for d in statements},
+                                progress=seen, watchdog=seen)  # type: ignore[arg-type]
+    assert isinstance(pipeline, DetectingPipeline)
+    records = list(pipeline.process(statements))
+    assert len(records) == len(statements) and all(r.ok for r in records)
+    assert seen.phases == ["detection+extraction", "bank turns"]
+    assert [beat.partition(" (")[0] for beat in seen.beats] == [
+        "detection+extraction: stage detect+extract, batch of 3", "bank turns: stage bank, batch of 3"]
+    for beat in seen.beats:  # the batch's documents, named (detection batches go by page shape)
+        assert sorted(beat.partition(" (")[2].rstrip(")").split(", ")) == sorted(d.id for d in statements)
+    assert pipeline.stage_stats() == {name: st.to_json() for name, st in ctx.stats.items()}
+    assert pipeline.stage_stats()["bank_rows"]["batches"] == 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from docvlm import faults
 from docvlm.inputs import Document, InputError, LoadOptions, load_image
@@ -29,15 +29,20 @@ from docvlm.records import DocumentRecord
 
 if TYPE_CHECKING:
     from docvlm.pipeline.grounding import Grounding
+    from docvlm.progress import Progress
+    from docvlm.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 LOAD_THREADS = 8
+PHASES = {"detect": "detection", "detect+extract": "detection+extraction", "extract": "extraction",
+          "bank": "bank turns"}  # stage -> the phase the progress bar names
 
 
 class DocumentPipeline:
     def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
                  load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None,
-                 grounding: "Grounding | None" = None, shared_prefill: bool = True) -> None:
+                 grounding: "Grounding | None" = None, shared_prefill: bool = True,
+                 progress: "Progress | None" = None, watchdog: "Watchdog | None" = None) -> None:
         self.ctx = ctx
         self.ctx.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
         self.load_options = load_options
@@ -46,6 +51,8 @@ class DocumentPipeline:
         self.batch_size = batch_size
         self.window = batch_size * group_window
         self.rank = rank
+        self.progress = progress  # names the stage running in the progress bar
+        self.watchdog = watchdog  # a heartbeat before every batch: a hung batch is named
 
     def process(self, docs: Sequence[Document],
                 detected: dict[str, DocumentRecord] | None = None) -> Iterator[DocumentRecord]:
@@ -79,6 +86,9 @@ class DocumentPipeline:
             items = self._load_window(window)
             self._stage("detect", [it for it in items if it.record.ok], detect_batch)
             yield from self._finished(items, check=False)
+
+    def stage_stats(self) -> dict[str, Any]:
+        return {name: stats.to_json() for name, stats in self.ctx.stats.items()}
 
     def _run_banks(self, statements: list[WorkItem]) -> Iterator[DocumentRecord]:
         self._stage("bank", statements, bank_batch)
@@ -137,12 +147,18 @@ class DocumentPipeline:
             self._before_batch(stage, batch)
             run_batch(self.ctx, batch)
 
+        if not items:
+            return
+        if self.progress is not None and stage in PHASES:
+            self.progress.phase(PHASES[stage])
         upcoming = self.ctx.prefetch if stage in ("detect", "detect+extract") else None
-        if items:
-            run_in_batches(items, self.batch_size, run, fail, upcoming)
+        run_in_batches(items, self.batch_size, run, fail, upcoming)
 
     def _before_batch(self, stage: str, batch: Sequence[WorkItem]) -> None:
-        """Runs before every batch, split retries included (run.py adds a heartbeat)."""
+        """Runs before every batch, split retries included."""
+        if self.watchdog is not None:
+            ids = ", ".join(item.doc.id for item in batch[:3]) + (", ..." if len(batch) > 3 else "")
+            self.watchdog.beat(f"{PHASES.get(stage, stage)}: stage {stage}, batch of {len(batch)} ({ids})")
         faults.before_batch(stage, [item.doc.id for item in batch])  # no-op unless DOCVLM_FAULTS is set
 
 

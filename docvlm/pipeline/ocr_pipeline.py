@@ -14,7 +14,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from docvlm.inputs import Document, LoadOptions
 from docvlm.ocr import OcrEngine, TextLine
@@ -22,6 +22,9 @@ from docvlm.pipeline.document_pipeline import load_work_item
 from docvlm.pipeline.stages import WorkItem
 from docvlm.records import DocumentRecord
 from docvlm.schema import Schema
+
+if TYPE_CHECKING:
+    from docvlm.progress import Progress
 
 log = logging.getLogger(__name__)
 STAGES = ("load_s", "extract_s")  # the top-level timings that add up to total_s
@@ -35,14 +38,20 @@ class LoadedPage:
 
 
 class OcrPipeline:
-    def __init__(self, engine: OcrEngine, schema: Schema, rank: int, load_options: LoadOptions | None = None) -> None:
+    batch_size = 1  # one page at a time
+
+    def __init__(self, engine: OcrEngine, schema: Schema, rank: int, load_options: LoadOptions | None = None,
+                 progress: "Progress | None" = None) -> None:
         self.engine = engine
         self.schema = schema
         self.rank = rank
         self.load_options = load_options
+        self.progress = progress
 
     def process(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
         """Records in input order; the next page is loaded in a thread while this one is read."""
+        if self.progress is not None:
+            self.progress.phase("extraction")  # the only phase: no separate detection
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docvlm-ocr-load") as loader:
             upcoming = loader.submit(self._load, docs[0]) if docs else None
             for index in range(len(docs)):
@@ -51,6 +60,9 @@ class OcrPipeline:
                 if index + 1 < len(docs):
                     upcoming = loader.submit(self._load, docs[index + 1])
                 yield self._read(page)
+
+    def stage_stats(self) -> dict[str, Any]:
+        return {}  # no batches: summary.json sums the records' timings instead
 
     def _load(self, doc: Document) -> LoadedPage:
         """A PDF page's text layer when it has a usable one, else the page image (rendered/decoded)."""

@@ -23,8 +23,9 @@ from docvlm import bank, detection, extraction
 from docvlm.config import TokenBudgets
 from docvlm.inputs import Document
 from docvlm.models.protocol import BatchResult, Reply, Request, VisionLanguageModel
+from docvlm.prompts import Prompts
 from docvlm.records import DocumentRecord
-from docvlm.schema import Schema
+from docvlm.schema import DocTypeSpec, Schema
 
 
 @dataclass
@@ -66,7 +67,7 @@ class StageStats:
 class StageContext:
     model: VisionLanguageModel
     schema: Schema
-    prompts: Any
+    prompts: Prompts
     budgets: TokenBudgets
     force_length: bool = False
     route_types: Optional[dict[str, str]] = None  # benchmarks: document id -> true type, replaces the detected one
@@ -95,7 +96,7 @@ class StageContext:
             prompt = detection.detection_prompt(self.prompts, self.schema)
             prepare([Request(item.image, prompt, self.budgets.detect) for item in items])
 
-    def type_spec(self, item: WorkItem) -> Any:
+    def type_spec(self, item: WorkItem) -> DocTypeSpec:
         return self.schema.type_spec(item.record.document_type or self.schema.default_type)
 
     def route(self, item: WorkItem) -> None:
