@@ -73,3 +73,12 @@ def test_the_walker_sees_imports_and_finds_a_cycle():
 def test_docvlm_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_model_layer_does_not_import_the_benchmark():
+    """The benchmark builds on the model layer (replicas, engines), never the reverse."""
+    graph = import_graph()
+    upward = {(source, target) for source, targets in graph.items() if source.startswith("docvlm.models")
+              for target in targets if target.startswith("docvlm.bench")}
+    assert not upward
+    assert "docvlm.models.replicas" in graph["docvlm.bench.architectures"]
