@@ -13,6 +13,7 @@ import docvlm
 
 ROOT = Path(docvlm.__file__).parent
 
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
