@@ -220,6 +220,12 @@ def test_a_name_set_on_two_lines_is_joined() -> None:
      "NO. 135, JALAN BANGI, 43500, SEMENYIH, SELANGOR"),  # the town after a postcode at a line's end
     (["Bluegum Plumbing Pty Ltd", "Unit 8,213 Wattle Parade", "Parramatta Nsw2150"],
      "Unit 8, 213 Wattle Parade, Parramatta NSW 2150"),
+    # a country code before the postcode is left out, like a country line (kept where no postcode follows)
+    (["Lieferant GmbH", "Lieferantenstraße 20", "DE 80333 München"], "Lieferantenstraße 20, 80333 München"),
+    (["Papeterie Dupont SARL", "4 rue du Port", "F-13002 Marseille"], "4 rue du Port, 13002 Marseille"),
+    (["Northwind Traders Ltd", "153 Victoria Street", "GB SW1B 3BN London"], "153 Victoria Street, SW1B 3BN London"),
+    (["Kantoor Centrum B.V.", "Stationsplein 3", "NL-1012 AB Amsterdam"], "Stationsplein 3, 1012 AB Amsterdam"),
+    (["SYARIKAT MAJU SDN BHD", "NO 12 JALAN SS2/24", "47300 PETALING JAYA"], "NO 12 JALAN SS2/24, 47300 PETALING JAYA"),
 ])
 def test_the_address_is_the_block_under_the_supplier(rows: list[str], address: str) -> None:
     assert fields_of(page(*rows, ("Total", "10.00")))["BUSINESS_ADDRESS"] == address

@@ -211,6 +211,7 @@ def is_name(text: str, rules: OcrRules, schema: Schema) -> bool:
 
 
 def has_postcode(text: str, rules: OcrRules) -> bool:
+    text = _without_country_code(text, rules)  # "F-13002 Marseille": the dash would hide the postcode
     return bool(rules.locality.search(text) or any(p.search(text) for p in rules.postcodes))
 
 
@@ -275,7 +276,7 @@ def address_from(lines: list[TextLine], rules: OcrRules) -> Optional[str]:
     if start is None:
         return None
     end = next((i for i in range(start, len(lines)) if _ends_address(lines[i].text, rules)), None)
-    return join_address([line.text for line in lines[start: end + 1]]) if end is not None else None
+    return join_address([line.text for line in lines[start: end + 1]], rules) if end is not None else None
 
 
 def tidy_locality(text: str, rules: OcrRules) -> Optional[str]:
@@ -294,7 +295,7 @@ def supplier_address(page: Page, rules: OcrRules, schema: Schema, skip: list[Tex
     locality on the page outside the payer's block (the letterhead)."""
     block = address_block(page, rules, schema, supplier[-1], skip) if supplier else []
     if block:
-        return join_address([tidy_locality(line.text, rules) or line.text for line in block])
+        return join_address([tidy_locality(line.text, rules) or line.text for line in block], rules)
     ordered = [line for line in sorted(page.lines, key=lambda item: (item.y0, item.x0)) if line not in skip]
     for index, line in enumerate(ordered):
         if rules.locality.search(line.text):
@@ -339,6 +340,7 @@ def address_block(page: Page, rules: OcrRules, schema: Schema, name: TextLine, s
 def _ends_address(text: str, rules: OcrRules) -> bool:
     """The postcode line ends an address, unless it is a street line that ends with the postcode and
     the town follows on the next line ("NO. 135, JALAN BANGI, 43500")."""
+    text = _without_country_code(text, rules)
     patterns = rules.postcodes + (rules.locality,)
     ends = [m.end() for p in patterns for m in p.finditer(text)]
     if not ends:
@@ -361,12 +363,20 @@ def _aligned(line: TextLine, other: TextLine) -> bool:
     return abs(line.x0 - other.x0) < tolerance or abs(line.cx - other.cx) < tolerance
 
 
-def join_address(lines: list[str]) -> str:
-    """Address lines as one text, a comma between lines unless a line ends with one."""
+def join_address(lines: list[str], rules: OcrRules) -> str:
+    """Address lines as one text, a comma between lines unless a line ends with one; a country code
+    printed before a postcode ("DE 80333 München", "F-75001 Paris") is left out, like a country line."""
     text = ""
-    for part in (line.strip() for line in lines):
+    for part in (_without_country_code(line.strip(), rules) for line in lines):
         text = f"{text}{' ' if text.endswith(',') or not text else ', '}{part}" if text else part
     return re.sub(r",(?=\S)", ", ", text)  # "Unit 8,213 Wattle Parade": OCR drops the space
+
+
+def _without_country_code(text: str, rules: OcrRules) -> str:
+    """`text` without a leading country code when a postcode follows it right away."""
+    match = rules.country_code.match(text)
+    rest = text[match.end():] if match else ""
+    return rest if rest and any(p.match(rest) for p in rules.postcodes) else text
 
 
 def _line_above(lines: list[TextLine], line: TextLine) -> Optional[TextLine]:

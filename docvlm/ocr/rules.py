@@ -35,6 +35,7 @@ class OcrRules:
     locality: re.Pattern[str]
     street: re.Pattern[str]
     postcodes: tuple[re.Pattern[str], ...]
+    country_code: re.Pattern[str]
     street_words: re.Pattern[str]
     address_max_lines: int
     legal_forms: tuple[str, ...]
@@ -83,6 +84,7 @@ def load_ocr_rules(source: Mapping[str, Any] | DictConfig | str | Path | None = 
             locality=_compile(raw["address"]["locality"], origin),
             street=_compile(raw["address"]["street"], origin),
             postcodes=tuple(_compile(p, origin, case=True) for p in raw["address"]["postcode"]),
+            country_code=_compile(raw["address"]["country_code"], origin, case=True),
             street_words=_compile(raw["address"]["street_words"], origin),
             address_max_lines=int(raw["address"]["max_lines"]),
             legal_forms=_words(raw["supplier"]["legal_forms"]),
