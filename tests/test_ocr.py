@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -19,6 +20,7 @@ from docvlm.evaluate import evaluate
 from docvlm.ground_truth import load_ground_truth
 from docvlm.normalize import split_list
 from docvlm.ocr import OcrEngine, OcrResult, TextLine, find_ungrounded
+from docvlm.ocr.rules import load_ocr_rules
 from docvlm.schema import load_schema
 from docvlm.synth import GROUND_TRUTH, generate_corpus
 
@@ -125,3 +127,27 @@ def test_reader_engine_is_one_of_the_rapidocr_packages() -> None:
     assert ReaderSettings().engine == "rapidocr-onnxruntime"  # the default: PP-OCRv4
     with pytest.raises(ValueError, match="tesseract"):
         ReaderSettings(engine="tesseract")
+
+
+def _line_crop(spans: list[tuple[int, int]], height: int = 24) -> tuple[np.ndarray, list[float]]:
+    """A synthetic line crop with one inked glyph per (x0, x1) span, and the glyph centres (where the
+    recogniser reports its characters)."""
+    crop = np.full((height, spans[-1][1] + 4, 3), 255, np.uint8)
+    for x0, x1 in spans:
+        crop[6:18, x0:x1] = 0
+    return crop, [(x0 + x1) / 2 for x0, x1 in spans]
+
+
+def test_letter_spaced_type_keeps_words_whole_and_tight_type_gets_its_spaces() -> None:
+    from docvlm.ocr.reader import Reading, space_out
+
+    settings = load_ocr_rules().reader
+    # Thermal-receipt monospace (14 px cells, 22 px line, 4 px letter gaps): the narrow "I" leaves
+    # 8 px (0.36 line height) gaps that are no word gaps, the empty cell before "CAT" 18 px that is one.
+    cells = [(k, 1 if char == "I" else 5) for k, char in enumerate("WILDER CAT") if char != " "]
+    crop, x = _line_crop([(10 + 14 * k - half, 10 + 14 * k + half) for k, half in cells], height=22)
+    assert space_out(Reading("WILDERCAT", 0.99, x, [0.0] * 9), crop, settings) == "WILDER CAT"
+    # Proportional type set tight (1 px letter gaps): an 8 px gap is a word gap.
+    starts = [4, 15, 33, 44, 55, 66]  # "TO" 8 px "FROM"
+    crop, x = _line_crop([(x0, x0 + 10) for x0 in starts])
+    assert space_out(Reading("TOFROM", 0.99, x, [0.0] * 6), crop, settings) == "TO FROM"

@@ -40,6 +40,8 @@ class ReaderSettings:
     space_gap: float = 0.3  # a blank gap this many line heights wide between two characters is a space
     space_prob_weak: float = 0.03  # both a weaker space probability ...
     space_gap_weak: float = 0.18  # ... and a narrower gap make a space too
+    letter_spaced: float = 0.16  # a line whose usual letter gap is this wide (line heights) is letter-spaced ...
+    space_gap_letters: float = 4.0  # ... there a gap alone makes a space only if this many times that letter gap
     rec_batch: int = 1  # line crops recognised together (on CPU one at a time is fastest: no padding)
     det_max_side: int = 1320  # pages are scaled down to this for detection only (lines are read at full size)
     det_limit_side: int = 736  # the detector scales a page up until its short side is at least this
@@ -51,7 +53,8 @@ class ReaderSettings:
     layer_column_gap: float = 1.0  # a gap this wide starts a new line (the next table column)
 
     def __post_init__(self) -> None:
-        spaces = 0 < self.space_gap_weak <= self.space_gap < 1 and 0 < self.space_prob_weak <= self.space_prob < 1
+        spaces = 0 < self.space_gap_weak <= self.space_gap < 1 and 0 < self.space_prob_weak <= self.space_prob < 1 \
+            and self.letter_spaced > 0 and self.space_gap_letters >= 0
         if self.engine not in ENGINES:
             raise ValueError(f"ocr reader engine {self.engine!r}: one of {ENGINES}")
         layer = self.layer_min_chars >= 1 and 0 < self.layer_space_gap < self.layer_column_gap
@@ -297,30 +300,49 @@ def space_out(reading: Reading, crop: np.ndarray, settings: ReaderSettings) -> s
     The recognition model (trained on text with few spaces) often drops spaces it half sees: a
     space goes back where its probability between the two characters is high, where the blank gap
     in the line image is clearly wider than a letter gap, or where both signals are moderate.
+    On a letter-spaced line (thermal receipts print monospaced type, whose narrow glyphs "I", "L"
+    leave gaps as wide as a proportional font's word gap: "GARDENI A B AKERI ES") a gap alone makes
+    a space only if it is several times the line's usual letter gap.
     """
     text = reading.text
     if not text:
         return text
     height = crop.shape[0]
-    gaps = blank_gaps(crop, settings.space_gap_weak * height)
+    gaps = character_gaps(reading, blank_gaps(crop, 1), height)
+    letters = letter_gap(text, gaps)
+    letters = letters if letters >= settings.letter_spaced else 0.0  # proportional type: the fixed gap suffices
+    strong = max(settings.space_gap, settings.space_gap_letters * letters)
     out = [text[0]]
     for i in range(1, len(text)):
         if text[i] != " " and text[i - 1] != " ":
-            left, right = reading.x[i - 1], reading.x[i]
-            gap = max((b - a for a, b in gaps if left < (a + b) / 2 < right), default=0) / height
-            prob = reading.space_prob[i]
+            gap, prob = gaps[i - 1], reading.space_prob[i]
             weak = prob >= settings.space_prob_weak and gap >= settings.space_gap_weak
-            pixels = _pixels_count(text[i - 1], text[i]) and (gap >= settings.space_gap or weak)
+            pixels = _pixels_count(text[i - 1], text[i]) and (gap >= strong or weak)
             if prob >= settings.space_prob or pixels:
                 out.append(" ")
         out.append(text[i])
     return "".join(out)
 
 
+def character_gaps(reading: Reading, gaps: list[tuple[int, int]], height: int) -> list[float]:
+    """For each two neighbouring characters, the widest blank gap between their centres, in line heights."""
+    return [max((b - a for a, b in gaps if left < (a + b) / 2 < right), default=0) / height
+            for left, right in zip(reading.x, reading.x[1:])]
+
+
+def letter_gap(text: str, gaps: list[float], min_pairs: int = 3) -> float:
+    """The line's usual gap between two letters (the median; 0 with fewer than `min_pairs` pairs)."""
+    between = [gap for i, gap in enumerate(gaps, 1) if text[i - 1].isalpha() and text[i].isalpha()]
+    return float(np.median(between)) if len(between) >= min_pairs else 0.0
+
+
+_NUMBER_CHARS = frozenset("0123456789.,:/-+%$€£*#")  # "*": masked digits ("****9571")
+
+
 def _pixels_count(before: str, after: str) -> bool:
-    """Whether a blank gap may stand for a space here: not between digits and number punctuation,
-    where narrow glyphs ("1", ".") leave wide gaps inside one number ("$11.94", "09/11/2024")."""
-    return before.isalpha() or after.isalpha()
+    """Whether a blank gap may stand for a space here: not inside a number (digits and number
+    punctuation), where narrow glyphs ("1", ".") leave wide gaps ("$11.94", "09/11/2024")."""
+    return before not in _NUMBER_CHARS or after not in _NUMBER_CHARS
 
 
 _ZERO_AMONG_LETTERS = re.compile(r"(?<=[A-Za-z])0(?=[A-Za-z]|\b)|(?<=\b)0(?=[A-Za-z])")
