@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
 
 from docvlm.models.adapter import FamilyAdapter
-from docvlm.models.protocol import Request
+from docvlm.models.protocol import Conversations, Request
 
 # Stands in for a previous reply when rendering the chat template of a follow-up turn.
 SENTINEL = "@@DOCVLM-PREVIOUS-REPLY@@"
@@ -79,6 +79,17 @@ class Chat:
         if not ids or ids[0] != self.turn_end_id:
             raise ValueError(f"{self.name}: the chat template does not close a reply with {self.turn_end!r}")
         return ids[1:] if previous_ended else ids
+
+    def follow_up_inputs(self, state: Conversations, prompts: Sequence[str]
+                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+        """A follow-up turn's model inputs (the conversation's ids and mask with the new user turns
+        appended, left-padded, plus the family's continuation inputs), its mask, and each turn's length."""
+        turns = [self.turn_ids(prompt, ended) for prompt, ended in zip(prompts, state.ended_with_turn_end)]
+        new_ids, new_mask = self.left_pad(turns)
+        mask = torch.cat([state.mask, new_mask], dim=1)
+        inputs = {"input_ids": torch.cat([state.ids, new_ids], dim=1), "attention_mask": mask}
+        inputs.update(self.adapter.continuation_inputs(state, mask.shape[1]))
+        return inputs, mask, [len(turn) for turn in turns]
 
     def left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(row) for row in rows)

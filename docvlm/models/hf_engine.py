@@ -122,14 +122,10 @@ class HFEngine:
         force_length: bool = False,
     ) -> BatchResult:
         check_continuation(state, prompts, max_new_tokens)
-        turns = [self.turn_ids(prompt, ended) for prompt, ended in zip(prompts, state.ended_with_turn_end)]
-        new_ids, new_mask = self.chat.left_pad(turns)
-        mask = torch.cat([state.mask, new_mask], dim=1)
-        inputs = {"input_ids": torch.cat([state.ids, new_ids], dim=1), "attention_mask": mask}
-        inputs.update(self.adapter.continuation_inputs(state, mask.shape[1]))
+        inputs, mask, turn_lengths = self.chat.follow_up_inputs(state, prompts)
         state.consumed = True  # generate extends the cache in place
         run = self._run(inputs, list(max_new_tokens), force_length, state.cache)
-        return self._result(run, inputs, mask, [len(turn) for turn in turns], keep_state)
+        return self._result(run, inputs, mask, turn_lengths, keep_state)
 
     @torch.inference_mode()
     def select(self, state: Conversations, rows: Sequence[int]) -> Conversations:
