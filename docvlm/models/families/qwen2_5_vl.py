@@ -17,11 +17,17 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
 )
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
 from docvlm.models.adapter import Replica, TinyModel
-from docvlm.models.families.qwen3_vl import IMAGE_TEMPLATE, VIDEO_TEMPLATE, VISION_TOKENS, QwenVLRotary
+from docvlm.models.families.qwen3_vl import (
+    IMAGE_TEMPLATE,
+    VIDEO_TEMPLATE,
+    VISION_TOKENS,
+    QwenVLRotary,
+    qwen_vl_config,
+    qwen_vl_processor,
+)
 from docvlm.models.tiny_parts import (
     CHATML_SPECIALS,
     INIT_RANGE,
@@ -65,26 +71,12 @@ class Qwen2_5VL(QwenVLRotary):
 
 def _config(vision: dict, text: dict, tokenizer: Any) -> Qwen2_5_VLConfig:
     """Config wired to the tokenizer's vision tokens (tiny model and full-size replica)."""
-    ids = tokenizer.convert_tokens_to_ids
-    return Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
+    return qwen_vl_config(Qwen2_5_VLConfig, vision, text, tokenizer)
 
 
 def _processor(tokenizer: Any, size: dict[str, int], chat_template: str, **extra: Any) -> Qwen2_5_VLProcessor:
-    kwargs = dict(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2, **extra)
-    return Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, **kwargs),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(size=size, **kwargs),
-        chat_template=chat_template,
-    )
+    return qwen_vl_processor(Qwen2_5_VLProcessor, Qwen2VLVideoProcessor, PATCH, tokenizer, size, chat_template,
+                             **extra)
 
 
 # ---- Qwen2.5-VL-7B-Instruct: a 675M window-attention ViT + Qwen2.5-7B ----------------------------

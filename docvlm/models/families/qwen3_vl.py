@@ -112,8 +112,13 @@ class Qwen3VL(QwenVLRotary):
 
 def qwen3_vl_config(vision: dict, text: dict, tokenizer: Any) -> Qwen3VLConfig:
     """Qwen3-VL config wired to the tokenizer's vision tokens (tiny models and full-size replicas)."""
+    return qwen_vl_config(Qwen3VLConfig, vision, text, tokenizer)
+
+
+def qwen_vl_config(config_class: type, vision: dict, text: dict, tokenizer: Any) -> Any:
+    """A Qwen-VL family's config (`config_class`) wired to the tokenizer's vision tokens."""
     ids = tokenizer.convert_tokens_to_ids
-    return Qwen3VLConfig(
+    return config_class(
         text_config=text,
         vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
@@ -125,11 +130,18 @@ def qwen3_vl_config(vision: dict, text: dict, tokenizer: Any) -> Qwen3VLConfig:
 
 
 def _processor(tokenizer: Any, size: dict[str, int], chat_template: str, **extra: Any) -> Qwen3VLProcessor:
-    kwargs = dict(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2, **extra)
-    return Qwen3VLProcessor(
+    return qwen_vl_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, PATCH, tokenizer, size, chat_template, **extra)
+
+
+def qwen_vl_processor(processor_class: type, video_class: type, patch: int, tokenizer: Any, size: dict[str, int],
+                      chat_template: str, **extra: Any) -> Any:
+    """A Qwen-VL family's processor: Qwen2-VL's image processor, the family's video processor, `patch` px
+    patches merged 2x2 into one token."""
+    kwargs = dict(patch_size=patch, merge_size=MERGE, temporal_patch_size=2, **extra)
+    return processor_class(
         image_processor=Qwen2VLImageProcessor(size=size, **kwargs),
         tokenizer=tokenizer,
-        video_processor=Qwen3VLVideoProcessor(size=size, **kwargs),
+        video_processor=video_class(size=size, **kwargs),
         chat_template=chat_template,
     )
 
