@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from docvlm.models import ModelSpec, build_engine, load_model, static_engine
-from docvlm.models.registry import adapter_class
 from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes, turn_bytes
 
 CPU = torch.device("cpu")
@@ -51,16 +50,13 @@ def test_more_tiles_more_bytes(engines):
     assert prefill_bytes(engine, 12) > prefill_bytes(engine, 2)
 
 
-def test_engines_owning_follow_ups_count_activations_not_repeated_kv(engines, tiny_models):
-    packed, _ = engines
-    assert packed.owns_turns
-    plain_turns = adapter_class("mllama")  # Mllama's follow-ups still go through generate
-    assert not plain_turns.owns_turns
-    assert turn_bytes(packed) > 0
-    packed.owns_turns = False
-    try:
-        repeated = kv_bytes(packed, 96, 12)
-        assert turn_bytes(packed) == 0
-    finally:
-        packed.owns_turns = True
-    assert repeated > kv_bytes(packed, 96, 12)
+@pytest.mark.parametrize("family", ["internvl", "mllama"])
+def test_follow_ups_count_activations_not_repeated_kv(tiny_models, family):
+    """Follow-up turns run in the engine's own layer loop (every family): a row's KV is its columns of
+    every layer plus cross-attention image KV, nothing repeated per query head; the turn's activations
+    are counted once."""
+    engine = load_model(ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=4, engine="static"), CPU)
+    columns = kv_bytes(engine, 96, 12) - engine.cross_kv_bytes()
+    assert columns % engine.kv_bytes_per_token() == 0 and columns > 0
+    assert (engine.cross_kv_bytes() > 0) == (family == "mllama")
+    assert turn_bytes(engine) > 0

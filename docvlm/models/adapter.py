@@ -53,7 +53,6 @@ class FamilyAdapter:
     turn_end: ClassVar[str] = ""  # the token that closes a chat turn in the family's template
     model_class: ClassVar[type[PreTrainedModel]]
     packs_prefill: ClassVar[bool] = False  # first turns can be packed (1-D positions restarting per document)
-    owns_turns: ClassVar[bool] = False  # the static engine runs follow-up turns in its own layer loop
     replicas: ClassVar[tuple[Replica, ...]] = ()
 
     def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, spec: ModelSpec, name: str):

@@ -22,7 +22,7 @@ import torch
 from docvlm.models import attention
 from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.kv_buffers import COLUMN_STEP, Buffers, KVBuffers, Lease, round_up, row_bucket
-from docvlm.models.text_layers import TextStack, cross_layer, decode_attend, self_layer
+from docvlm.models.text_layers import TextStack, decode_attend
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +146,9 @@ class DecodeGraphs:
         attend = partial(decode_attend, column=state.column, bias=buffers.bias[:rows], columns=columns)
         hidden = stack.text.embed_tokens(state.tokens[:rows])
         cos, sin = stack.rotary(hidden, self.adapter.rotary_ids(state.positions[:rows]))
-        for index, layer in enumerate(stack.text.layers):
-            keys, values = buffers.keys[index][:rows], buffers.values[index][:rows]
-            if index in stack.cross_layers:
-                hidden = cross_layer(layer, hidden, keys, values, state.cross_bias, state.cross_rows)
-            else:
-                hidden = self_layer(layer, hidden, cos, sin, keys, values, attend, stack.apply_rotary)
+        cross = None if state.cross_bias is None else (state.cross_bias[:rows], state.cross_rows[:rows])
+        hidden = stack.layers(hidden, cos, sin, [k[:rows] for k in buffers.keys], [v[:rows] for v in buffers.values],
+                              attend, cross)
         logits = stack.last_logits(hidden)
         running = state.running[:rows]
         token = torch.where(running, logits.argmax(dim=-1), torch.full_like(running, self.pad_id, dtype=torch.long))

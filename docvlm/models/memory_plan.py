@@ -3,11 +3,10 @@
 A batch's memory is the model (already loaded: it is not in `free`), the KV buffers of its
 conversations and the prefill's transient activations, from the model's own sizes:
 - KV, per document: every column a conversation can reach (prompt bound + detection + the columns
-  the static engine reserves for follow-up turns) x the KV bytes of one token, plus, where a
-  follow-up turn's prefill is transformers' `generate` (Mllama, the plain engine: whole batch,
-  padding mask), one layer's KV per row repeated to every query head (measured: 64 rows ran out of
-  memory on H100 in a batch with statements, 48 did not). Engines that run follow-ups in their own
-  layer loop (`owns_turns`) need no copy, only the activations of `TURN_CHUNK_TOKENS` tokens;
+  the static engine reserves for follow-up turns) x the KV bytes of one token, plus the image KV of
+  cross-attention layers (Mllama). Follow-up turns run in the engine's own layer loop over the
+  buffers: no repeated KV (transformers' `generate` copied one layer's KV per query head: 64 rows
+  ran out of memory on an H100, 48 did not), only the activations of `TURN_CHUNK_TOKENS` tokens;
 - prefill activations, ONCE: the static engine prefills one document (or one pack of up to
   `PACK_TOKENS` tokens) at a time: prompt tokens x (4 hidden + 3 intermediate) values of the
   language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
@@ -48,15 +47,11 @@ def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int 
 def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
     """KV buffer bytes of one document's conversation (see the module docstring)."""
     columns = round_up(engine.adapter.prompt_tokens(max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
-    text = engine.model.config.get_text_config(decoder=True)
-    repeated_layer = 0 if getattr(engine, "owns_turns", False) else 2 * text.num_attention_heads * engine.head_dim
-    return columns * (engine.kv_bytes_per_token() + repeated_layer * engine.dtype.itemsize) + engine.cross_kv_bytes()
+    return columns * engine.kv_bytes_per_token() + engine.cross_kv_bytes()
 
 
 def turn_bytes(engine: Any) -> float:
     """Activations of a follow-up turn run by the engine's own layer loop, one chunk of rows at a time."""
-    if not getattr(engine, "owns_turns", False):
-        return 0.0
     text = engine.model.config.get_text_config(decoder=True)
     return static_engine.TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
 

@@ -10,8 +10,8 @@ each piece lives in its own module:
   sequence (`PACK_TOKENS`, packing.py: the GEMMs of one document do not fill an H100), the others
   go one document at a time; the processor runs ahead in threads (prefetch.py);
 - follow-up turns (here): left-padded new tokens for every row through OUR layer loop over the
-  buffers where the adapter says `owns_turns` (transformers' `generate` repeated every layer's KV
-  per query head); cross-attention families still use `generate(max_new_tokens=1)`;
+  buffers, every family (transformers' `generate` repeated every layer's KV per query head);
+  cross-attention layers read the image KV their prefill cached (text_layers.cross_layer);
 - decode_graphs.py: every later token, one step over the layers, a CUDA graph on CUDA;
 - text_layers.py: the layer math both loops run.
 Attention reads the grouped-query KV as it is (attention.py: Triton kernels on CUDA, matmuls
@@ -24,11 +24,11 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
+from transformers import PreTrainedModel, ProcessorMixin
 
 from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.chat import SEQUENCE_INPUTS, Chat
@@ -48,7 +48,7 @@ from docvlm.models.runs import (
     make_run,
     sync,
 )
-from docvlm.models.text_layers import TextStack, self_layer, turn_attend
+from docvlm.models.text_layers import TextStack, turn_attend
 
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
@@ -64,7 +64,7 @@ class StaticEngine:
         self.model, self.processor, self.adapter = model, processor, adapter
         self.family, self.name = adapter.family, adapter.name
         self.device, self.dtype = device, model.dtype
-        self.packs_prefill, self.owns_turns = adapter.packs_prefill, adapter.owns_turns
+        self.packs_prefill = adapter.packs_prefill
         self.chat = Chat(model, processor, adapter, device)
         self.tokenizer = self.chat.tokenizer
         self.turn_end, self.turn_end_id = self.chat.turn_end, self.chat.turn_end_id
@@ -240,12 +240,7 @@ class StaticEngine:
         lease = self.kv.ensure_columns(lease, start + max(budgets))
         sync(self.device)
         began = time.perf_counter()
-        if self.owns_turns:
-            first = torch.cat([inputs["input_ids"], self._prefill_turn(lease, inputs)[:, None]], dim=1)
-        else:
-            config = GenerationConfig(max_new_tokens=1, do_sample=False, num_beams=1,
-                                      eos_token_id=None if force_length else self.eos_ids, pad_token_id=self.pad_id)
-            first = self.model.generate(**inputs, generation_config=config, **{CACHE_KWARG: lease.cache})
+        first = torch.cat([inputs["input_ids"], self._prefill_turn(lease, inputs)[:, None]], dim=1)
         sync(self.device)
         return self._complete(lease, inputs, first, budgets, force_length, began, time.perf_counter())
 
@@ -258,6 +253,7 @@ class StaticEngine:
         buffers, stack = self.kv.get(), self.stack
         bias = self.kv.key_bias(mask)
         positions = self.adapter.turn_positions(mask, start)
+        cross = self._turn_cross_bias(inputs)
         step = max(1, TURN_CHUNK_TOKENS // (end - start))
         firsts = []
         for a in range(0, rows, step):
@@ -265,13 +261,19 @@ class StaticEngine:
             hidden = stack.text.embed_tokens(ids[a:b, start:])
             cos, sin = stack.rotary(hidden, self.adapter.rotary_ids(positions[a:b]))
             attend = partial(turn_attend, bias=bias[a:b], start=start)
-            for index, layer in enumerate(stack.text.layers):
-                hidden = self_layer(layer, hidden, cos, sin, buffers.keys[index][a:b], buffers.values[index][a:b],
-                                    attend, stack.apply_rotary)
+            hidden = stack.layers(hidden, cos, sin, [k[a:b] for k in buffers.keys], [v[a:b] for v in buffers.values],
+                                  attend, None if cross is None else (cross[0][a:b], cross[1][a:b]))
             firsts.append(stack.last_logits(hidden).argmax(dim=-1))
-        for layer in lease.cache.layers:
-            layer.set_length(end)
+        for index, layer in enumerate(lease.cache.layers):
+            if index not in stack.cross_layers:  # the image KV of cross-attention layers stays as it is
+                layer.set_length(end)
         return torch.cat(firsts)
+
+    def _turn_cross_bias(self, inputs: dict[str, torch.Tensor]) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Cross-attention families: (bias over image columns, rows that see the image) of the last token,
+        which every token of the turn repeats (the continuation's mask repeats its last row)."""
+        found = self.adapter.cross_attention_bias(inputs, self.dtype)
+        return None if found is None else (found[0], found[1][:, 0])
 
     # ---- decode and replies ---------------------------------------------------------------------
 

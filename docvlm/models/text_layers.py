@@ -8,7 +8,7 @@ engine's buffers and attention reads the grouped-query KV as it is (attention.py
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -52,6 +52,20 @@ class TextStack:
         cos, sin = self.text.rotary_emb(hidden, rotary_ids)
         return (cos[0], sin[0]) if cos.dim() == 4 else (cos, sin)
 
+    def layers(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: Sequence[torch.Tensor],
+               values: Sequence[torch.Tensor], attend: Callable, cross: Optional[tuple[torch.Tensor, torch.Tensor]]
+               ) -> torch.Tensor:
+        """Every decoder layer over `hidden` (rows, tokens, width): self-attention layers write their KV
+        and attend through `attend`; cross-attention layers read the image KV cached at prefill with
+        `cross` = (bias over image columns, text rows that see the image), the same for every token."""
+        for index, layer in enumerate(self.text.layers):
+            if index in self.cross_layers:
+                assert cross is not None, "a cross-attention layer without the image bias"
+                hidden = cross_layer(layer, hidden, keys[index], values[index], *cross)
+            else:
+                hidden = self_layer(layer, hidden, cos, sin, keys[index], values[index], attend, self.apply_rotary)
+        return hidden
+
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""
         return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
@@ -94,11 +108,13 @@ def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, 
 
 def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 cross_bias: torch.Tensor, cross_rows: torch.Tensor) -> torch.Tensor:
-    """Mllama's gated cross-attention to the image KV cached at prefill (one token a row)."""
+    """Mllama's gated cross-attention to the image KV cached at prefill, for (rows, tokens, width) hidden
+    states whose tokens all see the image as the row's last prompt token did (generate's rule for new
+    tokens): `cross_bias` (rows, 1, 1, image columns), `cross_rows` (rows, 1, 1), 0 where a row sees no image."""
     attn = layer.cross_attn
-    rows = hidden.shape[0]
+    rows, tokens = hidden.shape[0], hidden.shape[1]
     x = layer.input_layernorm(hidden)
-    query = attn.q_norm(attn.q_proj(x).view(rows, 1, -1, attn.head_dim).transpose(1, 2))
+    query = attn.q_norm(attn.q_proj(x).view(rows, tokens, -1, attn.head_dim).transpose(1, 2))
     image = cross_bias.shape[-1]
     out = attention.grouped_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows],
                                       attn.scaling)

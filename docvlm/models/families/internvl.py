@@ -46,7 +46,6 @@ class InternVL(FamilyAdapter):
     turn_end = "<|im_end|>"
     model_class = InternVLForConditionalGeneration
     packs_prefill = True  # 1-D positions that restart per document, no state left on the model
-    owns_turns = True
 
     def configure(self, spec: ModelSpec) -> None:
         self.max_patches = spec.max_tiles

@@ -41,7 +41,6 @@ class QwenVLRotary(FamilyAdapter):
     text part runs `rope_deltas` ahead of the token count (kept on the model by transformers)."""
 
     turn_end = "<|im_end|>"
-    owns_turns = True
 
     def configure(self, spec: ModelSpec) -> None:
         image_processor = self.processor.image_processor
