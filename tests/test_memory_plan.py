@@ -44,6 +44,18 @@ def test_packing_counts_a_pack_of_activations(engines, monkeypatch):
     assert prefill_bytes(packed, 4) == prefill_bytes(single, 4)
 
 
+def test_a_vision_batch_counts_its_documents(tiny_models, monkeypatch):
+    """Without packing (Llama-3.2-Vision) the vision tower still takes several documents a pass."""
+    engine = load_model(ModelSpec(family="mllama", path=str(tiny_models["mllama"]), max_tiles=4, engine="static"), CPU)
+    seen = engine.adapter.vision_tokens(4)
+    monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", seen)
+    one = prefill_bytes(engine, 4)
+    monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", 3 * seen)
+    vision = engine.model.config.vision_config
+    one_document = seen * (4 * vision.hidden_size + 3 * vision.intermediate_size) * engine.dtype.itemsize
+    assert prefill_bytes(engine, 4) - one == 2 * one_document  # two more documents' vision activations
+
+
 def test_more_tiles_more_bytes(engines):
     engine = engines[0]
     assert kv_bytes(engine, 96, 12) > kv_bytes(engine, 96, 2)

@@ -105,6 +105,25 @@ def test_packed_prefill_same_tokens(pairs, monkeypatch, limit):
     assert ids(follow) == ids(hf.continue_(reference.state, [f"Fields {i}?" for i in range(5)], [6] * 5))
 
 
+@pytest.mark.parametrize("limit", [1, 100_000])
+def test_vision_tower_runs_for_several_documents_a_pass(pairs, monkeypatch, limit):
+    """Llama-3.2-Vision prefills one document a pass, but its vision tower takes several documents' tiles
+    at once (up to VISION_BATCH_TOKENS) and each prefill reads its share: the vision tower runs once per
+    group, never again inside a document's forward, and the tokens are transformers'."""
+    hf, static = pairs["mllama"]
+    monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", limit)
+    documents = []
+    hook = static.model.model.vision_model.register_forward_hook(
+        lambda module, args, kwargs, out: documents.append(kwargs["pixel_values"].shape[0]), with_kwargs=True)
+    try:
+        budgets = [5, 8, 3, 6, 7]
+        ours = static.generate(batch(budgets, seed=11))
+    finally:
+        hook.remove()
+    assert documents == ([1] * 5 if limit == 1 else [5])
+    assert ids(ours) == ids(hf.generate(batch(budgets, seed=11)))
+
+
 def test_graph_buckets_and_buffer_reuse(pairs):
     """Rows and columns round up to buckets; a second batch reuses the buffers; old states are refused."""
     hf, _ = pairs["internvl"]

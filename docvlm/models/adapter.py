@@ -53,6 +53,7 @@ class FamilyAdapter:
     turn_end: ClassVar[str] = ""  # the token that closes a chat turn in the family's template
     model_class: ClassVar[type[PreTrainedModel]]
     packs_prefill: ClassVar[bool] = False  # first turns can be packed (1-D positions restarting per document)
+    batches_vision: ClassVar[bool] = False  # unpacked: `encode_images` runs several documents' vision tower a pass
     replicas: ClassVar[tuple[Replica, ...]] = ()
 
     def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, spec: ModelSpec, name: str):
@@ -84,6 +85,12 @@ class FamilyAdapter:
         return images
 
     # ---- conversation state (transformers `generate`) ---------------------------------------------
+
+    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> list[dict[str, torch.Tensor]]:
+        """The static engine's one-document prefills, their vision tower run for up to `limit` vision tokens of
+        documents in one pass where the family can take its output instead of pixels (default: each
+        document's forward runs its own vision tower)."""
+        return singles
 
     def state_extras(self, model_inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         """Family state to keep after a turn whose sequence is now `length` long."""

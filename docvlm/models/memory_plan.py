@@ -10,7 +10,8 @@ conversations and the prefill's transient activations, from the model's own size
 - prefill activations, ONCE: the static engine prefills one document (or one pack of up to
   `PACK_TOKENS` tokens) at a time: prompt tokens x (4 hidden + 3 intermediate) values of the
   language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
-  once in a layer), twice for headroom.
+  once in a layer), twice for headroom. The vision tower sees a pack's documents, or, without
+  packing, as many documents as `VISION_BATCH_TOKENS` holds where the adapter `batches_vision`.
 The plain engine prefills the whole batch at once: its activations count per document.
 The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
 an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.
@@ -60,9 +61,13 @@ def prefill_bytes(engine: Any, max_tiles: int) -> float:
     """Transient activations of one prefill: one document, or a pack of them (as many tokens, tiles in proportion)."""
     text, vision = engine.model.config.get_text_config(decoder=True), engine.model.config.vision_config
     itemsize = engine.dtype.itemsize
-    prompt = engine.adapter.prompt_tokens(max_tiles)
-    documents = max(1.0, static_engine.PACK_TOKENS / prompt) if getattr(engine, "packs_prefill", False) else 1.0
-    text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
-    vision_activations = engine.adapter.vision_tokens(max_tiles) * (4 * vision.hidden_size + 3 * vision.intermediate_size)
-    return documents * (text_activations + vision_activations) * itemsize
+    prompt, seen = engine.adapter.prompt_tokens(max_tiles), engine.adapter.vision_tokens(max_tiles)
+    if getattr(engine, "packs_prefill", False):
+        documents = vision_documents = max(1.0, static_engine.PACK_TOKENS / prompt)
+    else:
+        batches = engine.adapter.batches_vision
+        documents, vision_documents = 1.0, max(1, static_engine.VISION_BATCH_TOKENS // seen) if batches else 1
+    text_activations = documents * prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
+    vision_activations = vision_documents * seen * (4 * vision.hidden_size + 3 * vision.intermediate_size)
+    return (text_activations + vision_activations) * itemsize
 

@@ -51,6 +51,7 @@ from docvlm.models.runs import (
 from docvlm.models.text_layers import TextStack, turn_attend
 
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
+VISION_BATCH_TOKENS = 32768  # one-document prefills: their vision towers run together up to this many tokens
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
 
@@ -195,6 +196,7 @@ class StaticEngine:
             firsts = [self._prefill_pack([singles[row] for row in rows], rows, start)
                       for rows in packs(lengths, PACK_TOKENS)]
             return torch.cat(firsts), [start] * len(self.kv.get().keys)
+        singles = self.adapter.encode_images(singles, VISION_BATCH_TOKENS)
         buffers = self.kv.get()
         cross_layers = self.stack.cross_layers
         lengths = [start] * len(buffers.keys)

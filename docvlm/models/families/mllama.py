@@ -41,6 +41,15 @@ TINY_TILE, TINY_PATCH = 56, 14
 REAL_TILE, REAL_TILES = 560, 4
 
 
+VISION_INPUTS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")
+
+
+def _with_states(single: dict[str, torch.Tensor], states: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One document's inputs with its vision tower output in place of its pixels."""
+    inputs = {key: value for key, value in single.items() if key not in VISION_INPUTS}
+    return {**inputs, "cross_attention_states": states}
+
+
 def _repeat_last_row(mask: torch.Tensor, length: int) -> torch.Tensor:
     """Grow a (batch, seq, ...) mask to `length` rows; new tokens see what the last token saw."""
     extra = length - mask.shape[1]
@@ -52,6 +61,7 @@ class Mllama(FamilyAdapter):
     weights = "meta-llama/Llama-3.2-11B-Vision-Instruct"
     turn_end = "<|eot_id|>"
     model_class = MllamaForConditionalGeneration
+    batches_vision = True
 
     def configure(self, spec: ModelSpec) -> None:
         # max_tiles is one knob for all families; this model's tile embeddings stop at max_num_tiles (4).
@@ -65,6 +75,27 @@ class Mllama(FamilyAdapter):
 
     def images_arg(self, images: list[Image.Image]) -> list:
         return [[image] for image in images]
+
+    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> list[dict[str, torch.Tensor]]:
+        """The vision tower over several documents' tiles a pass (one document's 4 x 1,601 tokens do not
+        fill a GPU's GEMMs); each document then gets its `cross_attention_states` instead of its pixels."""
+        tiles = singles[0]["pixel_values"].shape[2]  # padded to the processor's max tiles: the same for all
+        step = max(1, limit // (tiles * self.model.model.vision_model.num_patches))
+        encoded = []
+        for first in range(0, len(singles), step):
+            group = singles[first : first + step]
+            states = self._vision_states(group)
+            per_document = states.shape[0] // len(group)
+            encoded += [_with_states(single, states[i * per_document : (i + 1) * per_document])
+                        for i, single in enumerate(group)]
+        return encoded
+
+    def _vision_states(self, group: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """What MllamaModel.forward computes from pixels: (documents x images x tiles, patches, hidden)."""
+        model = self.model.model
+        pixels = {key: torch.cat([single[key] for single in group]) for key in VISION_INPUTS}
+        states = model.vision_model(**pixels).last_hidden_state
+        return model.multi_modal_projector(states).reshape(-1, states.shape[-2], model.hidden_size)
 
     def state_extras(self, model_inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         return {"cross_attention_mask": _repeat_last_row(model_inputs["cross_attention_mask"], length)}
