@@ -34,7 +34,8 @@ def tiny_run(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     """
     out = tmp_path_factory.mktemp("bench")
     command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--model", "tiny_internvl",
-               "--device", "cpu", "--docs", "6", "--out", str(out), *BUDGET_FLAGS]  # fmt: skip
+               "--device", "cpu", "--docs", "6", "--out", str(out), "--profile-docs", "2",
+               *BUDGET_FLAGS]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # DOCVLM_CACHE: the session's tiny models (conftest)
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -67,6 +68,30 @@ def test_tiny_run_reports_every_figure(tiny_run: dict) -> None:
     assert tiny_run["configs"][0]["ratio_to_baseline"]["documents_per_s"] == 1.0
 
     assert _number(tiny_run["ratio"]["documents_per_s"]) and tiny_run["ratio"]["config"] == "docvlm:auto"
+
+
+def test_tiny_run_profile_says_where_the_time_goes(tiny_run: dict) -> None:
+    """--profile-docs: one pass under the profiler; its time by kind (matrix products vs the rest) in the
+    JSON and, with the top ops, in profile_<model>.txt."""
+    kinds = tiny_run["profile"]["ms_by_kind"]
+    assert tiny_run["profile"]["documents"] == 2 and tiny_run["profile"]["config"] == "docvlm:auto"
+    assert kinds["GEMM"] > 0 and all(ms > 0 for ms in kinds.values())
+    assert list(kinds.values()) == sorted(kinds.values(), reverse=True)
+
+
+def test_kernel_names_sort_into_kinds() -> None:
+    from docvlm.bench.profile import kind
+
+    assert kind("nvjet_sm90_tst_192x208_64x4_2x1_v_bz_coopB_TNT") == "GEMM"
+    assert kind("aten::addmm") == "GEMM"
+    assert kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128") == "attention"
+    assert kind("_split_kernel") == "attention"
+    assert kind("_rms_norm_kernel") == "fused elementwise (Triton)"
+    assert kind("aten::_softmax") == "softmax"
+    assert kind("aten::index_copy_") == "index / scatter / gather"
+    assert kind("aten::copy_") == "copy / cat / cast"
+    assert kind("aten::add") == "elementwise"
+    assert kind("cudaGraphLaunch") == "other"
 
 
 def test_tiny_run_forces_lengths_and_routes_by_true_type(tiny_run: dict) -> None:

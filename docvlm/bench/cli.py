@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from docvlm.bench.architectures import MODEL_NAMES, BuiltModel, build_model
+from docvlm.bench.profile import kind_table, time_by_kind
 from docvlm.bench.report import pass_metrics, ratios, table, write_json
 from docvlm.bench.roofline import Hardware, datasheet, hardware_json, measure, model_cost
 from docvlm.bench.workload import VisionCounter, Workload, make_workload, run_pass, same_outputs
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          args.baseline_docs)
         if args.profile_docs:
             docvlm = [c for c in configs if c.engine == "docvlm"][-1]
-            profile(built, workload, docvlm, args.profile_docs, args.out / f"profile_{args.model}.txt")
+            result["profile"] = profile(built, workload, docvlm, args.profile_docs,
+                                        args.out / f"profile_{args.model}.txt")
+            write_json(out, result)
         if args.check_docs:
             result["plain_vs_static"] = check_identity(built, workload, args.check_docs)
             log.info("plain path vs static engine: %s", result["plain_vs_static"])
@@ -258,8 +261,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: int, out: Path) -> None:
-    """One pass under torch.profiler: where the GPU time goes, kernel by kernel (CPU ops on CPU)."""
+def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: int, out: Path) -> dict[str, Any]:
+    """One pass under torch.profiler: where the GPU time goes, by kind and kernel by kernel (CPU ops on CPU)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
@@ -270,13 +273,19 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if built.model.device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         timed = run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)
-    key = "cuda_time_total" if built.model.device.type == "cuda" else "cpu_time_total"
-    text = prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70)
+    on_gpu = built.model.device.type == "cuda"
+    events = prof.key_averages()
+    kinds = time_by_kind(events, on_gpu)
+    text = events.table(sort_by="cuda_time_total" if on_gpu else "cpu_time_total", row_limit=25,
+                        max_name_column_width=70)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"{config.name} on {len(subset)} documents, batch {batch}, {timed.wall_s:.1f} s\n{text}\n")
-    log.info("profile written to %s", out)
+    out.write_text(f"{config.name} on {len(subset)} documents, batch {batch}, {timed.wall_s:.1f} s\n"
+                   f"{'GPU kernels' if on_gpu else 'CPU ops'} by kind:\n{kind_table(kinds)}\n\n{text}\n")
+    log.info("profile written to %s; by kind: %s", out, kinds)
     if hasattr(engine, "release"):
         engine.release()
+    return {"config": config.name, "documents": len(subset), "batch": batch, "wall_s": round(timed.wall_s, 3),
+            "ms_by_kind": kinds}
 
 
 def check_identity(built: BuiltModel, workload: Workload, docs: int) -> dict[str, Any]:
