@@ -124,6 +124,33 @@ def test_vision_tower_runs_for_several_documents_a_pass(pairs, monkeypatch, limi
     assert ids(ours) == ids(hf.generate(batch(budgets, seed=11)))
 
 
+def test_cross_attention_in_blocks_of_rows_is_the_same(pairs, monkeypatch):
+    """A follow-up turn's cross-attention scores (rows x heads x tokens x image columns) go a few rows at a
+    time so they fit in memory; the tokens stay transformers'."""
+    from docvlm.models import text_layers
+
+    hf, static = pairs["mllama"]
+    blocks = []
+    original = text_layers.attention.grouped_attention
+
+    def counted(query, keys, *args):
+        if keys.shape[2] == static.adapter.cross_columns():  # the image KV: a cross-attention layer
+            blocks.append(query.shape[0])
+        return original(query, keys, *args)
+
+    prompts, budgets = [f"Row {i} fields?" for i in range(4)], [6, 4, 8, 5]
+
+    def conversation(engine):
+        first = engine.generate(batch([3, 3, 3, 3], seed=13), keep_state=True)
+        return ids(engine.continue_(first.state, prompts, budgets))
+
+    expected = conversation(hf)
+    monkeypatch.setattr(text_layers, "CROSS_SCORES", 1)  # one row a block
+    monkeypatch.setattr(text_layers.attention, "grouped_attention", counted)
+    assert conversation(static) == expected
+    assert blocks and set(blocks) == {1}
+
+
 def test_graph_buckets_and_buffer_reuse(pairs):
     """Rows and columns round up to buckets; a second batch reuses the buffers; old states are refused."""
     hf, _ = pairs["internvl"]

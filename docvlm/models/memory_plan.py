@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from docvlm.models import static_engine
+from docvlm.models import static_engine, text_layers
 from docvlm.models.kv_buffers import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, round_up
 
 CPU_BATCH = 4
@@ -52,9 +52,11 @@ def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
 
 
 def turn_bytes(engine: Any) -> float:
-    """Activations of a follow-up turn run by the engine's own layer loop, one chunk of rows at a time."""
+    """Activations of a follow-up turn run by the engine's own layer loop, one chunk of rows at a time, and
+    one block of cross-attention scores where the model has cross-attention layers."""
     text = engine.model.config.get_text_config(decoder=True)
-    return static_engine.TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
+    layers = static_engine.TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
+    return layers + (text_layers.CROSS_SCORES * 8 if engine.cross_kv_bytes() else 0)
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:

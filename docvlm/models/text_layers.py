@@ -14,6 +14,8 @@ import torch
 
 from docvlm.models import attention
 
+CROSS_SCORES = 1 << 27  # attention scores of one cross-attention block (x 8 bytes: scores, fp32 softmax, weights)
+
 
 class TextStack:
     """The decoder of a loaded model as the static engine sees it: layers, head, shapes, rotary function."""
@@ -116,11 +118,22 @@ def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor
     x = layer.input_layernorm(hidden)
     query = attn.q_norm(attn.q_proj(x).view(rows, tokens, -1, attn.head_dim).transpose(1, 2))
     image = cross_bias.shape[-1]
-    out = attention.grouped_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows],
-                                      attn.scaling)
+    out = cross_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows], attn.scaling)
     hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
     mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * cross_rows[:rows]
     return hidden + layer.cross_attn_mlp_gate.tanh() * mlp
+
+
+def cross_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                    scale: float) -> torch.Tensor:
+    """`grouped_attention` a few rows at a time: a turn's scores over thousands of image columns
+    (rows x heads x tokens x columns) would not fit at once; a decode step's fit in one block."""
+    rows, heads, tokens = query.shape[:3]
+    step = max(1, CROSS_SCORES // (heads * tokens * keys.shape[2]))
+    if step >= rows:
+        return attention.grouped_attention(query, keys, values, bias, scale)
+    return torch.cat([attention.grouped_attention(query[a : a + step], keys[a : a + step], values[a : a + step],
+                                                  bias[a : a + step], scale) for a in range(0, rows, step)])
 
 
 def decode_attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
