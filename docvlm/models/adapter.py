@@ -52,7 +52,7 @@ class FamilyAdapter:
     weights: ClassVar[str] = ""  # the Hub repo of the real checkpoint, for "how to get it" messages
     turn_end: ClassVar[str] = ""  # the token that closes a chat turn in the family's template
     model_class: ClassVar[type[PreTrainedModel]]
-    packs_prefill: ClassVar[bool] = False  # first turns can be packed (positions restart per document: `packed_positions`)
+    packs_prefill: ClassVar[bool] = False  # first turns can be packed (per-document positions: `packed_positions`)
     owns_turns: ClassVar[bool] = False  # the static engine runs follow-up turns in its own layer loop
     replicas: ClassVar[tuple[Replica, ...]] = ()
 
