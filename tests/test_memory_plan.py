@@ -56,6 +56,25 @@ def test_a_vision_batch_counts_its_documents(tiny_models, monkeypatch):
     assert prefill_bytes(engine, 4) - one == 2 * one_document  # two more documents' vision activations
 
 
+@pytest.mark.parametrize("family", ["internvl", "qwen3_vl", "qwen2_5_vl"])
+def test_a_pack_counts_the_vision_tokens_of_every_document(tiny_models, monkeypatch, family):
+    """A packed prefill runs the vision tower over all its documents at once (Qwen-VL too): more vision
+    tokens a document cost a pack's documents times what they cost one document's prefill."""
+    spec = ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=4, engine="static")
+    packed = load_model(spec, CPU)
+    single = build_engine("static", packed.model, packed.processor, spec, CPU)
+    single.packs_prefill = False
+    assert packed.packs_prefill
+    before = {engine: prefill_bytes(engine, 4) for engine in (packed, single)}
+    vision_tokens = packed.adapter.vision_tokens
+    for engine in (packed, single):
+        monkeypatch.setattr(engine.adapter, "vision_tokens", lambda max_tiles: vision_tokens(max_tiles) + 1000)
+    growth = {engine: prefill_bytes(engine, 4) - before[engine] for engine in (packed, single)}
+    documents = static_engine.PACK_TOKENS / packed.adapter.prompt_tokens(4)
+    assert documents > 2 and growth[single] > 0
+    assert growth[packed] == pytest.approx(documents * growth[single])
+
+
 def test_more_tiles_more_bytes(engines):
     engine = engines[0]
     assert kv_bytes(engine, 96, 12) > kv_bytes(engine, 96, 2)

@@ -62,22 +62,27 @@ def test_bf16_by_default_on_cuda(tiny_models, family):
     assert [len(reply.token_ids) for reply in follow.replies] == [3, 3, 3]
 
 
-def test_bf16_packed_prefill_matches_one_document_at_a_time(tiny_models):
+@pytest.mark.parametrize("family", ["internvl", "qwen3_vl", "qwen2_5_vl"])
+def test_bf16_packed_prefill_matches_one_document_at_a_time(tiny_models, family):
     """bf16 on CUDA packs take the varlen flash kernel: the KV each document leaves in its buffer row and
-    every layer matches the one-document-at-a-time prefill (flash as well), up to bf16 rounding."""
-    spec = ModelSpec(family="internvl", path=str(tiny_models["internvl"]), max_tiles=4)
+    every layer matches the one-document-at-a-time prefill (flash as well), up to bf16 rounding; Qwen-VL
+    (3-D positions per document, deepstack) leaves the same rope deltas."""
+    spec = ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=4)
     packed = load_model(spec, torch.device("cuda"))
     single = build_engine("static", packed.model, packed.processor, spec, torch.device("cuda"))
     single.packs_prefill = False
     assert packed.packs_prefill and packed.dtype == torch.bfloat16
-    buffers = {}
+    buffers, extras = {}, {}
     for name, engine in (("packed", packed), ("single", single)):
         result = engine.generate(requests([1, 1, 1]), keep_state=True)
         length = result.state.cache.length
         buffers[name] = [k[:3, :, :length].float().clone() for k in engine.buffers.keys]
+        extras[name] = result.state.extras
     for a, b in zip(buffers["packed"], buffers["single"]):
         assert a.abs().max() > 0
         torch.testing.assert_close(a, b, atol=3e-2, rtol=3e-2)
+    assert extras["packed"].keys() == extras["single"].keys()
+    assert all(torch.equal(extras["packed"][key], extras["single"][key]) for key in extras["packed"])
 
 
 def test_triton_attention_bf16_matches_the_matmuls():

@@ -16,6 +16,7 @@ from test_models_engine import FAMILIES, noise_image
 
 CPU = torch.device("cpu")
 SIZES = [(40, 40), (56, 112), (150, 40), (90, 90), (40, 160)]
+PACKING = ["internvl", "qwen3_vl", "qwen2_5_vl"]  # families whose first turns pack
 
 
 def batch(budgets: list[int], seed: int = 0) -> list[Request]:
@@ -83,26 +84,33 @@ def test_packs_are_consecutive_and_bounded():
     assert packs([], 10) == []
 
 
-@pytest.mark.parametrize("limit", [1, 200, 100_000])
-def test_packed_prefill_same_tokens(pairs, monkeypatch, limit):
-    """InternVL packs first turns into one sequence (positions restart, attention kept per document):
-    the same tokens as transformers' padded batch, whether each document goes alone, some share a
-    pack, or all share one."""
-    hf, static = pairs["internvl"]
+@pytest.mark.parametrize("family", PACKING)
+@pytest.mark.parametrize("pack", ["one", "some", "all"])
+def test_packed_prefill_same_tokens(pairs, monkeypatch, family, pack):
+    """InternVL and Qwen-VL pack first turns into one sequence (positions restart, Qwen-VL's 3-D ones
+    per document; attention kept per document): the same tokens as transformers' padded batch, first
+    turn and follow-up (Qwen-VL: each row's rope delta), whether each document goes alone, some share
+    a pack, or all share one."""
+    hf, static = pairs[family]
     assert static.packs_prefill
+    requests = batch([7, 3, 15, 9, 11], seed=5)
+    lengths = [static.encode([request])["input_ids"].shape[1] for request in requests]
+    limit = {"one": 1, "some": 2 * max(lengths), "all": sum(lengths)}[pack]  # "some": two or more a pack
     monkeypatch.setattr(static_engine, "PACK_TOKENS", limit)
     calls = []
     original = static._prefill_pack
     monkeypatch.setattr(static, "_prefill_pack", lambda singles, *a: calls.append(len(singles)) or original(singles, *a))
-    budgets = [7, 3, 15, 9, 11]
-    first = static.generate(batch(budgets, seed=5), keep_state=True)
-    assert sum(calls) == 5 and len(calls) == {1: 5, 100_000: 1}.get(limit, len(calls))
-    if limit == 200:
+    if hasattr(static.model.model, "rope_deltas"):  # Qwen-VL: no stale deltas from the last batch to lean on
+        static.model.model.rope_deltas = torch.zeros(5, 1, dtype=torch.long)
+    first = static.generate(requests, keep_state=True)
+    assert sum(calls) == 5 and len(calls) == {"one": 5, "all": 1}.get(pack, len(calls))
+    if pack == "some":
         assert 1 < len(calls) < 5, calls
-    follow = static.continue_(first.state, [f"Fields {i}?" for i in range(5)], [6] * 5)
-    reference = hf.generate(batch(budgets, seed=5), keep_state=True)
+    prompts = [f"Fields {i}?" for i in range(5)]
+    follow = static.continue_(first.state, prompts, [6] * 5)
+    reference = hf.generate(requests, keep_state=True)
     assert ids(first) == ids(reference)
-    assert ids(follow) == ids(hf.continue_(reference.state, [f"Fields {i}?" for i in range(5)], [6] * 5))
+    assert ids(follow) == ids(hf.continue_(reference.state, prompts, [6] * 5))
 
 
 @pytest.mark.parametrize("limit", [1, 100_000])

@@ -52,7 +52,7 @@ class FamilyAdapter:
     weights: ClassVar[str] = ""  # the Hub repo of the real checkpoint, for "how to get it" messages
     turn_end: ClassVar[str] = ""  # the token that closes a chat turn in the family's template
     model_class: ClassVar[type[PreTrainedModel]]
-    packs_prefill: ClassVar[bool] = False  # first turns can be packed (1-D positions restarting per document)
+    packs_prefill: ClassVar[bool] = False  # first turns can be packed (per-document positions: `packed_positions`)
     batches_vision: ClassVar[bool] = False  # unpacked: `encode_images` runs several documents' vision tower a pass
     replicas: ClassVar[tuple[Replica, ...]] = ()
 
@@ -114,6 +114,14 @@ class FamilyAdapter:
         """Rotary positions of a follow-up turn's tokens (columns start..): generate's rule, real tokens counted."""
         positions = mask.long().cumsum(-1) - 1
         return positions.masked_fill_(mask == 0, 1)[:, start:]
+
+    def packed_positions(self, singles: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[Any]]:
+        """Position ids of one-document inputs packed into one sequence, each document's as if it were
+        alone (here 1-D, restarting at 0), and each document's `row_extras` (forward leaves none when
+        given positions)."""
+        device = singles[0]["input_ids"].device
+        positions = torch.cat([torch.arange(single["input_ids"].shape[1], device=device) for single in singles])
+        return positions[None], [None] * len(singles)
 
     def row_extras(self) -> Any:
         """Family state one document's prefill left on the model (Qwen-VL: its rope delta)."""

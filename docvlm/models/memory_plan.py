@@ -10,8 +10,9 @@ conversations and the prefill's transient activations, from the model's own size
 - prefill activations, ONCE: the static engine prefills one document (or one pack of up to
   `PACK_TOKENS` tokens) at a time: prompt tokens x (4 hidden + 3 intermediate) values of the
   language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
-  once in a layer), twice for headroom. The vision tower sees a pack's documents, or, without
-  packing, as many documents as `VISION_BATCH_TOKENS` holds where the adapter `batches_vision`.
+  once in a layer), twice for headroom; a pack counts both per document (its vision tower sees
+  every document's images at once: InternVL and Qwen-VL alike). Without packing, the vision tower
+  sees as many documents as `VISION_BATCH_TOKENS` holds where the adapter `batches_vision` (Mllama).
 The plain engine prefills the whole batch at once: its activations count per document.
 The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
 an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.

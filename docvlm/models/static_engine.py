@@ -6,9 +6,10 @@ each piece lives in its own module:
 - kv_buffers.py: the buffers ([rows, kv heads, columns, head dim] a layer, allocated once per batch
   size), their growth, the one live conversation's lease and row selection;
 - first turns (here): prefilled with no padding, each row right-aligned in the buffers so the batch
-  decodes together; families whose adapter says `packs_prefill` pack several documents into one
-  sequence (`PACK_TOKENS`, packing.py: the GEMMs of one document do not fill an H100), the others
-  go one document at a time; the processor runs ahead in threads (prefetch.py);
+  decodes together; families whose adapter says `packs_prefill` (InternVL, Qwen-VL) pack several
+  documents into one sequence (`PACK_TOKENS`, packing.py: the GEMMs of one document do not fill an
+  H100), positions restarting per document (the adapter's `packed_positions`: Qwen-VL's 3-D ones);
+  the others (Mllama) go one document at a time; the processor runs ahead in threads (prefetch.py);
 - follow-up turns (here): left-padded new tokens for every row through OUR layer loop over the
   buffers, every family (transformers' `generate` repeated every layer's KV per query head);
   cross-attention layers read the image KV their prefill cached (text_layers.cross_layer);
@@ -193,8 +194,12 @@ class StaticEngine:
         Returns the first tokens and every layer's filled length (cross-attention: the image tokens)."""
         if self.packs_prefill:
             lengths = [single["input_ids"].shape[1] for single in singles]
-            firsts = [self._prefill_pack([singles[row] for row in rows], rows, start)
-                      for rows in packs(lengths, PACK_TOKENS)]
+            firsts, extras = [], []
+            for rows in packs(lengths, PACK_TOKENS):  # consecutive rows: the extras stay in row order
+                first, pack_extras = self._prefill_pack([singles[row] for row in rows], rows, start)
+                firsts.append(first)
+                extras += pack_extras
+            self.adapter.set_batch_extras(extras)
             return torch.cat(firsts), [start] * len(self.kv.get().keys)
         singles = self.adapter.encode_images(singles, VISION_BATCH_TOKENS)
         buffers = self.kv.get()
@@ -214,9 +219,10 @@ class StaticEngine:
         self.adapter.set_batch_extras(extras)
         return torch.cat(firsts), lengths
 
-    def _prefill_pack(self, singles: list[dict[str, torch.Tensor]], rows: list[int], start: int) -> torch.Tensor:
-        """Several documents as ONE sequence through the model (positions restart at each document);
-        returns their first tokens."""
+    def _prefill_pack(self, singles: list[dict[str, torch.Tensor]], rows: list[int],
+                      start: int) -> tuple[torch.Tensor, list[Any]]:
+        """Several documents as ONE sequence through the model (positions restart at each document, the
+        adapter's `packed_positions`); returns their first tokens and row extras."""
         lengths = [single["input_ids"].shape[1] for single in singles]
         counts = torch.tensor(lengths, device=self.device)
         ends = counts.cumsum(0)
@@ -228,11 +234,11 @@ class StaticEngine:
                               for k, v in zip(buffers.keys, buffers.values)])
         inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
                   for key in singles[0] if key != "attention_mask"}
-        positions = torch.cat([torch.arange(n, device=self.device) for n in lengths])[None]
+        positions, extras = self.adapter.packed_positions(singles)
         with packed_text_attention(self.stack.text.config, starts, max(lengths)):
             out = self.model(**inputs, position_ids=positions, **{CACHE_KWARG: cache}, use_cache=True,
                              logits_to_keep=ends - 1)
-        return out.logits[0].float().argmax(dim=-1)
+        return out.logits[0].float().argmax(dim=-1), extras
 
     # ---- follow-up turns ----------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 tower, a Qwen2 language model (biased q/k/v, no per-head norms) with 3-D rotary positions.
 
 The runtime mechanics are Qwen3-VL's (pixels capped per `max_tiles`, `rope_deltas` on the model,
-text tokens at the same position on the three rotary axes), so the adapter reuses them; this file
+text tokens at the same position on the three rotary axes, packed first turns with each document's
+3-D positions from the model's `get_rope_index`), so the adapter reuses them; this file
 adds what is Qwen2.5-VL's own: its classes, its tiny model and the 7B replica.
 """
 

@@ -38,9 +38,11 @@ PATCH, MERGE = 16, 2  # as the real Qwen3-VL: 32x32 px per token
 
 class QwenVLRotary(FamilyAdapter):
     """The Qwen-VL families' shared mechanics: pixels capped per `max_tiles`, 3-D rotary positions whose
-    text part runs `rope_deltas` ahead of the token count (kept on the model by transformers)."""
+    text part runs `rope_deltas` ahead of the token count (kept on the model by transformers); packed
+    first turns get each document's 3-D positions and deltas from the model's own `get_rope_index`."""
 
     turn_end = "<|im_end|>"
+    packs_prefill = True
 
     def configure(self, spec: ModelSpec) -> None:
         image_processor = self.processor.image_processor
@@ -75,6 +77,15 @@ class QwenVLRotary(FamilyAdapter):
 
     def set_batch_extras(self, extras: list[torch.Tensor]) -> None:
         self.model.model.rope_deltas = torch.cat(extras, dim=0)
+
+    def packed_positions(self, singles: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # Each document's M-RoPE positions (3, 1, tokens) from the model's own rule, as if alone; 3 rows,
+        # not 4: no text row, so transformers builds no mask from them (packed attention keeps documents apart).
+        rope_index = self.model.model.get_rope_index
+        found = [rope_index(single["input_ids"], single["mm_token_type_ids"],
+                            image_grid_thw=single.get("image_grid_thw"), attention_mask=single.get("attention_mask"))
+                 for single in singles]
+        return torch.cat([positions for positions, _ in found], dim=2), [deltas for _, deltas in found]
 
     def tokens_per_tile(self) -> int:
         return TOKENS_PER_TILE
