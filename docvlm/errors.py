@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
 USER_ERROR_EXIT = 2  # like argparse's usage errors; an internal bug exits 1
+LAUNCHER_VARIABLE = "DOCVLM_LAUNCHER"  # set by `python launch.py --nproc-per-node=N` for its ranks
+TORCHRUN_NOTE = ("note: torchrun prints its own failure report after this line; on one node "
+                 "`python launch.py --nproc-per-node=N ...` runs the same ranks and prints only the line above")
 DEBUG_VARIABLES = ("DOCVLM_DEBUG", "HYDRA_FULL_ERROR")
 
 
@@ -69,9 +72,18 @@ def is_main_rank() -> bool:
 
 
 def print_user_error(message: str) -> None:
-    """Rank 0 prints the line; the other ranks stay silent (they hit the same error)."""
+    """Rank 0 prints the line; the other ranks stay silent (they hit the same error). Under plain torchrun,
+    whose ~40-line report of a failed rank follows whatever the rank printed (a rank cannot turn it
+    off), a second line says so and names the launcher that prints only the first."""
     if is_main_rank():
         print(f"error: {message}", file=sys.stderr, flush=True)
+        if under_plain_torchrun():
+            print(TORCHRUN_NOTE, file=sys.stderr, flush=True)
+
+
+def under_plain_torchrun() -> bool:
+    """A rank of torchrun's elastic agent that docvlm's own launcher did not start."""
+    return "TORCHELASTIC_RUN_ID" in os.environ and LAUNCHER_VARIABLE not in os.environ
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> Optional[str]:

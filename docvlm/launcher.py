@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from docvlm.errors import USER_ERROR_EXIT, one_line
+from docvlm.errors import LAUNCHER_VARIABLE, USER_ERROR_EXIT, one_line
 
 FLAGS = ("--nproc-per-node", "--nproc_per_node")
 
@@ -56,6 +56,7 @@ def launch(script: str, argv: Sequence[str]) -> int:
     """Run `script argv` on N local ranks through torch's elastic agent; the exit status of the run."""
     nproc, rest = split(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's per-rank default, without its 4-line banner
+    os.environ[LAUNCHER_VARIABLE] = "1"  # the ranks: no torchrun report follows their error line
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 

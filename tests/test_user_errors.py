@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import docvlm.run
-from docvlm.errors import USER_ERROR_EXIT, UserError
+from docvlm.errors import TORCHRUN_NOTE, USER_ERROR_EXIT, UserError
 from docvlm.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -143,6 +143,7 @@ def test_under_torchrun_the_error_is_one_line_and_no_traceback_of_ours(tmp_path)
     assert proc.returncode != 0
     line = f"error: data.dir={missing} does not exist: give the folder of your documents with data.dir=FOLDER"
     assert console.count(line) == 1, "\n".join(console)  # rank 0 only
+    assert console[console.index(line) + 1] == TORCHRUN_NOTE  # says why more follows, and the short way
     assert not any("launch.py\", line" in c or "/docvlm/" in c for c in console), "\n".join(console)  # no stack of ours
     message = line.removeprefix("error: ")
     assert sum(message in c for c in console) >= 2  # rank 0's line, and the report's block of a rank
