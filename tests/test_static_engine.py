@@ -120,15 +120,21 @@ def test_vision_tower_runs_for_several_documents_a_pass(pairs, monkeypatch, limi
     group, never again inside a document's forward, and the tokens are transformers'."""
     hf, static = pairs["mllama"]
     monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", limit)
-    documents = []
-    hook = static.model.model.vision_model.register_forward_hook(
-        lambda module, args, kwargs, out: documents.append(kwargs["pixel_values"].shape[0]), with_kwargs=True)
+    documents, order = [], []
+    model = static.model.model
+    hooks = [model.vision_model.register_forward_hook(
+                 lambda module, args, kwargs, out: documents.append(kwargs["pixel_values"].shape[0]) or
+                 order.append("vision"), with_kwargs=True),
+             model.language_model.register_forward_hook(lambda *args: order.append("text"))]
     try:
         budgets = [5, 8, 3, 6, 7]
         ours = static.generate(batch(budgets, seed=11))
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     assert documents == ([1] * 5 if limit == 1 else [5])
+    # a group is encoded when its first document's prefill comes: one group's states alive at a time
+    assert order[:10] == (["vision", "text"] * 5 if limit == 1 else ["vision"] + ["text"] * 5)[:10], order[:12]
     assert ids(ours) == ids(hf.generate(batch(budgets, seed=11)))
 
 

@@ -12,7 +12,7 @@ docvlm/models/registry.py, one YAML per checkpoint under conf/model/ (README "Ad
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -86,11 +86,11 @@ class FamilyAdapter:
 
     # ---- conversation state (transformers `generate`) ---------------------------------------------
 
-    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> list[dict[str, torch.Tensor]]:
-        """The static engine's one-document prefills, their vision tower run for up to `limit` vision tokens of
-        documents in one pass where the family can take its output instead of pixels (default: each
-        document's forward runs its own vision tower)."""
-        return singles
+    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The static engine's one-document prefill inputs, in order, their vision tower run for up to
+        `limit` vision tokens of documents in one pass where the family can take its output instead of
+        pixels (default: each document's forward runs its own vision tower)."""
+        return iter(singles)
 
     def state_extras(self, model_inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         """Family state to keep after a turn whose sequence is now `length` long."""
