@@ -34,6 +34,7 @@ from docvlm.models.runs import (
     check_selectable,
     conversation_state,
     make_run,
+    selected_rows,
     sync,
 )
 
@@ -133,10 +134,7 @@ class HFEngine:
         check_selectable(state)
         index = torch.tensor(list(rows), dtype=torch.long, device=state.ids.device)
         state.cache.batch_select_indices(index)
-        state.consumed = True
-        extras = {key: value[index] for key, value in state.extras.items()}
-        ended = [state.ended_with_turn_end[row] for row in rows]
-        return Conversations(state.cache, state.ids[index], state.mask[index], ended, extras)
+        return selected_rows(state, index, state.cache)
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         return self.chat.encode(requests)

@@ -83,6 +83,15 @@ def conversation_state(run: Run, input_mask: torch.Tensor, turn_end_id: int,
     return Conversations(run.cache, run.sequences, mask, ended, extras)
 
 
+def selected_rows(state: Conversations, index: torch.Tensor, cache: Any) -> Conversations:
+    """The conversations of rows `index` of `state` over `cache` (the engine has moved their KV there);
+    consumes `state`."""
+    state.consumed = True
+    extras = {key: value[index] for key, value in state.extras.items()}
+    ended = [state.ended_with_turn_end[row] for row in index.tolist()]
+    return Conversations(cache, state.ids[index], state.mask[index], ended, extras)
+
+
 def check_continuation(state: Conversations, prompts: Sequence[str], budgets: Sequence[int]) -> None:
     if state.consumed:
         raise ValueError("this conversation state was already continued; use the state the last turn returned")

@@ -47,6 +47,7 @@ from docvlm.models.runs import (
     check_selectable,
     conversation_state,
     make_run,
+    selected_rows,
     sync,
 )
 from docvlm.models.text_layers import TextStack, turn_attend
@@ -142,11 +143,7 @@ class StaticEngine:
         """The conversations of `rows` only (their KV moved to the first rows); consumes `state`."""
         check_selectable(state)
         index = torch.tensor(list(rows), dtype=torch.long, device=state.ids.device)
-        lease = self.kv.select(state.cache, index)
-        state.consumed = True
-        extras = {key: value[index] for key, value in state.extras.items()}
-        ended = [state.ended_with_turn_end[row] for row in rows]
-        return Conversations(lease, state.ids[index], state.mask[index], ended, extras)
+        return selected_rows(state, index, self.kv.select(state.cache, index))
 
     def _fused_kernels(self):
         """The language model's RMSNorms and gated MLPs on fused kernels while this engine runs (CUDA half precision)."""
