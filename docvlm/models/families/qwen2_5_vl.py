@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import (
-    PreTrainedTokenizerFast,
     ProcessorMixin,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -24,19 +23,17 @@ from docvlm.models.adapter import Replica, TinyModel
 from docvlm.models.families.qwen3_vl import (
     IMAGE_TEMPLATE,
     VIDEO_TEMPLATE,
-    VISION_TOKENS,
     QwenVLRotary,
     qwen_vl_config,
     qwen_vl_processor,
+    qwen_vl_tokenizer,
 )
 from docvlm.models.tiny_parts import (
-    CHATML_SPECIALS,
     INIT_RANGE,
     TEXT,
     chatml_template,
     generation_config,
     text_config,
-    train_tokenizer,
 )
 
 PATCH, MERGE = 14, 2  # as the real Qwen2.5-VL: 28x28 px per token
@@ -50,11 +47,7 @@ class Qwen2_5VL(QwenVLRotary):
 
     @classmethod
     def tiny(cls) -> TinyModel:
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_tokenizer(CHATML_SPECIALS + VISION_TOKENS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-        )
+        tokenizer = qwen_vl_tokenizer()
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
         text = text_config(tokenizer, layers=2, rope_parameters=rope, pad_token_id=tokenizer.pad_token_id,
                            bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))

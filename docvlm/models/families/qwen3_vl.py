@@ -101,11 +101,7 @@ class Qwen3VL(QwenVLRotary):
 
     @classmethod
     def tiny(cls) -> TinyModel:
-        tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=train_tokenizer(CHATML_SPECIALS + VISION_TOKENS),
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-        )
+        tokenizer = qwen_vl_tokenizer()
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2], "mrope_interleaved": True}
         text = text_config(tokenizer, layers=2, rope_parameters=rope, pad_token_id=tokenizer.pad_token_id)
         vision = dict(
@@ -118,6 +114,15 @@ class Qwen3VL(QwenVLRotary):
         processor = _processor(tokenizer, size, chatml_template(IMAGE_TEMPLATE, VIDEO_TEMPLATE))
         return TinyModel(qwen3_vl_config(vision, text, tokenizer), processor,
                          generation_config(tokenizer, ["<|im_end|>", "<|endoftext|>"]))
+
+
+def qwen_vl_tokenizer() -> PreTrainedTokenizerFast:
+    """The Qwen-VL families' tiny tokenizer: ChatML and vision special tokens, Qwen's end and pad tokens."""
+    return PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(CHATML_SPECIALS + VISION_TOKENS),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
 
 
 def qwen3_vl_config(vision: dict, text: dict, tokenizer: Any) -> Qwen3VLConfig:
