@@ -136,8 +136,9 @@ class FamilyAdapter:
 
     def cross_attention_bias(self, inputs: dict[str, torch.Tensor],
                              dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Cross-attention: (bias over image columns, text rows that see an image) of the last prompt token,
-        which every generated token repeats; None without cross-attention."""
+        """Cross-attention: (bias over image columns (rows, 1, 1, columns), 1 where the row sees an image
+        (rows, 1, 1)) of the last prompt token, which every token after it repeats; None without
+        cross-attention."""
         return None
 
     # ---- sizes (batch planning) -------------------------------------------------------------------

@@ -169,7 +169,7 @@ class DecodeGraphs:
         state = self.get()
         state.cross_bias[:rows].fill_(torch.finfo(self.dtype).min)
         state.cross_bias[:rows, :, :, : bias.shape[-1]] = bias
-        state.cross_rows[:rows] = text_rows[:, 0]
+        state.cross_rows[:rows] = text_rows
 
     def _new_state(self, rows: int) -> StepState:
         def longs(*shape: int) -> torch.Tensor:

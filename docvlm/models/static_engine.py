@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +258,7 @@ class StaticEngine:
         buffers, stack = self.kv.get(), self.stack
         bias = self.kv.key_bias(mask)
         positions = self.adapter.turn_positions(mask, start)
-        cross = self._turn_cross_bias(inputs)
+        cross = self.adapter.cross_attention_bias(inputs, self.dtype)  # every turn token repeats the last's
         step = max(1, TURN_CHUNK_TOKENS // (end - start))
         firsts = []
         for a in range(0, rows, step):
@@ -273,12 +273,6 @@ class StaticEngine:
             if index not in stack.cross_layers:  # the image KV of cross-attention layers stays as it is
                 layer.set_length(end)
         return torch.cat(firsts)
-
-    def _turn_cross_bias(self, inputs: dict[str, torch.Tensor]) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-        """Cross-attention families: (bias over image columns, rows that see the image) of the last token,
-        which every token of the turn repeats (the continuation's mask repeats its last row)."""
-        found = self.adapter.cross_attention_bias(inputs, self.dtype)
-        return None if found is None else (found[0], found[1][:, 0])
 
     # ---- decode and replies ---------------------------------------------------------------------
 

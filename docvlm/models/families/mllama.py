@@ -115,7 +115,7 @@ class Mllama(FamilyAdapter):
 
         bias, text_rows = _prepare_cross_attention_mask(
             inputs["cross_attention_mask"][:, -1:], self.model.model.vision_model.num_patches, dtype)
-        return bias, text_rows
+        return bias, text_rows[:, 0]
 
     def prompt_tokens(self, max_tiles: int) -> int:
         return PROMPT_TEXT_TOKENS  # the image enters through cross-attention, not the prompt
