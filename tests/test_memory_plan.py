@@ -45,8 +45,10 @@ def test_packing_counts_a_pack_of_activations(engines, monkeypatch):
 
 
 def test_a_vision_batch_counts_its_documents(tiny_models, monkeypatch):
-    """Without packing (Llama-3.2-Vision) the vision tower still takes several documents a pass."""
+    """Without packing (Llama-3.2-Vision) the vision tower still takes several documents a pass; a
+    document has at most the model's own tile count (4) whatever max_tiles asks."""
     engine = load_model(ModelSpec(family="mllama", path=str(tiny_models["mllama"]), max_tiles=4, engine="static"), CPU)
+    assert engine.adapter.vision_tokens(12) == engine.adapter.vision_tokens(4) == engine.adapter.cross_columns()
     seen = engine.adapter.vision_tokens(4)
     monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", seen)
     one = prefill_bytes(engine, 4)

@@ -121,7 +121,9 @@ class Mllama(FamilyAdapter):
         return PROMPT_TEXT_TOKENS  # the image enters through cross-attention, not the prompt
 
     def vision_tokens(self, max_tiles: int) -> int:
-        return max_tiles * self.model.model.vision_model.num_patches
+        # the processor caps tiles at the model's max_num_tiles (`configure`); so does the batch plan
+        tiles = min(max_tiles, self.model.config.vision_config.max_num_tiles)
+        return tiles * self.model.model.vision_model.num_patches
 
     @classmethod
     def tiny(cls) -> TinyModel:
