@@ -9,7 +9,8 @@ each piece lives in its own module:
   decodes together; families whose adapter says `packs_prefill` (InternVL, Qwen-VL) pack several
   documents into one sequence (`PACK_TOKENS`, packing.py: the GEMMs of one document do not fill an
   H100), positions restarting per document (the adapter's `packed_positions`: Qwen-VL's 3-D ones);
-  the others (Mllama) go one document at a time; the processor runs ahead in threads (prefetch.py);
+  the others (Mllama) go one document at a time, their vision tower for several a pass (the adapter's
+  `encode_images`); the processor runs ahead in threads (prefetch.py);
 - follow-up turns (here): left-padded new tokens for every row through OUR layer loop over the
   buffers, every family (transformers' `generate` repeated every layer's KV per query head);
   cross-attention layers read the image KV their prefill cached (text_layers.cross_layer);
