@@ -96,3 +96,39 @@ def test_fused_kernels_bf16_match_transformers():
     from fused_check import check
 
     check("cuda", torch.bfloat16)
+
+
+def test_bf16_tile_split_attention_matches_the_masked_attention():
+    """Llama-3.2-Vision's vision attention at full size (16 heads of 80, 4 tiles of 1,608 tokens): the
+    two varlen flash parts == SDPA with transformers' padding->padding mask, up to bf16 rounding."""
+    from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
+
+    from docvlm.models.families.tile_attention import split_attention, tile_split, tile_split_attention
+
+    tiles_real = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    images, heads, length, dim = 3, 16, 4 * 1608, 80
+    q, k, v = (torch.randn(images, heads, length, dim, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    mask = _prepare_aspect_ratio_attention_mask(tiles_real.cuda(), 1601, 1608, torch.bfloat16)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=dim**-0.5)
+    split = tile_split(tiles_real, 1608, 1601, torch.device("cuda"))
+    config = type("Config", (), {"_attn_implementation": "sdpa"})()
+    with tile_split_attention(config, split):
+        ours, _ = split_attention(None, q, k, v, mask, scaling=dim**-0.5)
+    torch.testing.assert_close(ours, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
+
+
+def test_bf16_mllama_vision_states_split_match_transformers(tiny_models):
+    from test_tile_attention import SIZES
+    from test_models_engine import noise_image
+    from docvlm.models import Request
+
+    engine = load_model(ModelSpec(family="mllama", path=str(tiny_models["mllama"]), max_tiles=4, engine="static"),
+                        torch.device("cuda"))
+    inputs = [engine.chat.encode([Request(noise_image(h, w, i), "Read it.", 4)]) for i, (h, w) in enumerate(SIZES)]
+    inputs = [{key: engine.chat.to_device(value) for key, value in single.items()} for single in inputs]
+    model = engine.model.model
+    with torch.no_grad():
+        ours = engine.adapter._vision_states(inputs)
+        pixels = {key: torch.cat([single[key] for single in inputs]) for key in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")}
+        reference = model.multi_modal_projector(model.vision_model(**pixels).last_hidden_state).reshape(ours.shape)
+    torch.testing.assert_close(ours.float(), reference.float(), atol=3e-2, rtol=3e-2)

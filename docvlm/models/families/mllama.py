@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import torch
 from PIL import Image
@@ -19,6 +20,7 @@ from transformers import (
 from transformers.models.mllama.image_processing_mllama import MllamaImageProcessor
 
 from docvlm.models.adapter import PROMPT_TEXT_TOKENS, FamilyAdapter, Replica, TinyModel
+from docvlm.models.families.tile_attention import tile_split, tile_split_attention
 from docvlm.models.protocol import Conversations, ModelSpec
 from docvlm.models.tiny_parts import generation_config, text_config, train_tokenizer, INIT_RANGE
 
@@ -94,8 +96,16 @@ class Mllama(FamilyAdapter):
     def _vision_states(self, group: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """What MllamaModel.forward computes from pixels: (documents x images x tiles, patches, hidden)."""
         model = self.model.model
+        vision = model.vision_model
         pixels = {key: torch.cat([single[key] for single in group]) for key in VISION_INPUTS}
-        states = model.vision_model(**pixels).last_hidden_state
+        tiles_real = pixels["aspect_ratio_mask"].flatten(0, 1)  # (images, tiles)
+        unmasked = nullcontext()
+        if bool(tiles_real.any(1).all()):  # (an image of no tiles keeps transformers' masked attention)
+            tile_tokens = -(-vision.num_patches // 8) * 8  # the tower pads each tile to a multiple of 8
+            split = tile_split(tiles_real, tile_tokens, vision.num_patches, pixels["pixel_values"].device)
+            unmasked = tile_split_attention(vision.config, split)
+        with unmasked:
+            states = vision(**pixels).last_hidden_state
         return model.multi_modal_projector(states).reshape(-1, states.shape[-2], model.hidden_size)
 
     def state_extras(self, model_inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
