@@ -15,10 +15,11 @@ DECODE_CASES = [  # rows, heads, kv heads, head dim, buffer columns, attended co
     (5, 16, 2, 64, 256, 256, 1),
     (4, 12, 4, 16, 512, 449, 5),
 ]
-CROSS_CASES = [  # rows, heads, kv heads, head dim, image columns, tiles, tokens (1: a decode step, the kernel)
+CROSS_CASES = [  # rows, heads, kv heads, head dim, image columns, tiles, tokens (1: a decode step)
     (4, 8, 2, 32, 4 * 70, 4, 1),
     (3, 4, 4, 16, 2 * 130, 2, 1),
-    (3, 8, 2, 32, 4 * 70, 4, 5),
+    (3, 8, 2, 32, 4 * 70, 4, 5),  # a turn's tokens: the turn kernel without its causal bound
+    (5, 8, 2, 32, 4 * 70, 4, 37),
 ]
 TURN_CASES = [  # rows, heads, kv heads, head dim, buffer columns, columns before the turn, turn tokens
     (3, 8, 2, 32, 400, 150, 37),
@@ -66,7 +67,7 @@ def check_cross(device: str, dtype: torch.dtype, cases=CROSS_CASES, tolerance: f
         out = cross_attention(query, keys, values, bias, 0.125)
         reference = grouped_attention(query, keys, values, bias, 0.125)
         _close(out, reference, dtype, tolerance, ("cross", rows, heads, kv_heads, dim, columns, tiles, tokens))
-        if tokens == 1 and available(query):  # the kernel skips padded tiles' columns whole
+        if available(query):  # the kernels skip padded tiles' columns whole
             unseen = (bias[: rows - 1, 0, 0] < 0).all(dim=0)
             keys[: rows - 1, :, unseen], values[: rows - 1, :, unseen] = float("nan"), float("nan")
             assert torch.equal(cross_attention(query, keys, values, bias, 0.125)[: rows - 1], out[: rows - 1])

@@ -11,7 +11,8 @@ as strided views, a key bias (rows, columns): 0 attended, a large negative maske
   whole (left padding of shorter prompts, the bucket's unused tail, pads between turns) and keeps
   an online softmax; a second kernel merges the splits;
 - `turn_attention` (a follow-up turn's tokens, causal among themselves): the same walk with a block
-  of query tokens a program (transformers' SDPA path repeated every layer's KV per query head).
+  of query tokens a program (transformers' SDPA path repeated every layer's KV per query head);
+  `image_attention` is that walk without the causal bound, for a turn's cross-attention to an image.
 """
 
 from __future__ import annotations
@@ -104,6 +105,18 @@ def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
                    start: int, scale: float) -> torch.Tensor:
     """A turn's `tokens` new tokens per row, written at columns [start, start + tokens): each sees the
     columns `bias` leaves open up to its own. -> (rows, tokens, heads * dim)."""
+    return _turn(query, keys, values, bias, start, scale, causal=True)
+
+
+def image_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                    scale: float) -> torch.Tensor:
+    """Cross-attention of a turn's tokens to an image's KV (keys/values (rows, kv heads, columns, dim)):
+    every token sees the columns `bias` (rows, columns) leaves open. -> (rows, tokens, heads * dim)."""
+    return _turn(query, keys, values, bias, keys.shape[2], scale, causal=False)
+
+
+def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
+          scale: float, causal: bool) -> torch.Tensor:
     rows, heads, tokens, dim = query.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
@@ -116,7 +129,7 @@ def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
         bias.stride(0), tokens, start, scale * math.log2(math.e), masked_below,
-        GROUP=group, DIM=dim, BLOCK_M=block, BLOCK=BLOCK_COLUMNS,
+        GROUP=group, DIM=dim, BLOCK_M=block, BLOCK=BLOCK_COLUMNS, CAUSAL=causal,
     )
     return out
 
@@ -190,7 +203,8 @@ if triton is not None:
     def _turn_kernel(query, keys, values, bias, out,
                      q_row, q_head, q_token, k_row, k_head, k_col, v_row, v_head, v_col, bias_row,
                      tokens, start, scale_log2, masked_below,
-                     GROUP: tl.constexpr, DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr):
+                     GROUP: tl.constexpr, DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK: tl.constexpr,
+                     CAUSAL: tl.constexpr):
         row = tl.program_id(0)
         kv_head = tl.program_id(1)
         m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)  # query vector = token * GROUP + head in group
@@ -203,7 +217,10 @@ if triton is not None:
         best = tl.full((BLOCK_M,), float("-inf"), tl.float32)
         total = tl.zeros((BLOCK_M,), tl.float32)
         acc = tl.zeros((BLOCK_M, DIM), tl.float32)
-        last = start + tl.minimum(((tl.program_id(2) + 1) * BLOCK_M - 1) // GROUP + 1, tokens)  # causal end
+        if CAUSAL:  # the block's last token's own column
+            last = start + tl.minimum(((tl.program_id(2) + 1) * BLOCK_M - 1) // GROUP + 1, tokens)
+        else:  # every column before `start`
+            last = start
         for first in range(0, last, BLOCK):
             cols = first + tl.arange(0, BLOCK)
             col_ok = cols < last
@@ -213,7 +230,10 @@ if triton is not None:
                 k = tl.load(keys + row * k_row + kv_head * k_head + cols[:, None] * k_col + dims[None, :],
                             mask=open_[:, None], other=0.0)
                 s = tl.dot(q, tl.trans(k)).to(tl.float32) * scale_log2
-                seen = open_[None, :] & (cols[None, :] <= start + token[:, None])
+                if CAUSAL:
+                    seen = open_[None, :] & (cols[None, :] <= start + token[:, None])
+                else:
+                    seen = open_[None, :] & valid[:, None]
                 s = tl.where(seen, s, float("-inf"))
                 new_best = tl.maximum(best, tl.max(s, axis=1))
                 safe = tl.where(new_best == float("-inf"), 0.0, new_best)  # a query with nothing seen yet

@@ -126,13 +126,16 @@ def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor
 
 def cross_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
                     scale: float) -> torch.Tensor:
-    """Attention to the image KV; bias (rows, 1, 1, columns). A decode step where the Triton kernel runs:
-    the kernel (it skips the columns of padded tiles and keeps no score matrix). Otherwise
-    `grouped_attention` a few rows at a time: a turn's scores over thousands of image columns
-    (rows x heads x tokens x columns) would not fit at once; a decode step's fit in one block."""
+    """Attention to the image KV; bias (rows, 1, 1, columns). Where the Triton kernels run: the decode
+    kernel for a step, the turn kernel without its causal bound for a turn (both skip the columns of
+    padded tiles and keep no score matrix). Otherwise `grouped_attention` a few rows at a time: a
+    turn's scores over thousands of image columns (rows x heads x tokens x columns) would not fit at
+    once; a decode step's fit in one block."""
     rows, heads, tokens = query.shape[:3]
-    if tokens == 1 and attention.available(query):
-        return attention.decode_attention(query, keys, values, bias[:, 0, 0], scale, keys.shape[2])
+    if attention.available(query):
+        if tokens == 1:
+            return attention.decode_attention(query, keys, values, bias[:, 0, 0], scale, keys.shape[2])
+        return attention.image_attention(query, keys, values, bias[:, 0, 0], scale)
     step = max(1, CROSS_SCORES // (heads * tokens * keys.shape[2]))
     if step >= rows:
         return attention.grouped_attention(query, keys, values, bias, scale)
