@@ -77,6 +77,14 @@ def test_tiny_run_profile_says_where_the_time_goes(tiny_run: dict) -> None:
     assert tiny_run["profile"]["documents"] == 2 and tiny_run["profile"]["config"] == "docvlm:auto"
     assert kinds["GEMM"] > 0 and all(ms > 0 for ms in kinds.values())
     assert list(kinds.values()) == sorted(kinds.values(), reverse=True)
+    # ... and by engine phase and model part: the first turns' vision tower and language model, the
+    # follow-up turns' prefill and the decode steps (the engine's own loops); the two views add up
+    phases = tiny_run["profile"]["ms_by_phase"]
+    assert {"first-turn prefill", "follow-up prefill", "decode"} <= phases.keys(), phases
+    assert {"vision tower", "language model"} <= phases["first-turn prefill"].keys()
+    assert phases["decode"]["-"] > 0 and phases["follow-up prefill"]["-"] > 0
+    by_phase = sum(ms for parts in phases.values() for ms in parts.values())
+    assert by_phase == pytest.approx(sum(kinds.values()), rel=0.02)
 
 
 def test_kernel_names_sort_into_kinds() -> None:

@@ -2,12 +2,25 @@
 
 The kinds answer the first question a profile is read for: how much is the matrix products (the part
 the roofline counts) and how much is everything else (attention, elementwise, copies, launches' gaps).
+The phases answer the second: which step of the engine (first-turn prefill, follow-up prefill, decode:
+the static engine's `docvlm::` ranges) and which part of the model (vision tower, projector, language
+model: `part::` ranges this module puts around their forwards) the time is spent in.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+
+PARTS = (  # part name, attribute names on the model's inner `model` (the first one present is taken)
+    ("vision tower", ("vision_model", "visual", "vision_tower")),
+    ("projector", ("multi_modal_projector", "mlp1")),
+    ("language model", ("language_model",)),
+)
+PHASE, PART = "docvlm::", "part::"
 
 KINDS = (  # first match wins: (kind, any of these in the lowercased kernel or op name)
     ("attention", ("flash", "fmha", "sdpa", "attention", "_split_kernel", "_merge_kernel", "_turn_kernel")),
@@ -45,3 +58,65 @@ def kind_table(kinds: dict[str, float]) -> str:
     total = sum(kinds.values()) or 1.0
     rows = [f"{ms:10.1f} ms  {100 * ms / total:5.1f}%  {label}" for label, ms in kinds.items()]
     return "\n".join([f"{total:10.1f} ms  100.0%  total", *rows])
+
+
+@contextmanager
+def part_ranges(model: torch.nn.Module) -> Iterator[None]:
+    """A profiler range around each forward of the model's parts (`PARTS`), named `part::<part>`."""
+    from torch.profiler import record_function
+
+    inner = getattr(model, "model", model)
+    hooks = []
+    for name, attributes in PARTS:
+        module = next((getattr(inner, a) for a in attributes if isinstance(getattr(inner, a, None), torch.nn.Module)), None)
+        if module is None:
+            continue
+        ranges: list[Any] = []
+
+        def enter(*args: Any, name: str = name, ranges: list = ranges) -> None:
+            ranges.append(record_function(PART + name).__enter__())
+
+        def leave(*args: Any, ranges: list = ranges) -> None:
+            ranges.pop().__exit__(None, None, None)
+
+        hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave, always_call=True)]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def time_by_phase(events: Any, on_gpu: bool) -> dict[str, dict[str, float]]:
+    """Milliseconds by (engine phase, model part): each kernel (GPU) or op's self time (CPU) goes to the
+    innermost `docvlm::` and `part::` ranges around (or of) the op that ran it; "-" where there is none."""
+    spent: collections.Counter = collections.Counter()
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        us = sum(k.duration for k in event.kernels) if on_gpu else event.self_cpu_time_total
+        if us:
+            spent[_ranges(event)] += us / 1e3
+    phases: dict[str, dict[str, float]] = {}
+    for (phase, part), ms in spent.most_common():
+        phases.setdefault(phase, {})[part] = round(ms, 3)
+    return phases
+
+
+def _ranges(event: Any) -> tuple[str, str]:
+    phase = part = "-"
+    parent = event  # a range's own self time (CPU: the Python between its ops) is its own
+    while parent is not None:
+        if phase == "-" and parent.name.startswith(PHASE):
+            phase = parent.name[len(PHASE):]
+        if part == "-" and parent.name.startswith(PART):
+            part = parent.name[len(PART):]
+        parent = parent.cpu_parent
+    return phase, part
+
+
+def phase_table(phases: dict[str, dict[str, float]]) -> str:
+    total = sum(ms for parts in phases.values() for ms in parts.values()) or 1.0
+    rows = [f"{ms:10.1f} ms  {100 * ms / total:5.1f}%  {phase} / {part}"
+            for phase, parts in phases.items() for part, ms in parts.items()]
+    return "\n".join([f"{total:10.1f} ms  100.0%  total (engine phase / model part)", *rows])

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 from transformers import PreTrainedModel, ProcessorMixin
 
 from docvlm.models.adapter import FamilyAdapter
@@ -175,7 +176,8 @@ class StaticEngine:
         lease = self.kv.new_conversation(len(requests), start + max(budgets))
         sync(self.device)
         began = time.perf_counter()
-        first, lengths = self._prefill_rows(lease, singles, start)
+        with record_function("docvlm::first-turn prefill"):  # the phases a profile reports (bench/profile.py)
+            first, lengths = self._prefill_rows(lease, singles, start)
         lease = self.kv.lease(lease.rows, start, lengths)
         sync(self.device)
         sequences = torch.cat([inputs["input_ids"], first[:, None]], dim=1)
@@ -246,7 +248,8 @@ class StaticEngine:
         lease = self.kv.ensure_columns(lease, start + max(budgets))
         sync(self.device)
         began = time.perf_counter()
-        first = torch.cat([inputs["input_ids"], self._prefill_turn(lease, inputs)[:, None]], dim=1)
+        with record_function("docvlm::follow-up prefill"):
+            first = torch.cat([inputs["input_ids"], self._prefill_turn(lease, inputs)[:, None]], dim=1)
         sync(self.device)
         return self._complete(lease, inputs, first, budgets, force_length, began, time.perf_counter())
 
@@ -282,7 +285,8 @@ class StaticEngine:
         """Decode the rest after prefill produced `sequences` (prompt + first token)."""
         start = sequences.shape[1] - 1
         if max(budgets) > 1:
-            rest = self.decoder.decode(lease, inputs, sequences[:, -1], budgets, force_length)
+            with record_function("docvlm::decode"):
+                rest = self.decoder.decode(lease, inputs, sequences[:, -1], budgets, force_length)
             sequences = torch.cat([sequences, rest], dim=1)
         sync(self.device)
         ended = time.perf_counter()
