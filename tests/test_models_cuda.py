@@ -103,7 +103,7 @@ def test_bf16_tile_split_attention_matches_the_masked_attention():
     two varlen flash parts == SDPA with transformers' padding->padding mask, up to bf16 rounding."""
     from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
 
-    from docvlm.models.families.tile_attention import split_attention, tile_split, tile_split_attention
+    from docvlm.models.tile_attention import split_attention, tile_split, tile_split_attention
 
     tiles_real = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
     images, heads, length, dim = 3, 16, 4 * 1608, 80

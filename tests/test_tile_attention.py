@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from docvlm.models import ModelSpec, Request, load_model
-from docvlm.models.families import tile_attention
-from docvlm.models.families.tile_attention import tile_split
+from docvlm.models import tile_attention
+from docvlm.models.tile_attention import tile_split
 from test_models_engine import noise_image
 
 SIZES = [(40, 40), (56, 112), (150, 40), (120, 120), (40, 160)]  # 1 to 4 tiles of the tiny model's 56 pixels

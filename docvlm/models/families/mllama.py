@@ -20,7 +20,7 @@ from transformers import (
 from transformers.models.mllama.image_processing_mllama import MllamaImageProcessor
 
 from docvlm.models.adapter import PROMPT_TEXT_TOKENS, FamilyAdapter, Replica, TinyModel
-from docvlm.models.families.tile_attention import tile_split, tile_split_attention
+from docvlm.models.tile_attention import tile_split, tile_split_attention
 from docvlm.models.protocol import Conversations, ModelSpec
 from docvlm.models.tiny_parts import generation_config, text_config, train_tokenizer, INIT_RANGE
 

@@ -6,7 +6,8 @@ every token, padding included; a padding token sees the real tokens. An SDPA cal
 cannot use flash attention and reads the mask again for every head of every layer. The same
 attention, unmasked: the real queries over all keys, the padding queries over the real keys
 (varlen flash attention on CUDA half precision; SDPA an image at a time elsewhere).
-`tile_split_attention(...)` switches the vision tower to it for one forward.
+`tile_split_attention(...)` switches the vision tower to it for one forward (the Mllama adapter does, in
+`_vision_states`).
 """
 
 from __future__ import annotations
