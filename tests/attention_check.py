@@ -91,6 +91,15 @@ def check(device: str, dtype: torch.dtype, decode_cases=DECODE_CASES, turn_cases
         keys[:, :, columns:], values[:, :, columns:] = float("nan"), float("nan")
         whole = decode_attention(query, keys, values, bias, 0.125, capacity, splits)
         _close(whole, reference, dtype, tolerance, ("decode, whole buffer", rows, heads, kv_heads, dim, capacity, splits))
+        # ... or walk each row from its first open column to the last written one, bounds read on the device
+        # (the columns outside them are never read, whatever the bias says there)
+        first = (bias[:, :columns] > torch.finfo(dtype).min / 2).to(torch.int8).argmax(dim=1)
+        last = torch.tensor([columns - 1], device=device)
+        keys[torch.arange(rows), :, first - 1] = float("nan")  # left of each row's first column, opened
+        bias[torch.arange(rows), first - 1] = 0
+        bias[:, columns:] = 0  # beyond `last` (NaN keys), opened too
+        bounded = decode_attention(query, keys, values, bias, 0.125, capacity, splits, bounds=(first, last))
+        _close(bounded, reference, dtype, tolerance, ("decode, bounded", rows, heads, kv_heads, dim, capacity, splits))
     for rows, heads, kv_heads, dim, capacity, start, tokens in turn_cases:
         query, keys, values = _inputs(generator, device, dtype, rows, heads, kv_heads, dim, capacity, tokens)
         bias = _bias(rows, capacity, start + tokens, device, dtype)

@@ -36,6 +36,7 @@ class StepState:
     tokens: torch.Tensor  # (rows, 1) the token fed this step
     positions: torch.Tensor  # (rows, 1) its rotary position
     column: torch.Tensor  # (1,) the buffer column it is written to
+    first: torch.Tensor  # (rows,) each row's first attended column (its left padding ends): the kernel's walk starts there
     generated: torch.Tensor  # (rows,) tokens generated so far
     budgets: torch.Tensor  # (rows,)
     running: torch.Tensor  # (rows,) bool: not ended yet (ended rows are fed the pad token, as generate does)
@@ -75,7 +76,8 @@ class DecodeGraphs:
         rows, start = lease.rows, lease.length
         mask = inputs["attention_mask"]
         state = self.get()
-        self.kv.key_bias(mask)
+        bias = self.kv.key_bias(mask)
+        state.first[:rows] = (bias[:, :start] > torch.finfo(bias.dtype).min / 2).to(torch.int8).argmax(dim=1)
         state.tokens[:rows, 0] = first
         state.positions[:rows, 0] = mask.sum(dim=1) + self.adapter.position_offsets(rows, self.device)
         state.column.fill_(start)
@@ -143,7 +145,8 @@ class DecodeGraphs:
         """One decode step for rows [0, rows), attention over columns [0, columns); advances the state."""
         state, buffers, stack = self.get(), self.kv.get(), self.stack
         buffers.bias[:rows].index_fill_(1, state.column, 0.0)  # the new token sees itself
-        attend = partial(decode_attend, column=state.column, bias=buffers.bias[:rows], columns=columns)
+        attend = partial(decode_attend, column=state.column, bias=buffers.bias[:rows], columns=columns,
+                         first=state.first[:rows])
         hidden = stack.text.embed_tokens(state.tokens[:rows])
         cos, sin = stack.rotary(hidden, self.adapter.rotary_ids(state.positions[:rows]))
         cross = None if state.cross_bias is None else (state.cross_bias[:rows], state.cross_rows[:rows])
@@ -175,7 +178,7 @@ class DecodeGraphs:
         def longs(*shape: int) -> torch.Tensor:
             return torch.zeros(shape, dtype=torch.long, device=self.device)
 
-        state = StepState(longs(rows, 1), longs(rows, 1), longs(1), longs(rows), longs(rows),
+        state = StepState(longs(rows, 1), longs(rows, 1), longs(1), longs(rows), longs(rows), longs(rows),
                           torch.zeros(rows, dtype=torch.bool, device=self.device),
                           torch.zeros(1, dtype=torch.bool, device=self.device))
         if self.stack.cross_layers:

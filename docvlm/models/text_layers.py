@@ -145,12 +145,13 @@ def cross_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
 
 def decode_attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, keys: torch.Tensor,
                   values: torch.Tensor, scale: float, *, column: torch.Tensor, bias: torch.Tensor,
-                  columns: int) -> torch.Tensor:
-    """One decode step: the new token's KV written at `column`, attention over columns [0, columns)."""
+                  columns: int, first: torch.Tensor) -> torch.Tensor:
+    """One decode step: the new token's KV written at `column`, attention over columns [0, columns)
+    (the kernel walks each row's columns [first, column] only)."""
     keys.index_copy_(2, column, key)
     values.index_copy_(2, column, value)
     if attention.available(query):
-        return attention.decode_attention(query, keys, values, bias, scale, columns)
+        return attention.decode_attention(query, keys, values, bias, scale, columns, bounds=(first, column))
     return attention.grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
                                        bias[:, None, None, :columns], scale)
 
