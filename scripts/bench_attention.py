@@ -4,9 +4,13 @@
 
 InternVL3.5-8B's language model shapes (32 query heads, 8 KV heads, head dim 128), bf16, buffers
 sized as the static engine sizes them; rows' prompts differ by up to 15% (left padding), and the
-columns bucket rounds up to 256 as the engine's graphs do. Prints ms per call for one layer, the
-ratio, and the bandwidth each reaches on the K/V bytes that matter. Then the vision tower's attention
-(InternViT-300M: 16 heads of 64, 1025 tokens a tile) through each SDPA backend, as TFLOP/s.
+columns bucket rounds up to 256 as the engine's graphs do. Prints ms per call for one layer: the
+matmuls, the kernel over the whole buffer (its graphs' way before 2026-12-05: masked blocks passed over
+by a branch) and the kernel bounded per row (first attended column .. last written one: the engine's
+way now), and the bandwidth each reaches on the K/V bytes that matter. Then the vision towers'
+attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) through each SDPA backend,
+and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
+through each backend against the two unmasked parts the engine runs (tile_attention.py).
 """
 
 import argparse
@@ -18,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from docvlm.models.attention import decode_attention, grouped_attention  # noqa: E402
 from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
+from docvlm.models.tile_attention import split_attention, tile_split, tile_split_attention  # noqa: E402
 
 
 def timed(fn, repeats: int = 50) -> float:
@@ -40,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    print("rows | columns | matmuls ms | triton ms | speed-up | matmul GB/s | triton GB/s")
+    print("rows | columns | matmuls ms | whole buffer ms | bounded ms | speed-up | matmul GB/s | bounded GB/s")
     for rows in args.rows:
         capacity = round_up(args.columns + 2048, COLUMN_STEP)
         columns = round_up(args.columns, COLUMN_STEP)
@@ -54,10 +59,14 @@ def main() -> None:
         attended = sum(lengths) * kv_heads * dim * 2 * dtype.itemsize  # K and V bytes that matter
         matmuls = timed(lambda: grouped_attention(query, keys[:, :, :columns], values[:, :, :columns],
                                                    bias[:, None, None, :columns], 0.088))
-        kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, columns))
-        print(f"{rows} | {columns} | {matmuls:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "
+        whole = timed(lambda: decode_attention(query, keys, values, bias, 0.088, capacity))
+        first = torch.tensor([args.columns - length for length in lengths], device="cuda")
+        last = torch.tensor([args.columns - 1], device="cuda")
+        kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, capacity, bounds=(first, last)))
+        print(f"{rows} | {columns} | {matmuls:.3f} | {whole:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "
               f"{attended / matmuls / 1e6:.0f} | {attended / kernel / 1e6:.0f}")
     vision_backends(args.vision_tiles)
+    tile_mask_attention()
 
 
 def vision_backends(tiles: int) -> None:
@@ -73,6 +82,31 @@ def vision_backends(tiles: int) -> None:
             print(f"{backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
         except RuntimeError as err:
             print(f"{backend.name} | unavailable: {str(err).splitlines()[0]}")
+
+
+def tile_mask_attention(images: int = 5) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
+
+    tiles_real = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])[:images]
+    length, dim = 4 * 1608, 80
+    query, key, value = (torch.randn(images, 16, length, dim, dtype=torch.bfloat16, device="cuda") for _ in range(3))
+    mask = _prepare_aspect_ratio_attention_mask(tiles_real.cuda(), 1601, 1608, torch.bfloat16)
+    flops = 4 * images * 16 * length * length * dim
+    print(f"Llama vision attention, {images} images x 4 tiles x 1608 tokens, 16 heads of 80: way | ms | TFLOP/s")
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
+        try:
+            with sdpa_kernel([backend]):
+                ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask),
+                           repeats=5)
+            print(f"masked, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+        except RuntimeError as err:
+            print(f"masked, {backend.name} | unavailable: {str(err).splitlines()[0]}")
+    split = tile_split(tiles_real, 1608, 1601, torch.device("cuda"))
+    config = type("Config", (), {"_attn_implementation": "sdpa"})()
+    with tile_split_attention(config, split):
+        ms = timed(lambda: split_attention(None, query, key, value, mask, scaling=dim**-0.5), repeats=5)
+    print(f"two unmasked parts (varlen flash) | {ms:.3f} | {flops / ms / 1e9:.0f}")
 
 
 if __name__ == "__main__":
