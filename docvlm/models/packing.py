@@ -6,8 +6,8 @@ row of the engine's buffers:
 - `packed_attention`, registered with transformers as an attention implementation, attends causally
   WITHIN each document (varlen flash attention on CUDA half precision; elsewhere transformers' own
   SDPA path one document at a time, the numerics of an unpacked prefill);
-- `PackedWriteLayer` is the cache layer: it scatters every token's KV to its document's row and
-  column, and hands attention the packed KV itself;
+- `PackedWriteLayer` is the cache layer: it copies each document's KV to its row, right-aligned,
+  and hands attention the packed KV itself;
 - `packed_text_attention(config, ...)` switches the language model to it for one forward (the vision
   tower keeps its own attention).
 """
@@ -28,13 +28,16 @@ PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed
 
 
 class PackedWriteLayer(DynamicLayer):
-    """A cache layer for a packed prefill: each token's KV goes to its document's buffer row and column,
-    and attention gets the packed KV itself (a document attends only to its own tokens)."""
+    """A cache layer for a packed prefill: each document's KV goes to its buffer row, right-aligned to end at
+    column `end`, and attention gets the packed KV itself (a document attends only to its own tokens).
+    One slice copy a document: on an H100 an indexed scatter of every token took 70 ms a batch of 64
+    first turns, the copies 3 ms (2026-11-28)."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, rows: Sequence[int], lengths: Sequence[int],
+                 end: int):
         super().__init__()
         self.key_buffer, self.value_buffer = keys, values  # (rows, kv heads, capacity, head dim)
-        self.rows, self.columns = rows, columns  # (tokens,) each: where every packed token's KV lands
+        self.rows, self.lengths, self.end = list(rows), list(lengths), end  # the packed documents, in order
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
         self.keys, self.values = keys[:0, :, :0], values[:0, :, :0]  # nothing before this turn
@@ -43,8 +46,12 @@ class PackedWriteLayer(DynamicLayer):
         pass
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
-        self.key_buffer[self.rows, :, self.columns] = key_states[0].transpose(0, 1)
-        self.value_buffer[self.rows, :, self.columns] = value_states[0].transpose(0, 1)
+        first = 0
+        for row, length in zip(self.rows, self.lengths):
+            columns = slice(self.end - length, self.end)
+            self.key_buffer[row, :, columns].copy_(key_states[0, :, first : first + length])
+            self.value_buffer[row, :, columns].copy_(value_states[0, :, first : first + length])
+            first += length
         return key_states, value_states
 
 

@@ -227,11 +227,8 @@ class StaticEngine:
         counts = torch.tensor(lengths, device=self.device)
         ends = counts.cumsum(0)
         starts = F.pad(ends, (1, 0)).to(torch.int32)
-        row_of_token = torch.repeat_interleave(torch.tensor(rows, device=self.device), counts)
-        column_of_token = torch.cat([torch.arange(start - n, start, device=self.device) for n in lengths])
         buffers = self.kv.get()
-        cache = buffer_cache([PackedWriteLayer(k, v, row_of_token, column_of_token)
-                              for k, v in zip(buffers.keys, buffers.values)])
+        cache = buffer_cache([PackedWriteLayer(k, v, rows, lengths, start) for k, v in zip(buffers.keys, buffers.values)])
         inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
                   for key in singles[0] if key != "attention_mask"}
         positions, extras = self.adapter.packed_positions(singles)
