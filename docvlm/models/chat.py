@@ -120,9 +120,10 @@ class Chat:
     def to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return value
+        asynchronous = value.is_pinned()  # staged by the prefetcher: the copy need not hold this thread
         if value.is_floating_point():
-            return value.to(self.device, dtype=self.dtype)
-        return value.to(self.device)
+            return value.to(self.device, dtype=self.dtype, non_blocking=asynchronous)
+        return value.to(self.device, non_blocking=asynchronous)
 
     def _user(self, prompt: str, image: bool) -> dict[str, Any]:
         content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": prompt}]

@@ -79,7 +79,7 @@ class StaticEngine:
                             on_change=self._buffers_changed)
         self.decoder = DecodeGraphs(self.stack, adapter, self.kv, torch.tensor(self.eos_ids, device=device),
                                     self.pad_id, device, self.use_graphs)
-        self.prefetch = Prefetcher(self.chat.preprocess)
+        self.prefetch = Prefetcher(self.chat.preprocess, self.dtype, pin=device.type == "cuda")
 
     def _buffers_changed(self, buffers: Any) -> None:
         self.decoder.buffers_changed(buffers)

@@ -1,0 +1,29 @@
+"""The prefetcher stages the processor's output in its threads: floating tensors in the model's dtype,
+ids as they are, each worker on one intra-op thread (the engine's own thread keeps its threads)."""
+
+import torch
+from PIL import Image
+
+from docvlm.models.prefetch import Prefetcher
+from docvlm.models.protocol import Request
+
+
+def test_outputs_are_staged_in_the_model_dtype_by_single_threaded_workers():
+    seen_threads = []
+
+    def preprocess(requests):
+        seen_threads.append(torch.get_num_threads())
+        return {"pixel_values": torch.rand(1, 3, 4, 4), "input_ids": torch.tensor([[5, 6, 7]]), "sizes": [4]}
+
+    before = torch.get_num_threads()
+    prefetch = Prefetcher(preprocess, torch.bfloat16, pin=False)
+    requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(3)]
+    prefetch.submit(requests)
+    staged = [prefetch.take(request) for request in requests]
+    assert all(out["pixel_values"].dtype == torch.bfloat16 for out in staged)
+    assert all(out["input_ids"].dtype == torch.long and out["input_ids"].tolist() == [[5, 6, 7]] for out in staged)
+    assert staged[0]["sizes"] == [4]
+    assert seen_threads == [1, 1, 1] and torch.get_num_threads() == before
+    # never submitted: made on the caller's thread, staged the same way
+    late = prefetch.take(Request(Image.new("RGB", (8, 8)), "late", 4))
+    assert late["pixel_values"].dtype == torch.bfloat16 and seen_threads[-1] == before
