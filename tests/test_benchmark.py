@@ -194,3 +194,21 @@ def test_internvl_processor_has_the_real_tiles(tiny_model_dir) -> None:
                     max_patches=12)
     assert tuple(out["pixel_values"].shape) == (7, 3, 448, 448)
     assert int((out["input_ids"] == config.image_token_id).sum()) == 7 * 256
+
+
+def test_gpu_bench_script_packs_its_files(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """scripts/gpu_bench.sh as the device runs it, on CPU with a tiny model: with BENCH_PACK every file
+    of every model lands in ONE archive (the device tool brings back at most 8 files)."""
+    import tarfile
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OUT": str(tmp_path), "BENCH_PACK": "results", "BENCH_DEVICE": "cpu",
+           "BENCH_WORKLOAD": "--docs 2 --statements 0",
+           "BENCH_FLAGS": "--configs docvlm:auto --check-docs 0 --detect-tokens 4 --extract-tokens 4"}
+    done = subprocess.run(["bash", "scripts/gpu_bench.sh", "tiny_internvl", "tiny_qwen3_vl"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.tgz"]
+    with tarfile.open(tmp_path / "results.tgz") as archive:
+        names = sorted(Path(name).name for name in archive.getnames() if name.endswith((".json", ".log")))
+    assert names == ["bench_tiny_internvl.json", "bench_tiny_internvl.log", "bench_tiny_qwen3_vl.json",
+                     "bench_tiny_qwen3_vl.log"]
