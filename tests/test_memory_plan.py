@@ -45,17 +45,20 @@ def test_packing_counts_a_pack_of_activations(engines, monkeypatch):
 
 
 def test_a_vision_batch_counts_its_documents(tiny_models, monkeypatch):
-    """Without packing (Llama-3.2-Vision) the vision tower still takes several documents a pass; a
-    document has at most the model's own tile count (4) whatever max_tiles asks."""
+    """Without packing (Llama-3.2-Vision) the vision tower still takes several documents a pass, and their
+    text is prefilled in one forward; a document has at most the model's own tile count (4) whatever
+    max_tiles asks."""
     engine = load_model(ModelSpec(family="mllama", path=str(tiny_models["mllama"]), max_tiles=4, engine="static"), CPU)
     assert engine.adapter.vision_tokens(12) == engine.adapter.vision_tokens(4) == engine.adapter.cross_columns()
     seen = engine.adapter.vision_tokens(4)
     monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", seen)
     one = prefill_bytes(engine, 4)
     monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", 3 * seen)
-    vision = engine.model.config.vision_config
-    one_document = seen * (4 * vision.hidden_size + 3 * vision.intermediate_size) * engine.dtype.itemsize
-    assert prefill_bytes(engine, 4) - one == 2 * one_document  # two more documents' vision activations
+    vision, text = engine.model.config.vision_config, engine.model.config.get_text_config(decoder=True)
+    one_document = (seen * (4 * vision.hidden_size + 3 * vision.intermediate_size)
+                    + engine.adapter.prompt_tokens(4) * (4 * text.hidden_size + 3 * text.intermediate_size)
+                    ) * engine.dtype.itemsize
+    assert prefill_bytes(engine, 4) == pytest.approx(one + 2 * one_document)  # two more documents' activations
 
 
 @pytest.mark.parametrize("family", ["internvl", "qwen3_vl", "qwen2_5_vl"])

@@ -115,27 +115,31 @@ def test_packed_prefill_same_tokens(pairs, monkeypatch, family, pack):
 
 @pytest.mark.parametrize("limit", [1, 100_000])
 def test_vision_tower_runs_for_several_documents_a_pass(pairs, monkeypatch, limit):
-    """Llama-3.2-Vision prefills one document a pass, but its vision tower takes several documents' tiles
-    at once (up to VISION_BATCH_TOKENS) and each prefill reads its share: the vision tower runs once per
-    group, never again inside a document's forward, and the tokens are transformers'."""
+    """Llama-3.2-Vision's vision tower takes several documents' tiles at once (up to VISION_BATCH_TOKENS)
+    and the group's documents of one prompt length are prefilled in ONE text forward: the vision tower
+    runs once per group, never again inside a text forward, and the tokens are transformers'."""
     hf, static = pairs["mllama"]
     monkeypatch.setattr(static_engine, "VISION_BATCH_TOKENS", limit)
-    documents, order = [], []
+    documents, order, text_rows = [], [], []
     model = static.model.model
     hooks = [model.vision_model.register_forward_hook(
                  lambda module, args, kwargs, out: documents.append(kwargs["pixel_values"].shape[0]) or
                  order.append("vision"), with_kwargs=True),
-             model.language_model.register_forward_hook(lambda *args: order.append("text"))]
+             model.language_model.register_forward_hook(
+                 lambda module, args, kwargs, out: text_rows.append(kwargs["input_ids"].shape[0]) or
+                 order.append("text"), with_kwargs=True)]
+    requests = batch([5, 8, 3, 6, 7], seed=11)
+    requests[2] = Request(requests[2].image, requests[2].prompt + " And the due date, please?", 3)
     try:
-        budgets = [5, 8, 3, 6, 7]
-        ours = static.generate(batch(budgets, seed=11))
+        ours = static.generate(requests)
     finally:
         for hook in hooks:
             hook.remove()
     assert documents == ([1] * 5 if limit == 1 else [5])
-    # a group is encoded when its first document's prefill comes: one group's states alive at a time
-    assert order[:10] == (["vision", "text"] * 5 if limit == 1 else ["vision"] + ["text"] * 5)[:10], order[:12]
-    assert ids(ours) == ids(hf.generate(batch(budgets, seed=11)))
+    # one group encoded at a time, then its documents prefilled; a longer prompt breaks the run
+    assert order == (["vision", "text"] * 5 if limit == 1 else ["vision", "text", "text", "text"]), order
+    assert text_rows == ([1] * 5 if limit == 1 else [2, 1, 2])
+    assert ids(ours) == ids(hf.generate(requests))
 
 
 def test_cross_attention_in_blocks_of_rows_is_the_same(pairs, monkeypatch):

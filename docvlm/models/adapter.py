@@ -86,11 +86,12 @@ class FamilyAdapter:
 
     # ---- conversation state (transformers `generate`) ---------------------------------------------
 
-    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[dict[str, torch.Tensor]]:
-        """The static engine's one-document prefill inputs, in order, their vision tower run for up to
-        `limit` vision tokens of documents in one pass where the family can take its output instead of
-        pixels (default: each document's forward runs its own vision tower)."""
-        return iter(singles)
+    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The static engine's unpacked prefill inputs, in order, in groups whose vision tower ran in one
+        pass (up to `limit` vision tokens) where the family can take its output instead of pixels; the
+        engine prefills a group's documents of one prompt length together (default: each document
+        alone, its forward running its own vision tower)."""
+        return ([single] for single in singles)
 
     def state_extras(self, model_inputs: dict[str, torch.Tensor], length: int) -> dict[str, torch.Tensor]:
         """Family state to keep after a turn whose sequence is now `length` long."""
@@ -124,7 +125,7 @@ class FamilyAdapter:
         return positions[None], [None] * len(singles)
 
     def row_extras(self) -> Any:
-        """Family state one document's prefill left on the model (Qwen-VL: its rope delta)."""
+        """Family state one prefill left on the model for its rows (Qwen-VL: their rope deltas), in row order."""
         return None
 
     def set_batch_extras(self, extras: list[Any]) -> None:

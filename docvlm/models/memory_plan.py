@@ -12,7 +12,8 @@ conversations and the prefill's transient activations, from the model's own size
   language model, vision-tower tokens x the same for the vision tower (the widest tensors alive at
   once in a layer), twice for headroom; a pack counts both per document (its vision tower sees
   every document's images at once: InternVL and Qwen-VL alike). Without packing, the vision tower
-  sees as many documents as `VISION_BATCH_TOKENS` holds where the adapter `batches_vision` (Mllama).
+  sees as many documents as `VISION_BATCH_TOKENS` holds where the adapter `batches_vision` (Mllama),
+  and those documents' text is prefilled in one forward (one prompt length: no padding).
 The plain engine prefills the whole batch at once: its activations count per document.
 The prompt bound takes `max_tiles` (every tile filled): real pages use fewer, so this errs small, and
 an out-of-memory batch still splits in two (pipeline/batching.py) and loses nothing.
@@ -68,8 +69,8 @@ def prefill_bytes(engine: Any, max_tiles: int) -> float:
     if getattr(engine, "packs_prefill", False):
         documents = vision_documents = max(1.0, static_engine.PACK_TOKENS / prompt)
     else:
-        batches = engine.adapter.batches_vision
-        documents, vision_documents = 1.0, max(1, static_engine.VISION_BATCH_TOKENS // seen) if batches else 1
+        batches = engine.adapter.batches_vision  # a vision group's documents are prefilled together too
+        documents = vision_documents = max(1, static_engine.VISION_BATCH_TOKENS // seen) if batches else 1
     text_activations = documents * prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
     vision_activations = vision_documents * seen * (4 * vision.hidden_size + 3 * vision.intermediate_size)
     return (text_activations + vision_activations) * itemsize

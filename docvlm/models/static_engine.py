@@ -9,8 +9,9 @@ each piece lives in its own module:
   decodes together; families whose adapter says `packs_prefill` (InternVL, Qwen-VL) pack several
   documents into one sequence (`PACK_TOKENS`, packing.py: the GEMMs of one document do not fill an
   H100), positions restarting per document (the adapter's `packed_positions`: Qwen-VL's 3-D ones);
-  the others (Mllama) go one document at a time, their vision tower for several a pass (the adapter's
-  `encode_images`); the processor runs ahead in threads (prefetch.py);
+  the others (Mllama) run their vision tower for several documents a pass (the adapter's
+  `encode_images`), then those documents' text in one forward where their prompts are of one length
+  (no padding); the processor runs ahead in threads (prefetch.py);
 - follow-up turns (here): left-padded new tokens for every row through OUR layer loop over the
   buffers, every family (transformers' `generate` repeated every layer's KV per query head);
   cross-attention layers read the image KV their prefill cached (text_layers.cross_layer);
@@ -55,7 +56,7 @@ from docvlm.models.runs import (
 from docvlm.models.text_layers import TextStack, turn_attend
 
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
-VISION_BATCH_TOKENS = 32768  # one-document prefills: their vision towers run together up to this many tokens
+VISION_BATCH_TOKENS = 32768  # unpacked prefills: their vision towers (and text) run together up to this many vision tokens
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
 
 
@@ -201,21 +202,26 @@ class StaticEngine:
                 extras += pack_extras
             self.adapter.set_batch_extras(extras)
             return torch.cat(firsts), [start] * len(self.kv.get().keys)
-        singles = self.adapter.encode_images(singles, VISION_BATCH_TOKENS)
         buffers = self.kv.get()
         cross_layers = self.stack.cross_layers
         lengths = [start] * len(buffers.keys)
-        firsts, extras = [], []
-        for row, single in enumerate(singles):
-            offset = start - single["input_ids"].shape[1]
-            cache = buffer_cache([BufferLayer(k[row : row + 1, :, (0 if i in cross_layers else offset):],
-                                              v[row : row + 1, :, (0 if i in cross_layers else offset):])
-                                  for i, (k, v) in enumerate(zip(buffers.keys, buffers.values))])
-            out = self.model(**single, **{CACHE_KWARG: cache}, use_cache=True, logits_to_keep=1)
-            firsts.append(out.logits[:, -1].float().argmax(dim=-1))
-            extras.append(self.adapter.row_extras())
-            for i in cross_layers:
-                lengths[i] = cache.layers[i].length
+        firsts, extras, row = [], [], 0
+        for group in self.adapter.encode_images(singles, VISION_BATCH_TOKENS):
+            # a group's documents of one prompt length in one forward (no padding: the GEMMs of one
+            # short prompt, Mllama's ~275 text tokens, leave the GPU idle and cost a forward's launches)
+            for same in _runs_of_equal_length(group):
+                rows = slice(row, row + len(same))
+                offset = start - same[0]["input_ids"].shape[1]
+                cache = buffer_cache([BufferLayer(k[rows, :, (0 if i in cross_layers else offset):],
+                                                  v[rows, :, (0 if i in cross_layers else offset):])
+                                      for i, (k, v) in enumerate(zip(buffers.keys, buffers.values))])
+                inputs = {key: torch.cat([single[key] for single in same]) for key in same[0]}
+                out = self.model(**inputs, **{CACHE_KWARG: cache}, use_cache=True, logits_to_keep=1)
+                firsts.append(out.logits[:, -1].float().argmax(dim=-1))
+                extras.append(self.adapter.row_extras())
+                for i in cross_layers:
+                    lengths[i] = cache.layers[i].length
+                row += len(same)
         self.adapter.set_batch_extras(extras)
         return torch.cat(firsts), lengths
 
@@ -298,3 +304,15 @@ class StaticEngine:
             extras = self.adapter.state_extras(inputs, run.sequences.shape[1])
             state = conversation_state(run, input_mask, self.turn_end_id, extras)
         return batch_result(run, self.tokenizer, prompt_tokens, state)
+
+
+def _runs_of_equal_length(singles: list[dict[str, torch.Tensor]]) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Consecutive documents of the same prompt length (their rows stay in order)."""
+    run: list[dict[str, torch.Tensor]] = []
+    for single in singles:
+        if run and single["input_ids"].shape[1] != run[0]["input_ids"].shape[1]:
+            yield run
+            run = []
+        run.append(single)
+    if run:
+        yield run

@@ -79,19 +79,19 @@ class Mllama(FamilyAdapter):
     def images_arg(self, images: list[Image.Image]) -> list:
         return [[image] for image in images]
 
-    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[dict[str, torch.Tensor]]:
+    def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[list[dict[str, torch.Tensor]]]:
         """The vision tower over several documents' tiles a pass (one document's 4 x 1,601 tokens do not
         fill a GPU's GEMMs); each document then gets its `cross_attention_states` instead of its pixels.
-        A group is encoded when its first document is asked for: only one group's states (~50 MB a
-        document at full size) are alive at a time, not the whole batch's."""
+        A group is encoded when it is asked for: only one group's states (~50 MB a document at full
+        size) are alive at a time, not the whole batch's."""
         tiles = singles[0]["pixel_values"].shape[2]  # padded to the processor's max tiles: the same for all
         step = max(1, limit // (tiles * self.model.model.vision_model.num_patches))
         for first in range(0, len(singles), step):
             group = singles[first : first + step]
             states = self._vision_states(group)
             per_document = states.shape[0] // len(group)
-            for i, single in enumerate(group):
-                yield _with_states(single, states[i * per_document : (i + 1) * per_document])
+            yield [_with_states(single, states[i * per_document : (i + 1) * per_document])
+                   for i, single in enumerate(group)]
 
     def _vision_states(self, group: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """What MllamaModel.forward computes from pixels: (documents x images x tiles, patches, hidden)."""
