@@ -43,3 +43,21 @@ def test_vision_states_equal_transformers_masked_attention(mllama, monkeypatch):
     assert len(calls) == 2 * len(SIZES) * layers  # every layer split, two parts an image
     assert torch.allclose(ours, reference.reshape(ours.shape), atol=1e-5, rtol=1e-4)
     assert model.vision_model.config._attn_implementation != tile_attention.TILE_SPLIT  # switched back
+
+
+def test_flash_varlen_only_where_flash_attention_runs(monkeypatch):
+    """Packed prefill and the tile split take varlen flash attention only on CUDA half precision of an
+    sm80+ GPU; a V100 (sm70) or T4 (sm75) takes the SDPA path, as CPUs and fp32 do."""
+    from types import SimpleNamespace
+
+    from docvlm.models.packing import runs_flash_varlen
+
+    def query(is_cuda, dtype):
+        return SimpleNamespace(is_cuda=is_cuda, dtype=dtype, device="cuda:0")
+
+    for capability, expected in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert runs_flash_varlen(query(True, torch.bfloat16)) is expected
+        assert runs_flash_varlen(query(True, torch.float16)) is expected
+        assert runs_flash_varlen(query(True, torch.float32)) is False
+    assert runs_flash_varlen(torch.zeros(1, dtype=torch.bfloat16)) is False  # CPU

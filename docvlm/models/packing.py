@@ -55,6 +55,13 @@ class PackedWriteLayer(DynamicLayer):
         return key_states, value_states
 
 
+def runs_flash_varlen(query: torch.Tensor) -> bool:
+    """Whether torch's varlen flash attention takes this query: CUDA half precision on an Ampere or later
+    GPU (flash attention needs sm80+: a V100 or T4 takes the per-document SDPA path instead)."""
+    return (query.is_cuda and query.dtype in (torch.float16, torch.bfloat16)
+            and torch.cuda.get_device_capability(query.device) >= (8, 0))
+
+
 # (cumulative document lengths as int32 on the device, the longest document) of the running packed prefill
 _PACK: ContextVar[Optional[tuple[torch.Tensor, int]]] = ContextVar("docvlm_pack", default=None)
 
@@ -66,13 +73,13 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     pack = _PACK.get()
     assert pack is not None, "packed attention outside a packed prefill"
     starts, longest = pack
-    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+    if runs_flash_varlen(query):
         # varlen flash attention: grouped-query KV as it is, no mask, no padding
         out = torch.ops.aten._flash_attention_forward(
             query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
             longest, longest, 0.0, True, False, scale=scaling)[0]
         return out[None], None
-    # CPU, fp32: transformers' own SDPA path one document at a time (the numerics of an unpacked prefill)
+    # CPU, fp32, older GPUs: transformers' own SDPA path one document at a time (an unpacked prefill's numerics)
     bounds = starts.tolist()
     outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
                                    scaling=scaling, is_causal=True)[0] for a, b in zip(bounds, bounds[1:])]

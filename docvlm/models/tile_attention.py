@@ -5,7 +5,7 @@ that masks only padding->padding pairs (`_prepare_aspect_ratio_attention_mask`):
 every token, padding included; a padding token sees the real tokens. An SDPA call with such a mask
 cannot use flash attention and reads the mask again for every head of every layer. The same
 attention, unmasked: the real queries over all keys, the padding queries over the real keys
-(varlen flash attention on CUDA half precision; SDPA an image at a time elsewhere).
+(varlen flash attention on CUDA half precision, sm80+; SDPA an image at a time elsewhere).
 `tile_split_attention(...)` switches the vision tower to it for one forward (the Mllama adapter does, in
 `_vision_states`).
 """
@@ -20,6 +20,8 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
+
+from docvlm.models.packing import runs_flash_varlen
 
 TILE_SPLIT = "docvlm_tile_split"  # the attention implementation name the vision tower runs under
 
@@ -97,14 +99,14 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     q, k, v = (t.transpose(1, 2).reshape(images * length, heads, dim) for t in (query, key, value))
     out = torch.empty_like(q)
     real_k, real_v = k[split.real], v[split.real]
-    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+    if runs_flash_varlen(q):
         out[split.real] = _flash(q[split.real], k, v, split.real_starts, split.image_starts,
                                  _longest(split.real_bounds), length, scaling)
         if split.pad.numel():
             out[split.pad] = _flash(q[split.pad], real_k, real_v, split.pad_starts, split.real_starts,
                                     _longest(split.pad_bounds), _longest(split.real_bounds), scaling)
         return out.view(images, length, heads, dim), None
-    # CPU, fp32: SDPA an image at a time
+    # CPU, fp32, older GPUs: SDPA an image at a time
     for image in range(images):
         real = slice(split.real_bounds[image], split.real_bounds[image + 1])
         pad = split.pad[split.pad_bounds[image] : split.pad_bounds[image + 1]]
