@@ -107,6 +107,18 @@ def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
     return groups
 
 
+def runs_of_equal_length(singles: list[dict[str, torch.Tensor]]) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Consecutive documents of the same prompt length (unpacked prefills batch them: no padding)."""
+    run: list[dict[str, torch.Tensor]] = []
+    for single in singles:
+        if run and single["input_ids"].shape[1] != run[0]["input_ids"].shape[1]:
+            yield run
+            run = []
+        run.append(single)
+    if run:
+        yield run
+
+
 @contextmanager
 def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> Iterator[None]:
     """The language model (whose config this is) runs `packed_attention` meanwhile: `starts` are the

@@ -39,7 +39,7 @@ from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
 from docvlm.models.fused import fused_kernels, runs_on
 from docvlm.models.kv_buffers import BufferLayer, KVBuffers, Lease, buffer_cache
-from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs
+from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs, runs_of_equal_length
 from docvlm.models.prefetch import Prefetcher
 from docvlm.models.protocol import BatchResult, Conversations, ModelSpec, Request
 from docvlm.models.runs import (
@@ -209,7 +209,7 @@ class StaticEngine:
         for group in self.adapter.encode_images(singles, VISION_BATCH_TOKENS):
             # a group's documents of one prompt length in one forward (no padding: the GEMMs of one
             # short prompt, Mllama's ~275 text tokens, leave the GPU idle and cost a forward's launches)
-            for same in _runs_of_equal_length(group):
+            for same in runs_of_equal_length(group):
                 rows = slice(row, row + len(same))
                 offset = start - same[0]["input_ids"].shape[1]
                 cache = buffer_cache([BufferLayer(k[rows, :, (0 if i in cross_layers else offset):],
@@ -304,15 +304,3 @@ class StaticEngine:
             extras = self.adapter.state_extras(inputs, run.sequences.shape[1])
             state = conversation_state(run, input_mask, self.turn_end_id, extras)
         return batch_result(run, self.tokenizer, prompt_tokens, state)
-
-
-def _runs_of_equal_length(singles: list[dict[str, torch.Tensor]]) -> Iterator[list[dict[str, torch.Tensor]]]:
-    """Consecutive documents of the same prompt length (their rows stay in order)."""
-    run: list[dict[str, torch.Tensor]] = []
-    for single in singles:
-        if run and single["input_ids"].shape[1] != run[0]["input_ids"].shape[1]:
-            yield run
-            run = []
-        run.append(single)
-    if run:
-        yield run
