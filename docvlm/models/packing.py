@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, ContextManager, Iterator, Optional, Sequence
 
 import torch
 from transformers import AttentionInterface
@@ -62,6 +62,15 @@ def runs_flash_varlen(query: torch.Tensor) -> bool:
             and torch.cuda.get_device_capability(query.device) >= (8, 0))
 
 
+def flash_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, query_starts: torch.Tensor,
+                 key_starts: torch.Tensor, longest_query: int, longest_key: int, causal: bool,
+                 scale: Optional[float]) -> torch.Tensor:
+    """torch's varlen flash attention over packed (tokens, heads, dim) sequences whose bounds are int32
+    cumulative lengths on the device (see `runs_flash_varlen`)."""
+    return torch.ops.aten._flash_attention_forward(query, key, value, query_starts, key_starts, longest_query,
+                                                   longest_key, 0.0, causal, False, scale=scale)[0]
+
+
 # (cumulative document lengths as int32 on the device, the longest document) of the running packed prefill
 _PACK: ContextVar[Optional[tuple[torch.Tensor, int]]] = ContextVar("docvlm_pack", default=None)
 
@@ -75,9 +84,8 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     starts, longest = pack
     if runs_flash_varlen(query):
         # varlen flash attention: grouped-query KV as it is, no mask, no padding
-        out = torch.ops.aten._flash_attention_forward(
-            query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
-            longest, longest, 0.0, True, False, scale=scaling)[0]
+        out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
+                           longest, longest, causal=True, scale=scaling)
         return out[None], None
     # CPU, fp32, older GPUs: transformers' own SDPA path one document at a time (an unpacked prefill's numerics)
     bounds = starts.tolist()
@@ -119,15 +127,21 @@ def runs_of_equal_length(singles: list[dict[str, torch.Tensor]]) -> Iterator[lis
         yield run
 
 
-@contextmanager
-def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> Iterator[None]:
+def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> ContextManager[None]:
     """The language model (whose config this is) runs `packed_attention` meanwhile: `starts` are the
     documents' cumulative lengths (int32, on the device), `longest` the longest document."""
+    return attention_implementation(config, PACKED_ATTENTION, _PACK, (starts, longest))
+
+
+@contextmanager
+def attention_implementation(config: Any, name: str, context: ContextVar, value: Any) -> Iterator[None]:
+    """The modules of `config` run the attention registered as `name` meanwhile, which reads `value`
+    from `context` (what transformers' call does not pass it)."""
     saved = config._attn_implementation
-    config._attn_implementation = PACKED_ATTENTION
-    token = _PACK.set((starts, longest))
+    config._attn_implementation = name
+    token = context.set(value)
     try:
         yield
     finally:
         config._attn_implementation = saved
-        _PACK.reset(token)
+        context.reset(token)

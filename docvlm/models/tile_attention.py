@@ -12,16 +12,15 @@ attention, unmasked: the real queries over all keys, the padding queries over th
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, ContextManager, Optional
 
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
-from docvlm.models.packing import runs_flash_varlen
+from docvlm.models.packing import attention_implementation, flash_varlen, runs_flash_varlen
 
 TILE_SPLIT = "docvlm_tile_split"  # the attention implementation name the vision tower runs under
 
@@ -76,12 +75,6 @@ def _longest(bounds: list[int]) -> int:
     return max(b - a for a, b in zip(bounds, bounds[1:]))
 
 
-def _flash(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, query_starts: torch.Tensor,
-           key_starts: torch.Tensor, longest_query: int, longest_key: int, scale: Optional[float]) -> torch.Tensor:
-    return torch.ops.aten._flash_attention_forward(
-        query, key, value, query_starts, key_starts, longest_query, longest_key, 0.0, False, False, scale=scale)[0]
-
-
 def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: Optional[float]) -> torch.Tensor:
     """(tokens, heads, dim) each -> (tokens, heads, dim)."""
     out = F.scaled_dot_product_attention(*(t.transpose(0, 1)[None] for t in (query, key, value)), scale=scale)
@@ -100,11 +93,12 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     out = torch.empty_like(q)
     real_k, real_v = k[split.real], v[split.real]
     if runs_flash_varlen(q):
-        out[split.real] = _flash(q[split.real], k, v, split.real_starts, split.image_starts,
-                                 _longest(split.real_bounds), length, scaling)
+        out[split.real] = flash_varlen(q[split.real], k, v, split.real_starts, split.image_starts,
+                                       _longest(split.real_bounds), length, causal=False, scale=scaling)
         if split.pad.numel():
-            out[split.pad] = _flash(q[split.pad], real_k, real_v, split.pad_starts, split.real_starts,
-                                    _longest(split.pad_bounds), _longest(split.real_bounds), scaling)
+            out[split.pad] = flash_varlen(q[split.pad], real_k, real_v, split.pad_starts, split.real_starts,
+                                          _longest(split.pad_bounds), _longest(split.real_bounds), causal=False,
+                                          scale=scaling)
         return out.view(images, length, heads, dim), None
     # CPU, fp32, older GPUs: SDPA an image at a time
     for image in range(images):
@@ -119,14 +113,6 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 AttentionInterface.register(TILE_SPLIT, split_attention)
 
 
-@contextmanager
-def tile_split_attention(config: Any, split: TileSplit) -> Iterator[None]:
+def tile_split_attention(config: Any, split: TileSplit) -> ContextManager[None]:
     """The vision tower (whose config this is) runs `split_attention` over `split`'s images meanwhile."""
-    saved = config._attn_implementation
-    config._attn_implementation = TILE_SPLIT
-    token = _SPLIT.set(split)
-    try:
-        yield
-    finally:
-        config._attn_implementation = saved
-        _SPLIT.reset(token)
+    return attention_implementation(config, TILE_SPLIT, _SPLIT, split)
