@@ -67,11 +67,10 @@ def prefill_bytes(engine: Any, max_tiles: int) -> float:
     itemsize = engine.dtype.itemsize
     prompt, seen = engine.adapter.prompt_tokens(max_tiles), engine.adapter.vision_tokens(max_tiles)
     if getattr(engine, "packs_prefill", False):
-        documents = vision_documents = max(1.0, static_engine.PACK_TOKENS / prompt)
-    else:
-        batches = engine.adapter.batches_vision  # a vision group's documents are prefilled together too
-        documents = vision_documents = max(1, static_engine.VISION_BATCH_TOKENS // seen) if batches else 1
-    text_activations = documents * prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
-    vision_activations = vision_documents * seen * (4 * vision.hidden_size + 3 * vision.intermediate_size)
-    return (text_activations + vision_activations) * itemsize
+        documents = max(1.0, static_engine.PACK_TOKENS / prompt)
+    else:  # a vision group's documents go through the vision tower, then the language model, together
+        documents = max(1, static_engine.VISION_BATCH_TOKENS // seen) if engine.adapter.batches_vision else 1
+    text_activations = prompt * (4 * text.hidden_size + 3 * text.intermediate_size)
+    vision_activations = seen * (4 * vision.hidden_size + 3 * vision.intermediate_size)
+    return documents * (text_activations + vision_activations) * itemsize
 

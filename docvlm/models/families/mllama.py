@@ -20,8 +20,8 @@ from transformers import (
 from transformers.models.mllama.image_processing_mllama import MllamaImageProcessor
 
 from docvlm.models.adapter import PROMPT_TEXT_TOKENS, FamilyAdapter, Replica, TinyModel
-from docvlm.models.tile_attention import tile_split, tile_split_attention
 from docvlm.models.protocol import Conversations, ModelSpec
+from docvlm.models.tile_attention import tile_split, tile_split_attention
 from docvlm.models.tiny_parts import generation_config, text_config, train_tokenizer, INIT_RANGE
 
 log = logging.getLogger(__name__)
