@@ -44,8 +44,6 @@ def kind(name: str) -> str:
 def time_by_kind(events: Any, on_gpu: bool) -> dict[str, float]:
     """Milliseconds by kind, largest first, from `prof.key_averages()`: on GPU the kernels' own time (their
     CPU-side ops would count twice), on CPU each op's self time."""
-    import torch
-
     spent: collections.Counter = collections.Counter()
     for event in events:
         if on_gpu and event.device_type != torch.autograd.DeviceType.CUDA:
@@ -54,10 +52,10 @@ def time_by_kind(events: Any, on_gpu: bool) -> dict[str, float]:
     return {label: round(ms, 3) for label, ms in spent.most_common() if ms > 0}
 
 
-def kind_table(kinds: dict[str, float]) -> str:
+def kind_table(kinds: dict[str, float], total_label: str = "total") -> str:
     total = sum(kinds.values()) or 1.0
     rows = [f"{ms:10.1f} ms  {100 * ms / total:5.1f}%  {label}" for label, ms in kinds.items()]
-    return "\n".join([f"{total:10.1f} ms  100.0%  total", *rows])
+    return "\n".join([f"{total:10.1f} ms  100.0%  {total_label}", *rows])
 
 
 @contextmanager
@@ -116,7 +114,5 @@ def _ranges(event: Any) -> tuple[str, str]:
 
 
 def phase_table(phases: dict[str, dict[str, float]]) -> str:
-    total = sum(ms for parts in phases.values() for ms in parts.values()) or 1.0
-    rows = [f"{ms:10.1f} ms  {100 * ms / total:5.1f}%  {phase} / {part}"
-            for phase, parts in phases.items() for part, ms in parts.items()]
-    return "\n".join([f"{total:10.1f} ms  100.0%  total (engine phase / model part)", *rows])
+    flat = {f"{phase} / {part}": ms for phase, parts in phases.items() for part, ms in parts.items()}
+    return kind_table(flat, "total (engine phase / model part)")
