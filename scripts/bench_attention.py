@@ -10,7 +10,8 @@ by a branch) and the kernel bounded per row (first attended column .. last writt
 way now), and the bandwidth each reaches on the K/V bytes that matter. Then the vision towers'
 attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) through each SDPA backend,
 and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
-through each backend against the two unmasked parts the engine runs (tile_attention.py).
+through each backend against the two unmasked parts the engine runs (tile_attention.py); then Qwen3-VL's
+(16 heads of 72, ~7,000 patches an image) per image per backend against one varlen flash call.
 """
 
 import argparse
@@ -67,6 +68,7 @@ def main() -> None:
               f"{attended / matmuls / 1e6:.0f} | {attended / kernel / 1e6:.0f}")
     vision_backends(args.vision_tiles)
     tile_mask_attention()
+    qwen_vision_attention()
 
 
 def vision_backends(tiles: int) -> None:
@@ -107,6 +109,35 @@ def tile_mask_attention(images: int = 5) -> None:
     with tile_split_attention(config, split):
         ms = timed(lambda: split_attention(None, query, key, value, mask, scaling=dim**-0.5), repeats=5)
     print(f"two unmasked parts (varlen flash) | {ms:.3f} | {flops / ms / 1e9:.0f}")
+
+
+def qwen_vision_attention(images: int = 8, patches: int = 6988) -> None:
+    """Qwen3-VL's vision attention (16 heads of 72, ~7,000 patches a document in the benchmark): transformers'
+    SDPA way (one call an image over (1, heads, patches, 72) views) per backend against one varlen flash call."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from docvlm.models.packing import flash_varlen
+
+    heads, dim = 16, 72
+    qkv = torch.randn(images * patches, 3, heads, dim, dtype=torch.bfloat16, device="cuda")
+    query, key, value = qkv.unbind(1)
+    flops = 4 * images * heads * patches * patches * dim
+    print(f"Qwen3-VL vision attention, {images} images x {patches} patches, {heads} heads of {dim}: way | ms | TFLOP/s")
+    views = [tensor.transpose(0, 1)[None] for tensor in (query, key, value)]
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
+        def per_image() -> None:
+            for part in zip(*(torch.split(view, patches, dim=2) for view in views)):
+                torch.nn.functional.scaled_dot_product_attention(*part)
+        try:
+            with sdpa_kernel([backend]):
+                ms = timed(per_image, repeats=5)
+            print(f"per image, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+        except RuntimeError as err:
+            print(f"per image, {backend.name} | unavailable: {str(err).splitlines()[0]}")
+    starts = torch.arange(0, (images + 1) * patches, patches, dtype=torch.int32, device="cuda")
+    ms = timed(lambda: flash_varlen(query, key, value, starts, starts, patches, patches, causal=False,
+                                    scale=dim**-0.5), repeats=5)
+    print(f"one varlen flash call | {ms:.3f} | {flops / ms / 1e9:.0f}")
 
 
 if __name__ == "__main__":
