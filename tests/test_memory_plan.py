@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from docvlm.models import ModelSpec, build_engine, load_model, static_engine
+from docvlm.models import ModelSpec, attention, build_engine, load_model, static_engine
 from docvlm.models.memory_plan import CPU_BATCH, MAX_AUTO_BATCH, auto_batch_size, kv_bytes, prefill_bytes, turn_bytes
 
 CPU = torch.device("cpu")
@@ -96,3 +96,14 @@ def test_follow_ups_count_activations_not_repeated_kv(tiny_models, family):
     assert columns % engine.kv_bytes_per_token() == 0 and columns > 0
     assert (engine.cross_kv_bytes() > 0) == (family == "mllama")
     assert turn_bytes(engine) > 0
+
+
+def test_cross_attention_scores_count_only_without_the_kernels(tiny_models, monkeypatch):
+    """Mllama's follow-up turns keep a block of cross-attention scores where the matmuls run (CPU, fp32),
+    none where the Triton kernels do (CUDA half precision)."""
+    from docvlm.models import text_layers
+
+    engine = load_model(ModelSpec(family="mllama", path=str(tiny_models["mllama"]), max_tiles=4, engine="static"), CPU)
+    with_matmuls = turn_bytes(engine)
+    monkeypatch.setattr(attention, "runs", lambda dtype, device, head_dim: True)
+    assert with_matmuls - turn_bytes(engine) == text_layers.CROSS_SCORES * 8

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from docvlm.models import static_engine, text_layers
+from docvlm.models import attention, static_engine, text_layers
 from docvlm.models.kv_buffers import COLUMN_STEP, FOLLOW_UP_COLUMNS, ROW_BUCKETS, round_up
 
 CPU_BATCH = 4
@@ -55,10 +55,12 @@ def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
 
 def turn_bytes(engine: Any) -> float:
     """Activations of a follow-up turn run by the engine's own layer loop, one chunk of rows at a time, and
-    one block of cross-attention scores where the model has cross-attention layers."""
+    one block of cross-attention scores where the model has cross-attention layers and the Triton kernels
+    do not run (they keep no score matrix: text_layers.cross_attention)."""
     text = engine.model.config.get_text_config(decoder=True)
     layers = static_engine.TURN_CHUNK_TOKENS * (4 * text.hidden_size + 3 * text.intermediate_size) * engine.dtype.itemsize
-    return layers + (text_layers.CROSS_SCORES * 8 if engine.cross_kv_bytes() else 0)
+    scores = engine.cross_kv_bytes() and not attention.runs(engine.dtype, engine.device, engine.stack.head_dim)
+    return layers + (text_layers.CROSS_SCORES * 8 if scores else 0)
 
 
 def prefill_bytes(engine: Any, max_tiles: int) -> float:
