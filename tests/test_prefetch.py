@@ -27,3 +27,34 @@ def test_outputs_are_staged_in_the_model_dtype_by_single_threaded_workers():
     # never submitted: made on the caller's thread, staged the same way
     late = prefetch.take(Request(Image.new("RGB", (8, 8)), "late", 4))
     assert late["pixel_values"].dtype == torch.bfloat16 and seen_threads[-1] == before
+
+
+def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
+    """Both workers busy: taking a request still queued does not wait behind them; each request is
+    preprocessed once."""
+    import threading
+
+    from docvlm.models import prefetch as prefetch_module
+
+    monkeypatch.setattr(prefetch_module, "PREPROCESS_THREADS", 2)
+
+    release = threading.Event()
+    made = []
+
+    def preprocess(requests):
+        made.append(requests[0].prompt)
+        if requests[0].prompt in ("read 0", "read 1"):
+            assert release.wait(10)
+        return {"input_ids": torch.tensor([[len(made)]]), "threads": torch.get_num_threads()}
+
+    prefetch = Prefetcher(preprocess, torch.float32, pin=False)
+    requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(5)]
+    prefetch.submit(requests)
+    while len(made) < 2:  # the two workers hold requests 0 and 1
+        threading.Event().wait(0.01)
+    late = prefetch.take(requests[3])  # still queued: made here, now
+    assert made == ["read 0", "read 1", "read 3"] and late["threads"] == torch.get_num_threads()
+    release.set()
+    rest = [prefetch.take(request) for request in (requests[0], requests[1], requests[2], requests[4])]
+    assert sorted(made) == [f"read {i}" for i in range(5)]
+    assert all(out["input_ids"].shape == (1, 1) for out in rest)

@@ -7,6 +7,9 @@ pixels held it ~14 ms on an H100 host). Few threads, one intra-op thread each: t
 the prefill's kernels must not be starved. Measured on an H100 host of 16 cores (2026-11-28), a batch
 of 64 documents while the next 64 were prefetched: 8 threads (each fanning out over every core)
 5.5-6.2 s, 4 threads of one intra-op thread 4.9 s, the same batch with its inputs already made 4.6 s.
+A request no worker has started yet when the engine needs it is made on the engine's thread: a run's
+first batch has nothing to overlap with (~44 ms a document on one thread for Qwen3-VL at 12 tiles, 4
+workers: ~0.6 s before a batch of 56 could start), and that thread has every intra-op thread.
 """
 
 from __future__ import annotations
@@ -48,9 +51,13 @@ class Prefetcher:
                 self.prepared[key] = (request.image, self.pool.submit(self.staged, request))
 
     def take(self, request: Request) -> dict[str, Any]:
-        """The processor's staged output for `request` (computed now if it was never submitted)."""
+        """The processor's staged output for `request`, computed now on the caller's thread if it was
+        never submitted or no worker has started it: the caller would only wait (a run's first batch has
+        nothing to overlap with), and its thread keeps every intra-op thread."""
         _, future = self.prepared.pop((id(request.image), request.prompt), (None, None))
-        return future.result() if future is not None else self.staged(request)
+        if future is None or future.cancel():
+            return self.staged(request)
+        return future.result()
 
     def staged(self, request: Request) -> dict[str, Any]:
         return {key: self._stage(value) for key, value in self.preprocess([request]).items()}
