@@ -87,6 +87,30 @@ def test_tiny_run_profile_says_where_the_time_goes(tiny_run: dict) -> None:
     assert by_phase == pytest.approx(sum(kinds.values()), rel=0.02)
 
 
+def test_gpu_ranges_are_spans_not_kernels() -> None:
+    """On GPU the profiler reports each `docvlm::`/`part::` range as a span too: the kind table leaves
+    them out (their kernels count already) and the phase table puts a span's time that no kernel tied
+    to its ops covers (replayed CUDA graphs: decode steps) under UNPLACED."""
+    from types import SimpleNamespace
+
+    from docvlm.bench.profile import UNPLACED, time_by_kind, time_by_phase
+
+    cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+    prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, kernels=[], cpu_parent=None)
+    gemm = SimpleNamespace(name="aten::mm", device_type=cpu, cpu_parent=prefill,
+                           kernels=[SimpleNamespace(duration=900.0)])
+    decode = SimpleNamespace(name="docvlm::decode", device_type=cpu, kernels=[], cpu_parent=None)
+    replay = SimpleNamespace(name="cudaGraphLaunch", device_type=cpu, cpu_parent=decode, kernels=[])
+    spans = [SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, device_time_total=1000.0),
+             SimpleNamespace(name="docvlm::decode", device_type=cuda, device_time_total=3000.0)]
+    phases = time_by_phase([prefill, gemm, decode, replay, *spans], on_gpu=True)
+    assert phases == {"decode": {UNPLACED: 3.0}, "first-turn prefill": {"-": 0.9, UNPLACED: 0.1}}
+    averaged = [SimpleNamespace(key="nvjet_sm90_tst_64x16", device_type=cuda, self_device_time_total=900.0),
+                SimpleNamespace(key="docvlm::decode", device_type=cuda, self_device_time_total=3000.0),
+                SimpleNamespace(key="part::vision tower", device_type=cuda, self_device_time_total=500.0)]
+    assert time_by_kind(averaged, on_gpu=True) == {"GEMM": 0.9}
+
+
 def test_kernel_names_sort_into_kinds() -> None:
     from docvlm.bench.profile import kind
 

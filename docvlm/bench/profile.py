@@ -21,6 +21,7 @@ PARTS = (  # part name, attribute names on the model's inner `model` (the first 
     ("language model", ("language_model",)),
 )
 PHASE, PART = "docvlm::", "part::"
+UNPLACED = "graph replays, gaps"  # a phase's GPU span not covered by kernels tied to its ops
 
 KINDS = (  # first match wins: (kind, any of these in the lowercased kernel or op name)
     ("attention", ("flash", "fmha", "sdpa", "attention", "_split_kernel", "_merge_kernel", "_turn_kernel")),
@@ -46,8 +47,8 @@ def time_by_kind(events: Any, on_gpu: bool) -> dict[str, float]:
     CPU-side ops would count twice), on CPU each op's self time."""
     spent: collections.Counter = collections.Counter()
     for event in events:
-        if on_gpu and event.device_type != torch.autograd.DeviceType.CUDA:
-            continue
+        if on_gpu and (event.device_type != torch.autograd.DeviceType.CUDA or _is_range(event.key)):
+            continue  # a range's GPU span (its kernels count already) is not a kernel
         spent[kind(event.key)] += (event.self_device_time_total if on_gpu else event.self_cpu_time_total) / 1e3
     return {label: round(ms, 3) for label, ms in spent.most_common() if ms > 0}
 
@@ -87,18 +88,31 @@ def part_ranges(model: torch.nn.Module) -> Iterator[None]:
 
 def time_by_phase(events: Any, on_gpu: bool) -> dict[str, dict[str, float]]:
     """Milliseconds by (engine phase, model part): each kernel (GPU) or op's self time (CPU) goes to the
-    innermost `docvlm::` and `part::` ranges around (or of) the op that ran it; "-" where there is none."""
+    innermost `docvlm::` and `part::` ranges around (or of) the op that ran it; "-" where there is none.
+    On GPU, what a phase's span holds beyond the kernels so placed goes to `UNPLACED`: the kernels of
+    replayed CUDA graphs (the profiler ties none to an op: decode steps) and the GPU's idle gaps."""
     spent: collections.Counter = collections.Counter()
+    spans: collections.Counter = collections.Counter()
     for event in events:
         if event.device_type != torch.autograd.DeviceType.CPU:
+            if on_gpu and event.name.startswith(PHASE):
+                spans[event.name[len(PHASE):]] += event.device_time_total / 1e3
             continue
         us = sum(k.duration for k in event.kernels) if on_gpu else event.self_cpu_time_total
         if us:
             spent[_ranges(event)] += us / 1e3
+    for phase, span in spans.items():
+        placed = sum(ms for (where, _), ms in spent.items() if where == phase)
+        if span > placed:
+            spent[(phase, UNPLACED)] += span - placed
     phases: dict[str, dict[str, float]] = {}
     for (phase, part), ms in spent.most_common():
         phases.setdefault(phase, {})[part] = round(ms, 3)
     return phases
+
+
+def _is_range(name: str) -> bool:
+    return name.startswith(PHASE) or name.startswith(PART)
 
 
 def _ranges(event: Any) -> tuple[str, str]:
