@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from docvlm.models import ModelSpec, Request, build_engine, load_model
-from docvlm.models import decode_graphs, static_engine
+from docvlm.models import decode_graphs, packing, static_engine
 from docvlm.models.kv_buffers import COLUMN_STEP, row_bucket
 from docvlm.models.packing import packs
 from docvlm.models.static_engine import StaticEngine
@@ -111,6 +111,32 @@ def test_packed_prefill_same_tokens(pairs, monkeypatch, family, pack):
     reference = hf.generate(requests, keep_state=True)
     assert ids(first) == ids(reference)
     assert ids(follow) == ids(hf.continue_(reference.state, prompts, [6] * 5))
+
+
+def test_packed_qwen_vision_attends_within_each_image_in_one_call(pairs, monkeypatch):
+    """A Qwen-VL pack's vision tower runs the varlen attention (one call a layer for all of the pack's
+    images, each image bounded), not transformers' SDPA call an image; tokens stay transformers'."""
+    from transformers import AttentionInterface
+
+    hf, static = pairs["qwen3_vl"]
+    requests = batch([4, 4, 4, 4, 4], seed=7)
+    monkeypatch.setattr(static_engine, "PACK_TOKENS", 100_000)
+    seen = []
+
+    def counted(*args, **kwargs):
+        seen.append(kwargs["cu_seq_lens_q"].tolist())
+        return packing.varlen_vision_attention(*args, **kwargs)
+
+    AttentionInterface.register(packing.VISION_VARLEN, counted)
+    try:
+        result = static.generate(requests)
+    finally:
+        AttentionInterface.register(packing.VISION_VARLEN, packing.varlen_vision_attention)
+    assert len(seen) == static.model.config.vision_config.depth  # one call a layer
+    patches = [int(single["image_grid_thw"].prod()) for single in (static.encode([r]) for r in requests)]
+    assert all(bounds == [sum(patches[:i]) for i in range(6)] for bounds in seen)
+    assert static.model.config.vision_config._attn_implementation != packing.VISION_VARLEN  # switched back
+    assert ids(result) == ids(hf.generate(requests))
 
 
 @pytest.mark.parametrize("limit", [1, 100_000])

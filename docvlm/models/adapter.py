@@ -13,6 +13,7 @@ docvlm/models/registry.py, one YAML per checkpoint under conf/model/ (README "Ad
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -123,6 +124,10 @@ class FamilyAdapter:
         device = singles[0]["input_ids"].device
         positions = torch.cat([torch.arange(single["input_ids"].shape[1], device=device) for single in singles])
         return positions[None], [None] * len(singles)
+
+    def packed_vision(self) -> AbstractContextManager[None]:
+        """The vision tower's attention during a packed prefill (default: its own)."""
+        return nullcontext()
 
     def row_extras(self) -> Any:
         """Family state one prefill left on the model for its rows (Qwen-VL: their rope deltas), in row order."""

@@ -8,8 +8,10 @@ row of the engine's buffers:
   SDPA path one document at a time, the numerics of an unpacked prefill);
 - `PackedWriteLayer` is the cache layer: it copies each document's KV to its row, right-aligned,
   and hands attention the packed KV itself;
-- `packed_text_attention(config, ...)` switches the language model to it for one forward (the vision
-  tower keeps its own attention).
+- `packed_text_attention(config, ...)` switches the language model to it for one forward;
+- `packed_vision_attention(config)` switches a Qwen-VL vision tower to `varlen_vision_attention`: all of
+  a pack's images in one varlen flash call a layer (transformers' SDPA way is a call an image, after a
+  host sync a layer for the images' lengths).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
+# "flash" in the name: Qwen-VL's vision attention then passes its images' bounds (cu_seqlens) to it
+VISION_VARLEN = "docvlm_flash_varlen_vision"
 
 
 class PackedWriteLayer(DynamicLayer):
@@ -94,12 +98,32 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     return torch.cat(outs, dim=1), None
 
 
+def varlen_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None,
+                            dropout: float = 0.0, cu_seq_lens_q: Optional[torch.Tensor] = None,
+                            max_length_q: Optional[int] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Full attention within each image of a (1, heads, patches, head dim) sequence, images bounded by
+    `cu_seq_lens_q` (Qwen-VL's vision tower under `VISION_VARLEN`)."""
+    assert cu_seq_lens_q is not None, "varlen vision attention without its images' bounds"
+    if runs_flash_varlen(query):
+        bounds = cu_seq_lens_q.to(torch.int32)
+        out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), bounds,
+                           bounds, max_length_q, max_length_q, causal=False, scale=scaling)
+        return out[None], None
+    # CPU, fp32, older GPUs: transformers' own SDPA way, an image at a time
+    edges = cu_seq_lens_q.tolist()
+    outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                                   scaling=scaling, is_causal=False)[0] for a, b in zip(edges, edges[1:])]
+    return torch.cat(outs, dim=1), None
+
+
 def _no_mask(*args: Any, **kwargs: Any) -> None:
     return None  # packed attention keeps documents apart itself
 
 
 AttentionInterface.register(PACKED_ATTENTION, packed_attention)
 AttentionMaskInterface.register(PACKED_ATTENTION, _no_mask)
+AttentionInterface.register(VISION_VARLEN, varlen_vision_attention)
 
 
 def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
@@ -133,15 +157,22 @@ def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> Co
     return attention_implementation(config, PACKED_ATTENTION, _PACK, (starts, longest))
 
 
+def packed_vision_attention(config: Any) -> ContextManager[None]:
+    """The Qwen-VL vision tower (whose config this is) runs `varlen_vision_attention` meanwhile."""
+    return attention_implementation(config, VISION_VARLEN)
+
+
 @contextmanager
-def attention_implementation(config: Any, name: str, context: ContextVar, value: Any) -> Iterator[None]:
+def attention_implementation(config: Any, name: str, context: Optional[ContextVar] = None,
+                             value: Any = None) -> Iterator[None]:
     """The modules of `config` run the attention registered as `name` meanwhile, which reads `value`
     from `context` (what transformers' call does not pass it)."""
     saved = config._attn_implementation
     config._attn_implementation = name
-    token = context.set(value)
+    token = context.set(value) if context is not None else None
     try:
         yield
     finally:
         config._attn_implementation = saved
-        context.reset(token)
+        if context is not None:
+            context.reset(token)

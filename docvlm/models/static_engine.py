@@ -238,7 +238,7 @@ class StaticEngine:
         inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
                   for key in singles[0] if key != "attention_mask"}
         positions, extras = self.adapter.packed_positions(singles)
-        with packed_text_attention(self.stack.text.config, starts, max(lengths)):
+        with packed_text_attention(self.stack.text.config, starts, max(lengths)), self.adapter.packed_vision():
             out = self.model(**inputs, position_ids=positions, **{CACHE_KWARG: cache}, use_cache=True,
                              logits_to_keep=ends - 1)
         return out.logits[0].float().argmax(dim=-1), extras
