@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -17,7 +16,6 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageP
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from docvlm.models.adapter import FamilyAdapter, Replica, TinyModel
-from docvlm.models.packing import packed_vision_attention
 from docvlm.models.protocol import Conversations, ModelSpec
 from docvlm.models.tiny_parts import (
     CHATML_SPECIALS,
@@ -88,11 +86,6 @@ class QwenVLRotary(FamilyAdapter):
                             image_grid_thw=single.get("image_grid_thw"), attention_mask=single.get("attention_mask"))
                  for single in singles]
         return torch.cat([positions for positions, _ in found], dim=2), [deltas for _, deltas in found]
-
-    def packed_vision(self) -> AbstractContextManager[None]:
-        # all of a pack's images in one varlen flash call a layer, not an SDPA call an image (~7,000
-        # patches each at head dim 72)
-        return packed_vision_attention(self.model.config.vision_config)
 
     def tokens_per_tile(self) -> int:
         return TOKENS_PER_TILE
