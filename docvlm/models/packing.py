@@ -10,8 +10,9 @@ row of the engine's buffers:
   and hands attention the packed KV itself;
 - `packed_text_attention(config, ...)` switches the language model to it for one forward;
 - `packed_vision_attention(config)` switches a Qwen-VL vision tower to `varlen_vision_attention`: all of
-  a pack's images in one varlen flash call a layer (transformers' SDPA way is a call an image, after a
-  host sync a layer for the images' lengths).
+  a pack's images (or their windows: Qwen2.5-VL) in one varlen flash call a layer; transformers' SDPA
+  way is a call an image or window. A family's adapter opts in (`packed_vision`): at Qwen3-VL's head
+  dim 72 cuDNN's per-image call is faster than flash's (bench_attention.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
-# "flash" in the name: Qwen-VL's vision attention then passes its images' bounds (cu_seqlens) to it
+# "flash" in the name: Qwen-VL's vision attention then passes its images' (windows') bounds to it
 VISION_VARLEN = "docvlm_flash_varlen_vision"
 
 
@@ -103,7 +104,7 @@ def varlen_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: t
                             dropout: float = 0.0, cu_seq_lens_q: Optional[torch.Tensor] = None,
                             max_length_q: Optional[int] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
     """Full attention within each image of a (1, heads, patches, head dim) sequence, images bounded by
-    `cu_seq_lens_q` (Qwen-VL's vision tower under `VISION_VARLEN`)."""
+    `cu_seq_lens_q` (a Qwen-VL vision tower under `VISION_VARLEN`: images or windows)."""
     assert cu_seq_lens_q is not None, "varlen vision attention without its images' bounds"
     if runs_flash_varlen(query):
         bounds = cu_seq_lens_q.to(torch.int32)
