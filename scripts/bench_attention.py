@@ -10,7 +10,8 @@ by a branch) and the kernel bounded per row (first attended column .. last writt
 way now), and the bandwidth each reaches on the K/V bytes that matter. Then the vision towers'
 attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) through each SDPA backend,
 and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
-through each backend against the two unmasked parts the engine runs (tile_attention.py); then Qwen3-VL's
+through each backend against the two unmasked parts the engine runs (tile_attention.py: varlen flash; also
+as SDPA calls an image per backend); then Qwen3-VL's
 (16 heads of 72, ~7,000 patches an image) per image per backend against one varlen flash call.
 """
 
@@ -109,6 +110,28 @@ def tile_mask_attention(images: int = 5) -> None:
     with tile_split_attention(config, split):
         ms = timed(lambda: split_attention(None, query, key, value, mask, scaling=dim**-0.5), repeats=5)
     print(f"two unmasked parts (varlen flash) | {ms:.3f} | {flops / ms / 1e9:.0f}")
+    # the same two parts as dense SDPA calls an image (cuDNN beat flash at Qwen3-VL's head dim 72)
+    flat = [t.transpose(1, 2).reshape(images * length, 16, dim) for t in (query, key, value)]
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.scaled_dot_product_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)))
+
+    def per_image() -> None:
+        q, k, v = flat
+        for image in range(images):
+            real = split.real[split.real_bounds[image] : split.real_bounds[image + 1]]
+            pad = split.pad[split.pad_bounds[image] : split.pad_bounds[image + 1]]
+            whole = slice(image * length, (image + 1) * length)
+            attend(q[real], k[whole], v[whole])
+            attend(q[pad], k[real], v[real])
+
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
+        try:
+            with sdpa_kernel([backend]):
+                ms = timed(per_image, repeats=5)
+            print(f"two unmasked parts an image, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+        except RuntimeError as err:
+            print(f"two unmasked parts an image, {backend.name} | unavailable: {str(err).splitlines()[0]}")
 
 
 def qwen_vision_attention(images: int = 8, patches: int = 6988) -> None:
