@@ -40,7 +40,7 @@ def tiny_run(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratio to baseline (seed:8)" in done.stdout
-    return json.loads((out / "bench_tiny_internvl.json").read_text())
+    return {**json.loads((out / "bench_tiny_internvl.json").read_text()), "out_dir": str(out)}
 
 
 def _number(value: object) -> bool:
@@ -85,6 +85,16 @@ def test_tiny_run_profile_says_where_the_time_goes(tiny_run: dict) -> None:
     assert phases["decode"]["-"] > 0 and phases["follow-up prefill"]["-"] > 0
     by_phase = sum(ms for parts in phases.values() for ms in parts.values())
     assert by_phase == pytest.approx(sum(kinds.values()), rel=0.02)
+    # ... and what the largest places are made of: their largest ops, in the JSON and the text
+    places = tiny_run["profile"]["top_kernels"]
+    totals = {f"{phase} / {part}": ms for phase, parts in phases.items() for part, ms in parts.items()}
+    assert list(places) == sorted(totals, key=totals.get, reverse=True)[:4]
+    for place, rows in places.items():
+        phase, part = place.split(" / ")
+        assert rows and all(ms > 0 for _, ms in rows) and sum(ms for _, ms in rows) <= phases[phase][part] + 1e-3
+        assert [ms for _, ms in rows] == sorted((ms for _, ms in rows), reverse=True)
+    text = (Path(tiny_run["out_dir"]) / "profile_tiny_internvl.txt").read_text()
+    assert all(f"{place}:" in text for place in places) and rows[0][0][:100] in text
 
 
 def test_gpu_ranges_are_spans_not_kernels() -> None:
@@ -93,18 +103,20 @@ def test_gpu_ranges_are_spans_not_kernels() -> None:
     to its ops covers (replayed CUDA graphs: decode steps) under UNPLACED."""
     from types import SimpleNamespace
 
-    from docvlm.bench.profile import UNPLACED, time_by_kind, time_by_phase
+    from docvlm.bench.profile import UNPLACED, time_by_kind, time_by_phase, top_kernels
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
     prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, kernels=[], cpu_parent=None)
     gemm = SimpleNamespace(name="aten::mm", device_type=cpu, cpu_parent=prefill,
-                           kernels=[SimpleNamespace(duration=900.0)])
+                           kernels=[SimpleNamespace(name="nvjet_sm90_tst_64x16", duration=900.0)])
     decode = SimpleNamespace(name="docvlm::decode", device_type=cpu, kernels=[], cpu_parent=None)
     replay = SimpleNamespace(name="cudaGraphLaunch", device_type=cpu, cpu_parent=decode, kernels=[])
     spans = [SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, device_time_total=1000.0),
              SimpleNamespace(name="docvlm::decode", device_type=cuda, device_time_total=3000.0)]
     phases = time_by_phase([prefill, gemm, decode, replay, *spans], on_gpu=True)
     assert phases == {"decode": {UNPLACED: 3.0}, "first-turn prefill": {"-": 0.9, UNPLACED: 0.1}}
+    assert top_kernels([prefill, gemm, decode, replay, *spans], on_gpu=True) == {
+        "first-turn prefill / -": [("nvjet_sm90_tst_64x16", 0.9)]}
     averaged = [SimpleNamespace(key="nvjet_sm90_tst_64x16", device_type=cuda, self_device_time_total=900.0),
                 SimpleNamespace(key="docvlm::decode", device_type=cuda, self_device_time_total=3000.0),
                 SimpleNamespace(key="part::vision tower", device_type=cuda, self_device_time_total=500.0)]

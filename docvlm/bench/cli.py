@@ -24,7 +24,15 @@ import torch
 import transformers
 
 from docvlm.bench.architectures import MODEL_NAMES, BuiltModel, build_model
-from docvlm.bench.profile import kind_table, part_ranges, phase_table, time_by_kind, time_by_phase
+from docvlm.bench.profile import (
+    kind_table,
+    part_ranges,
+    phase_table,
+    time_by_kind,
+    time_by_phase,
+    top_kernels,
+    top_kernels_table,
+)
 from docvlm.bench.report import pass_metrics, ratios, table, write_json
 from docvlm.bench.roofline import Hardware, datasheet, hardware_json, measure, model_cost
 from docvlm.bench.workload import VisionCounter, Workload, make_workload, run_pass, same_outputs
@@ -277,17 +285,20 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     events = prof.key_averages()
     kinds = time_by_kind(events, on_gpu)
     phases = time_by_phase(prof.events(), on_gpu)
+    places = top_kernels(prof.events(), on_gpu)
     text = events.table(sort_by="cuda_time_total" if on_gpu else "cpu_time_total", row_limit=25,
                         max_name_column_width=70)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"{config.name} on {len(subset)} documents, batch {batch}, {timed.wall_s:.1f} s\n"
                    f"{'GPU kernels' if on_gpu else 'CPU ops'} by kind:\n{kind_table(kinds)}\n\n"
-                   f"by engine phase and model part:\n{phase_table(phases)}\n\n{text}\n")
+                   f"by engine phase and model part:\n{phase_table(phases)}\n\n"
+                   f"largest {'kernels' if on_gpu else 'ops'} of the largest places:\n{top_kernels_table(places)}\n\n"
+                   f"{text}\n")
     log.info("profile written to %s; by kind: %s", out, kinds)
     if hasattr(engine, "release"):
         engine.release()
     return {"config": config.name, "documents": len(subset), "batch": batch, "wall_s": round(timed.wall_s, 3),
-            "ms_by_kind": kinds, "ms_by_phase": phases}
+            "ms_by_kind": kinds, "ms_by_phase": phases, "top_kernels": places}
 
 
 def check_identity(built: BuiltModel, workload: Workload, docs: int) -> dict[str, Any]:
