@@ -49,7 +49,7 @@ def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
 
     prefetch = Prefetcher(preprocess, torch.float32, pin=False)
     requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(5)]
-    prefetch.submit(requests)
+    prefetch.prepare(requests)
     while len(made) < 2:  # the two workers hold requests 0 and 1
         threading.Event().wait(0.01)
     late = prefetch.take(requests[3])  # still queued: made here, now
@@ -58,3 +58,40 @@ def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
     rest = [prefetch.take(request) for request in (requests[0], requests[1], requests[2], requests[4])]
     assert sorted(made) == [f"read {i}" for i in range(5)]
     assert all(out["input_ids"].shape == (1, 1) for out in rest)
+
+
+def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
+    """What the engine is about to wait for (`submit`: nothing prefetched it) runs on a worker per core
+    of this rank; the next batch (`prepare`, while the GPU works) on PREPROCESS_THREADS at most."""
+    import threading
+    import time
+
+    from docvlm.models.prefetch import PREPROCESS_THREADS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(PREPROCESS_THREADS + 2)  # the pools read this rank's share of cores
+    try:
+        for start, expected in (("submit", PREPROCESS_THREADS + 2), ("prepare", PREPROCESS_THREADS)):
+            running, release, lock = [0, 0], threading.Event(), threading.Lock()
+
+            def preprocess(requests):
+                with lock:
+                    running[0] += 1
+                    running[1] = max(running[1], running[0])
+                assert release.wait(10)
+                with lock:
+                    running[0] -= 1
+                return {"input_ids": torch.tensor([[1]])}
+
+            prefetch = Prefetcher(preprocess, torch.float32, pin=False)
+            requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(PREPROCESS_THREADS + 2)]
+            getattr(prefetch, start)(requests)
+            deadline = time.monotonic() + 5
+            while running[0] < expected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)  # more would have started by now
+            assert running[1] == expected, (start, running)
+            release.set()
+            assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
+    finally:
+        torch.set_num_threads(before)

@@ -21,34 +21,45 @@ import torch
 
 from docvlm.models.protocol import Request
 
-PREPROCESS_THREADS = 4  # at most; no more than this rank's share of CPU cores (torch's thread count)
+PREPROCESS_THREADS = 4  # background workers at most (the next batch, while the GPU works)
 
 
 class Prefetcher:
-    """Processor outputs by (id(image), prompt); the image is kept with its future so its id stays unique."""
+    """Processor outputs by (id(image), prompt); the image is kept with its future so its id stays unique.
+    Two pools of single-threaded workers: `prepare` (the next batch, while the engine runs this one) on
+    at most PREPROCESS_THREADS, so the thread launching the GPU's work is not crowded out; `submit` (what
+    the engine is about to wait for: nothing prefetched it, e.g. a run's first batch) on a worker per
+    core of this rank: the GPU is idle until those are made. (0802ab1's 8 workers of every intra-op
+    thread made a first batch faster than 4 single-threaded ones: the stages' other time rose 0.1-0.9 s
+    on an H100, BENCHMARKS 2026-12-05 afternoon.)"""
 
     def __init__(self, preprocess: Callable[[Sequence[Request]], dict[str, Any]], dtype: torch.dtype, pin: bool):
         self.preprocess = preprocess
         self.dtype, self.pin = dtype, pin  # floating tensors leave in the model's dtype; pinned for CUDA
         self.prepared: dict[tuple[int, str], tuple[Any, Future]] = {}
         self.latest: set[tuple[int, str]] = set()
-        self.pool: Optional[ThreadPoolExecutor] = None
+        self.pools: dict[str, ThreadPoolExecutor] = {}
 
     def prepare(self, requests: Sequence[Request]) -> None:
         """Start the processor on these first-turn requests in background threads (the next batch)."""
         self.latest = {(id(request.image), request.prompt) for request in requests}
-        self.submit(requests)
+        self._start(requests, "background", PREPROCESS_THREADS)
 
     def submit(self, requests: Sequence[Request]) -> None:
-        """The processor starts on every request not started yet (threads: the first batch too)."""
-        if self.pool is None:
-            workers = max(2, min(PREPROCESS_THREADS, torch.get_num_threads()))
-            self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="docvlm-preprocess",
-                                           initializer=_one_intra_op_thread)
+        """The processor starts on every request not started yet, a worker per core (the caller waits)."""
+        self._start(requests, "now", torch.get_num_threads())
+
+    def _start(self, requests: Sequence[Request], pool_name: str, workers: int) -> None:
+        pool = self.pools.get(pool_name)
+        if pool is None:
+            workers = max(2, min(workers, torch.get_num_threads()))
+            pool = self.pools[pool_name] = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"docvlm-preprocess-{pool_name}",
+                initializer=_one_intra_op_thread)
         for request in requests:
             key = (id(request.image), request.prompt)
             if key not in self.prepared:
-                self.prepared[key] = (request.image, self.pool.submit(self.staged, request))
+                self.prepared[key] = (request.image, pool.submit(self.staged, request))
 
     def take(self, request: Request) -> dict[str, Any]:
         """The processor's staged output for `request`, computed now on the caller's thread if it was
