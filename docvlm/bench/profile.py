@@ -4,7 +4,8 @@ The kinds answer the first question a profile is read for: how much is the matri
 the roofline counts) and how much is everything else (attention, elementwise, copies, launches' gaps).
 The phases answer the second: which step of the engine (first-turn prefill, follow-up prefill, decode:
 the static engine's `docvlm::` ranges) and which part of the model (vision tower, projector, language
-model: `part::` ranges this module puts around their forwards) the time is spent in.
+model: `part::` ranges this module puts around their forwards) the time is spent in; the top kernels
+of the largest of those places, the third: what that part's time is made of.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ workers: ~0.6 s before a batch of 56 could start), and that thread has every int
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
