@@ -10,21 +10,23 @@ by a branch) and the kernel bounded per row (first attended column .. last writt
 way now), and the bandwidth each reaches on the K/V bytes that matter. Then the vision towers'
 attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) through each SDPA backend,
 and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
-through each backend against the two unmasked parts the engine runs (tile_attention.py: varlen flash; also
-as SDPA calls an image per backend); then Qwen3-VL's
+through each backend against the two unmasked parts both ways the engine chooses between (tile_attention.py:
+two varlen flash calls, or two SDPA calls an image, per backend); then Qwen3-VL's
 (16 heads of 72, ~7,000 patches an image) per image per backend against one varlen flash call.
 """
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from docvlm.models.attention import decode_attention, grouped_attention  # noqa: E402
 from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
-from docvlm.models.tile_attention import split_attention, tile_split, tile_split_attention  # noqa: E402
+from docvlm.models import tile_attention  # noqa: E402
+from docvlm.models.tile_attention import tile_split  # noqa: E402
 
 
 def timed(fn, repeats: int = 50) -> float:
@@ -72,23 +74,31 @@ def main() -> None:
     qwen_vision_attention()
 
 
+def per_backend(label: str, backends: list, run: Callable[[], object], flops: float, repeats: int = 50) -> None:
+    """One row a SDPA backend: `run` with only that backend allowed."""
+    from torch.nn.attention import sdpa_kernel
+
+    for backend in backends:
+        try:
+            with sdpa_kernel([backend]):
+                ms = timed(run, repeats=repeats)
+            print(f"{label}{backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+        except RuntimeError as err:
+            print(f"{label}{backend.name} | unavailable: {str(err).splitlines()[0]}")
+
+
 def vision_backends(tiles: int) -> None:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend
 
     query, key, value = (torch.randn(tiles, 16, 1025, 64, dtype=torch.bfloat16, device="cuda") for _ in range(3))
     flops = 4 * tiles * 16 * 1025 * 1025 * 64
     print(f"vision attention, {tiles} tiles x 1025 tokens, 16 heads of 64: backend | ms | TFLOP/s")
-    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
-        try:
-            with sdpa_kernel([backend]):
-                ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value))
-            print(f"{backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
-        except RuntimeError as err:
-            print(f"{backend.name} | unavailable: {str(err).splitlines()[0]}")
+    per_backend("", [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value), flops)
 
 
 def tile_mask_attention(images: int = 5) -> None:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend
     from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
 
     tiles_real = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])[:images]
@@ -97,47 +107,22 @@ def tile_mask_attention(images: int = 5) -> None:
     mask = _prepare_aspect_ratio_attention_mask(tiles_real.cuda(), 1601, 1608, torch.bfloat16)
     flops = 4 * images * 16 * length * length * dim
     print(f"Llama vision attention, {images} images x 4 tiles x 1608 tokens, 16 heads of 80: way | ms | TFLOP/s")
-    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
-        try:
-            with sdpa_kernel([backend]):
-                ms = timed(lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask),
-                           repeats=5)
-            print(f"masked, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
-        except RuntimeError as err:
-            print(f"masked, {backend.name} | unavailable: {str(err).splitlines()[0]}")
+    per_backend("masked, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+                lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask), flops,
+                repeats=5)
+    # the two unmasked parts both ways the engine chooses between (tile_attention.py, fastest.py)
     split = tile_split(tiles_real, 1608, 1601, torch.device("cuda"))
-    config = type("Config", (), {"_attn_implementation": "sdpa"})()
-    with tile_split_attention(config, split):
-        ms = timed(lambda: split_attention(None, query, key, value, mask, scaling=dim**-0.5), repeats=5)
-    print(f"two unmasked parts (varlen flash) | {ms:.3f} | {flops / ms / 1e9:.0f}")
-    # the same two parts as dense SDPA calls an image (cuDNN beat flash at Qwen3-VL's head dim 72)
     flat = [t.transpose(1, 2).reshape(images * length, 16, dim) for t in (query, key, value)]
-
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.scaled_dot_product_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)))
-
-    def per_image() -> None:
-        q, k, v = flat
-        for image in range(images):
-            real = split.real[split.real_bounds[image] : split.real_bounds[image + 1]]
-            pad = split.pad[split.pad_bounds[image] : split.pad_bounds[image + 1]]
-            whole = slice(image * length, (image + 1) * length)
-            attend(q[real], k[whole], v[whole])
-            attend(q[pad], k[real], v[real])
-
-    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
-        try:
-            with sdpa_kernel([backend]):
-                ms = timed(per_image, repeats=5)
-            print(f"two unmasked parts an image, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
-        except RuntimeError as err:
-            print(f"two unmasked parts an image, {backend.name} | unavailable: {str(err).splitlines()[0]}")
+    ms = timed(lambda: tile_attention._varlen_parts(*flat, split, dim**-0.5), repeats=5)
+    print(f"two unmasked parts, varlen flash | {ms:.3f} | {flops / ms / 1e9:.0f}")
+    per_backend("two unmasked parts, SDPA an image, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION],
+                lambda: tile_attention._parts_an_image(*flat, split, dim**-0.5), flops, repeats=5)
 
 
 def qwen_vision_attention(images: int = 8, patches: int = 6988) -> None:
     """Qwen3-VL's vision attention (16 heads of 72, ~7,000 patches a document in the benchmark): transformers'
     SDPA way (one call an image over (1, heads, patches, 72) views) per backend against one varlen flash call."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention import SDPBackend
 
     from docvlm.models.packing import flash_varlen
 
@@ -147,16 +132,13 @@ def qwen_vision_attention(images: int = 8, patches: int = 6988) -> None:
     flops = 4 * images * heads * patches * patches * dim
     print(f"Qwen3-VL vision attention, {images} images x {patches} patches, {heads} heads of {dim}: way | ms | TFLOP/s")
     views = [tensor.transpose(0, 1)[None] for tensor in (query, key, value)]
-    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
-        def per_image() -> None:
-            for part in zip(*(torch.split(view, patches, dim=2) for view in views)):
-                torch.nn.functional.scaled_dot_product_attention(*part)
-        try:
-            with sdpa_kernel([backend]):
-                ms = timed(per_image, repeats=5)
-            print(f"per image, {backend.name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
-        except RuntimeError as err:
-            print(f"per image, {backend.name} | unavailable: {str(err).splitlines()[0]}")
+
+    def per_image() -> None:
+        for part in zip(*(torch.split(view, patches, dim=2) for view in views)):
+            torch.nn.functional.scaled_dot_product_attention(*part)
+
+    per_backend("per image, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
+                per_image, flops, repeats=5)
     starts = torch.arange(0, (images + 1) * patches, patches, dtype=torch.int32, device="cuda")
     ms = timed(lambda: flash_varlen(query, key, value, starts, starts, patches, patches, causal=False,
                                     scale=dim**-0.5), repeats=5)

@@ -100,9 +100,11 @@ def test_fused_kernels_bf16_match_transformers():
 
 def test_bf16_tile_split_attention_matches_the_masked_attention():
     """Llama-3.2-Vision's vision attention at full size (16 heads of 80, 4 tiles of 1,608 tokens): the
-    two varlen flash parts == SDPA with transformers' padding->padding mask, up to bf16 rounding."""
+    two unmasked parts (varlen flash, or SDPA an image: the faster serves) == SDPA with transformers'
+    padding->padding mask, up to bf16 rounding."""
     from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
 
+    from docvlm.models import tile_attention
     from docvlm.models.tile_attention import split_attention, tile_split, tile_split_attention
 
     tiles_real = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
@@ -115,6 +117,11 @@ def test_bf16_tile_split_attention_matches_the_masked_attention():
     with tile_split_attention(config, split):
         ours, _ = split_attention(None, q, k, v, mask, scaling=dim**-0.5)
     torch.testing.assert_close(ours, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
+    # both ways `fastest` chooses between, each against the masked attention
+    flat = [t.transpose(1, 2).reshape(images * length, heads, dim) for t in (q, k, v)]
+    for way in (tile_attention._varlen_parts, tile_attention._parts_an_image):
+        out = way(*flat, split, dim**-0.5).view(images, length, heads, dim)
+        torch.testing.assert_close(out, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
 
 
 def test_bf16_mllama_vision_states_split_match_transformers(tiny_models):

@@ -61,3 +61,34 @@ def test_flash_varlen_only_where_flash_attention_runs(monkeypatch):
         assert runs_flash_varlen(query(True, torch.float16)) is expected
         assert runs_flash_varlen(query(True, torch.float32)) is False
     assert runs_flash_varlen(torch.zeros(1, dtype=torch.bfloat16)) is False  # CPU
+
+
+def test_both_ways_give_the_same_attention_and_the_faster_serves(monkeypatch):
+    """The two ways of the split (two varlen calls for all images; two SDPA calls an image) give the same
+    attention (varlen flash emulated here by SDPA a sequence); where flash runs, `fastest` picks between them."""
+    def varlen_reference(q, k, v, q_starts, k_starts, longest_q, longest_k, causal, scale):
+        qb, kb = q_starts.tolist(), k_starts.tolist()
+        return torch.cat([tile_attention._sdpa(q[a:b], k[c:d], v[c:d], scale)
+                          for a, b, c, d in zip(qb, qb[1:], kb, kb[1:])])
+
+    monkeypatch.setattr(tile_attention, "flash_varlen", varlen_reference)
+    split = tile_split(torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]]), tile_tokens=4, real_per_tile=3,
+                       device=torch.device("cpu"))
+    query, key, value = (torch.randn(3, 2, 12, 8) for _ in range(3))
+    flat = [t.transpose(1, 2).reshape(36, 2, 8) for t in (query, key, value)]
+    varlen = tile_attention._varlen_parts(*flat, split, 0.3)
+    an_image = tile_attention._parts_an_image(*flat, split, 0.3)
+    torch.testing.assert_close(varlen, an_image)
+    offered = {}
+
+    def pick(what, key, ways, device):
+        offered.update(ways)
+        return ways["varlen flash"]()
+
+    monkeypatch.setattr(tile_attention, "runs_flash_varlen", lambda q: True)
+    monkeypatch.setattr(tile_attention, "fastest", pick)
+    config = type("Config", (), {"_attn_implementation": "sdpa"})()
+    with tile_attention.tile_split_attention(config, split):
+        out, _ = tile_attention.split_attention(None, query, key, value, None, scaling=0.3)
+    assert set(offered) == {"varlen flash", "SDPA an image"}
+    torch.testing.assert_close(out, an_image.view(3, 12, 2, 8))

@@ -4,8 +4,9 @@ transformers gives every image one additive mask over all its tiles (4 x 1,608 t
 that masks only padding->padding pairs (`_prepare_aspect_ratio_attention_mask`): a real token sees
 every token, padding included; a padding token sees the real tokens. An SDPA call with such a mask
 cannot use flash attention and reads the mask again for every head of every layer. The same
-attention, unmasked: the real queries over all keys, the padding queries over the real keys
-(varlen flash attention on CUDA half precision, sm80+; SDPA an image at a time elsewhere).
+attention, unmasked: the real queries over all keys, the padding queries over the real keys (on CUDA
+half precision, sm80+, the faster on this GPU of two varlen flash calls and two SDPA calls an image,
+timed once; SDPA an image elsewhere).
 `tile_split_attention(...)` switches the vision tower to it for one forward (the Mllama adapter does, in
 `_vision_states`).
 """
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
 
+from docvlm.models.fastest import fastest
 from docvlm.models.packing import attention_implementation, flash_varlen, runs_flash_varlen
 
 TILE_SPLIT = "docvlm_tile_split"  # the attention implementation name the vision tower runs under
@@ -84,30 +86,49 @@ def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: Op
 def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None, dropout: float = 0.0,
                     **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """(images, heads, length, dim) each -> (images, length, heads, dim), as transformers' SDPA path returns."""
+    """(images, heads, length, dim) each -> (images, length, heads, dim), as transformers' SDPA path returns.
+    Where varlen flash attention runs, the faster of it and SDPA an image (cuDNN where it takes them) on
+    this GPU, timed once (fastest.py); elsewhere SDPA an image."""
     split = _SPLIT.get()
     images, heads, length, dim = query.shape
     assert split is not None and split.length == length and len(split.real_bounds) == images + 1, \
         "tile split attention outside its vision forward"
     q, k, v = (t.transpose(1, 2).reshape(images * length, heads, dim) for t in (query, key, value))
+    if runs_flash_varlen(q):
+        ways = {"varlen flash": lambda: _varlen_parts(q, k, v, split, scaling),
+                "SDPA an image": lambda: _parts_an_image(q, k, v, split, scaling)}
+        out = fastest("Llama vision attention", (heads, dim, length, q.dtype, q.device), ways, q.device)
+    else:
+        out = _parts_an_image(q, k, v, split, scaling)
+    return out.view(images, length, heads, dim), None
+
+
+def _varlen_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: TileSplit,
+                  scaling: Optional[float]) -> torch.Tensor:
+    """Both parts of every image in two varlen flash calls; (tokens, heads, dim) each."""
+    out = torch.empty_like(q)
+    out[split.real] = flash_varlen(q[split.real], k, v, split.real_starts, split.image_starts,
+                                   _longest(split.real_bounds), split.length, causal=False, scale=scaling)
+    if split.pad.numel():
+        out[split.pad] = flash_varlen(q[split.pad], k[split.real], v[split.real], split.pad_starts, split.real_starts,
+                                      _longest(split.pad_bounds), _longest(split.real_bounds), causal=False,
+                                      scale=scaling)
+    return out
+
+
+def _parts_an_image(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: TileSplit,
+                    scaling: Optional[float]) -> torch.Tensor:
+    """Both parts as two dense SDPA calls an image; (tokens, heads, dim) each."""
     out = torch.empty_like(q)
     real_k, real_v = k[split.real], v[split.real]
-    if runs_flash_varlen(q):
-        out[split.real] = flash_varlen(q[split.real], k, v, split.real_starts, split.image_starts,
-                                       _longest(split.real_bounds), length, causal=False, scale=scaling)
-        if split.pad.numel():
-            out[split.pad] = flash_varlen(q[split.pad], real_k, real_v, split.pad_starts, split.real_starts,
-                                          _longest(split.pad_bounds), _longest(split.real_bounds), causal=False,
-                                          scale=scaling)
-        return out.view(images, length, heads, dim), None
-    # CPU, fp32, older GPUs: SDPA an image at a time
-    for image in range(images):
+    for image in range(len(split.real_bounds) - 1):
         real = slice(split.real_bounds[image], split.real_bounds[image + 1])
         pad = split.pad[split.pad_bounds[image] : split.pad_bounds[image + 1]]
-        whole = slice(image * length, (image + 1) * length)
+        whole = slice(image * split.length, (image + 1) * split.length)
         out[split.real[real]] = _sdpa(q[split.real[real]], k[whole], v[whole], scaling)
-        out[pad] = _sdpa(q[pad], real_k[real], real_v[real], scaling)
-    return out.view(images, length, heads, dim), None
+        if pad.numel():
+            out[pad] = _sdpa(q[pad], real_k[real], real_v[real], scaling)
+    return out
 
 
 AttentionInterface.register(TILE_SPLIT, split_attention)
