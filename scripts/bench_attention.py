@@ -7,7 +7,8 @@ sized as the static engine sizes them; rows' prompts differ by up to 15% (left p
 columns bucket rounds up to 256 as the engine's graphs do. Prints ms per call for one layer: the
 matmuls, the kernel over the whole buffer (its graphs' way before 2026-12-05: masked blocks passed over
 by a branch) and the kernel bounded per row (first attended column .. last written one: the engine's
-way now), and the bandwidth each reaches on the K/V bytes that matter. Then the vision towers'
+way now), and the bandwidth each reaches on the K/V bytes that matter. Then a follow-up turn's
+self-attention (the Triton turn kernel against the matmuls), the vision towers'
 attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) through each SDPA backend,
 and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
 through each backend against the two unmasked parts both ways the engine chooses between (tile_attention.py:
@@ -23,7 +24,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from docvlm.models.attention import decode_attention, grouped_attention  # noqa: E402
+from docvlm.models.attention import decode_attention, grouped_attention, turn_attention, turn_bias  # noqa: E402
 from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
 from docvlm.models import tile_attention  # noqa: E402
 from docvlm.models.tile_attention import tile_split  # noqa: E402
@@ -69,9 +70,32 @@ def main() -> None:
         kernel = timed(lambda: decode_attention(query, keys, values, bias, 0.088, capacity, bounds=(first, last)))
         print(f"{rows} | {columns} | {matmuls:.3f} | {whole:.3f} | {kernel:.3f} | {matmuls / kernel:.2f}x | "
               f"{attended / matmuls / 1e6:.0f} | {attended / kernel / 1e6:.0f}")
+    turn_kernel()
     vision_backends(args.vision_tiles)
     tile_mask_attention()
     qwen_vision_attention()
+
+
+def turn_kernel(rows: int = 16, start: int = 2300, tokens: int = 630) -> None:
+    """A follow-up turn's self-attention (the extraction prompt after a first turn, Qwen3-VL / InternVL
+    shapes): the Triton turn kernel against the matmuls, as TFLOP/s of the causal products."""
+    heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
+    capacity = round_up(start + tokens + 256, COLUMN_STEP)
+    query = torch.randn(rows, heads, tokens, dim, dtype=dtype, device="cuda")
+    keys = torch.randn(rows, kv_heads, capacity, dim, dtype=dtype, device="cuda")
+    values = torch.randn_like(keys)
+    bias = torch.zeros(rows, capacity, dtype=dtype, device="cuda")
+    bias[: rows // 2, : start // 10] = torch.finfo(dtype).min  # half the rows left-padded by 10%
+    flops = 4 * rows * heads * tokens * (start + tokens / 2) * dim
+    print(f"turn attention, {rows} rows x {tokens} tokens after {start} columns, {heads} heads "
+          f"({kv_heads} KV) of {dim}: way | ms | TFLOP/s")
+    end = start + tokens
+    ways = {"Triton turn kernel": lambda: turn_attention(query, keys, values, bias, start, 0.088),
+            "matmuls": lambda: grouped_attention(query, keys[:, :, :end], values[:, :, :end],
+                                                 turn_bias(bias, start, tokens), 0.088)}
+    for name, way in ways.items():
+        ms = timed(way, repeats=10)
+        print(f"{name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
 
 
 def per_backend(label: str, backends: list, run: Callable[[], object], flops: float, repeats: int = 50) -> None:
