@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
+from docvlm.models.patch_embedding import linear_patch_embeddings
 from docvlm.models.protocol import (
     BatchResult,
     Conversations,
@@ -45,7 +46,9 @@ def check_model_path(cfg: ModelSpec) -> Path:
 
 def build_engine(engine: str, model: PreTrainedModel, processor: ProcessorMixin, spec: ModelSpec,
                  device: torch.device) -> VisionLanguageModel:
-    """The engine `engine` over a loaded model: the family's adapter (from `spec.family`) in between."""
+    """The engine `engine` over a loaded model: the family's adapter (from `spec.family`) in between.
+    Degenerate 3-D convolutions (Qwen-VL's patch embeddings) run as matrix products (patch_embedding.py)."""
+    linear_patch_embeddings(model)
     name = spec.name or f"{spec.family}:{Path(spec.path).name}"
     adapter = adapter_class(spec.family)(model, processor, spec, name)
     return engine_class(engine)(model, processor, adapter, spec, device)
