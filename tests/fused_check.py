@@ -39,7 +39,24 @@ def check(device: str, dtype: torch.dtype) -> None:
         fused = mlp(x)
     assert "forward" not in mlp.__dict__
     torch.testing.assert_close(fused, mlp(x), atol=torch.finfo(dtype).eps * 8, rtol=torch.finfo(dtype).eps * 8)
+    check_vision_rotary(device, dtype, generator)
     print("ok")
+
+
+def check_vision_rotary(device: str, dtype: torch.dtype, generator: torch.Generator) -> None:
+    from transformers.models.qwen3_vl import modeling_qwen3_vl
+
+    from docvlm.models.fused import vision_rotary
+
+    for tokens, heads, dim in ((37, 16, 72), (9, 2, 16), (5, 3, 80)):  # Qwen3-VL's 72 and Qwen2.5-VL's 80
+        qkv = (torch.randn(tokens, 3, heads, dim, generator=generator) * 2).to(device=device, dtype=dtype)
+        q, k, _ = qkv.unbind(1)  # strided views, as the vision attention makes them
+        angles = torch.randn(tokens, dim // 2, generator=generator) * 3
+        emb = torch.cat([angles, angles], dim=-1).to(device)
+        expected = modeling_qwen3_vl.apply_rotary_pos_emb_vision(q, k, emb.cos(), emb.sin())
+        got = vision_rotary(q, k, emb.cos(), emb.sin())
+        for g, e in zip(got, expected):
+            _within_one_rounding(g, e, dtype, ("vision_rotary", tokens, heads, dim))
 
 
 if __name__ == "__main__":

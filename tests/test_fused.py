@@ -37,3 +37,20 @@ def test_swap_is_scoped_and_only_for_half_precision_cuda():
         assert not any("forward" in module.__dict__ for module in model)
     assert not runs_on(torch.float32, torch.device("cuda"))
     assert not runs_on(torch.bfloat16, torch.device("cpu"))  # no interpreter in this process
+
+
+def test_vision_rotary_swap_is_scoped_to_enabled_runs(tiny_models):
+    """The Qwen-VL vision towers' rotary function is the fused one only inside an enabled context."""
+    from transformers.models.qwen3_vl import modeling_qwen3_vl
+
+    from docvlm.models import ModelSpec, load_model
+    from docvlm.models.fused import fused_vision_rotary, vision_rotary
+
+    engine = load_model(ModelSpec(family="qwen3_vl", path=str(tiny_models["qwen3_vl"]), max_tiles=4),
+                        torch.device("cpu"))
+    original = modeling_qwen3_vl.apply_rotary_pos_emb_vision
+    with fused_vision_rotary(engine.model, enabled=True):
+        assert modeling_qwen3_vl.apply_rotary_pos_emb_vision is vision_rotary
+    assert modeling_qwen3_vl.apply_rotary_pos_emb_vision is original
+    with fused_vision_rotary(engine.model, enabled=False):
+        assert modeling_qwen3_vl.apply_rotary_pos_emb_vision is original

@@ -4,7 +4,8 @@ Why: transformers' RMSNorm (Qwen3, Qwen3-VL text, Mllama text) is eight kernels 
 add, rsqrt, mul, to half, mul by the weight), each a pass over the activations in fp32. A decoder
 layer of Qwen3 runs four of them (input, post-attention, per-head q and k): in a packed prefill they
 took ~20 ms a document on H100 (as much as the attention), in a decode step ~1,100 tiny kernels.
-The gated MLP's `act(gate) * up` is two more passes over the widest activations. Here: one read, one
+The gated MLP's `act(gate) * up` is two more passes over the widest activations, and the Qwen-VL vision
+towers' rotary embedding ~10 fp32 passes over q and k in every layer. Here: one read, one
 write each, the same arithmetic (RMSNorm: normalise in fp32, round to the model's dtype, multiply by
 the weight; SiLU in fp32, rounded, times `up`), as transformers does it.
 """
@@ -12,6 +13,7 @@ the weight; SiLU in fp32, rounded, times `up`), as transformers does it.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -50,6 +52,42 @@ def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Te
     _rms_norm_kernel[grid](flat, weight, out, flat.shape[0], width, flat.stride(0), eps,
                            ROWS=rows_per_program, BLOCK=block)
     return out.view(hidden.shape)
+
+
+def vision_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
+                  sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' `apply_rotary_pos_emb_vision` (the Qwen-VL vision towers): q, k (tokens, heads, dim),
+    cos, sin (tokens, dim); `x * cos + rotate_half(x) * sin` in fp32, rounded once to x's dtype. One read
+    and one write of q and k, where transformers makes ~10 fp32 passes over them in every layer."""
+    return _rotate_half(q, cos, sin), _rotate_half(k, cos, sin)
+
+
+def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    tokens, heads, dim = x.shape
+    assert dim % 2 == 0, "rotary over an odd head dim"
+    x = x if x.stride(-1) == 1 else x.contiguous()
+    cos, sin = (t if t.stride(-1) == 1 else t.contiguous() for t in (cos, sin))
+    out = torch.empty((tokens, heads, dim), dtype=x.dtype, device=x.device)
+    _rotary_kernel[(tokens,)](x, cos, sin, out, heads, x.stride(0), x.stride(1), cos.stride(0), sin.stride(0),
+                              HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
+                              BLOCK=triton.next_power_of_2(dim // 2))
+    return out
+
+
+@contextmanager
+def fused_vision_rotary(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Meanwhile, the vision towers' `apply_rotary_pos_emb_vision` under `model` (a function of their
+    transformers module, looked up at each call) is `vision_rotary`; restored after."""
+    modules = {sys.modules[type(m).__module__] for m in model.modules()} if enabled else set()
+    patched = [module for module in modules if hasattr(module, "apply_rotary_pos_emb_vision")]
+    saved = [module.apply_rotary_pos_emb_vision for module in patched]
+    for module in patched:
+        module.apply_rotary_pos_emb_vision = vision_rotary
+    try:
+        yield
+    finally:
+        for module, original in zip(patched, saved):
+            module.apply_rotary_pos_emb_vision = original
 
 
 @contextmanager
@@ -92,6 +130,26 @@ if triton is not None:
         scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)
         result = scale[None, :] * normal.to(tl.float32)
         tl.store(out + row[:, None] * width + column[None, :], result.to(out.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _rotary_kernel(x, cos, sin, out, heads, x_token_stride, x_head_stride, cos_stride, sin_stride,
+                       HALF: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr):
+        token = tl.program_id(0)
+        head = tl.arange(0, HEADS)[:, None]
+        column = tl.arange(0, BLOCK)[None, :]
+        inside = (head < heads) & (column < HALF)
+        source = x + token * x_token_stride + head * x_head_stride + column
+        first = tl.load(source, mask=inside, other=0.0).to(tl.float32)
+        second = tl.load(source + HALF, mask=inside, other=0.0).to(tl.float32)
+        half = column < HALF
+        cos1 = tl.load(cos + token * cos_stride + column, mask=half, other=0.0).to(tl.float32)
+        cos2 = tl.load(cos + token * cos_stride + HALF + column, mask=half, other=0.0).to(tl.float32)
+        sin1 = tl.load(sin + token * sin_stride + column, mask=half, other=0.0).to(tl.float32)
+        sin2 = tl.load(sin + token * sin_stride + HALF + column, mask=half, other=0.0).to(tl.float32)
+        # rotate_half(x) = (-second, first)
+        target = out + (token * heads + head) * (2 * HALF) + column
+        tl.store(target, (first * cos1 - second * sin1).to(out.dtype.element_ty), mask=inside)
+        tl.store(target + HALF, (second * cos2 + first * sin2).to(out.dtype.element_ty), mask=inside)
 
     @triton.jit
     def _silu_mul_kernel(gate, up, out, count, BLOCK: tl.constexpr):

@@ -37,7 +37,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
-from docvlm.models.fused import fused_kernels, runs_on
+from docvlm.models.fused import fused_kernels, fused_vision_rotary, runs_on
 from docvlm.models.kv_buffers import BufferLayer, KVBuffers, Lease, buffer_cache
 from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs, runs_of_equal_length
 from docvlm.models.prefetch import Prefetcher
@@ -148,9 +148,13 @@ class StaticEngine:
         index = torch.tensor(list(rows), dtype=torch.long, device=state.ids.device)
         return selected_rows(state, index, self.kv.select(state.cache, index))
 
-    def _fused_kernels(self):
-        """The language model's RMSNorms and gated MLPs on fused kernels while this engine runs (CUDA half precision)."""
-        return fused_kernels(self.stack.text, enabled=runs_on(self.dtype, self.device))
+    @contextmanager
+    def _fused_kernels(self) -> Iterator[None]:
+        """The language model's RMSNorms and gated MLPs, and the Qwen-VL vision towers' rotary embedding, on
+        fused kernels while this engine runs (CUDA half precision)."""
+        enabled = runs_on(self.dtype, self.device)
+        with fused_kernels(self.stack.text, enabled), fused_vision_rotary(self.model, enabled):
+            yield
 
     @contextmanager
     def _released_on_oom(self) -> Iterator[None]:
