@@ -1,6 +1,8 @@
 """The prefetcher stages the processor's output in its threads: floating tensors in the model's dtype,
 ids as they are, each worker on one intra-op thread (the engine's own thread keeps its threads)."""
 
+import time
+
 import torch
 from PIL import Image
 
@@ -19,6 +21,9 @@ def test_outputs_are_staged_in_the_model_dtype_by_single_threaded_workers():
     prefetch = Prefetcher(preprocess, torch.bfloat16, pin=False)
     requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(3)]
     prefetch.submit(requests)
+    deadline = time.monotonic() + 10
+    while len(seen_threads) < 3 and time.monotonic() < deadline:  # all made by workers (none left queued
+        time.sleep(0.01)  # for `take` to make on this thread)
     staged = [prefetch.take(request) for request in requests]
     assert all(out["pixel_values"].dtype == torch.bfloat16 for out in staged)
     assert all(out["input_ids"].dtype == torch.long and out["input_ids"].tolist() == [[5, 6, 7]] for out in staged)
@@ -64,7 +69,6 @@ def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
     """What the engine is about to wait for (`submit`: nothing prefetched it) runs on a worker per core
     of this rank; the next batch (`prepare`, while the GPU works) on PREPROCESS_THREADS at most."""
     import threading
-    import time
 
     from docvlm.models.prefetch import PREPROCESS_THREADS
 
