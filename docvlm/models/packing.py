@@ -87,16 +87,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     pack = _PACK.get()
     assert pack is not None, "packed attention outside a packed prefill"
     starts, longest = pack
-    if runs_flash_varlen(query):
-        # varlen flash attention: grouped-query KV as it is, no mask, no padding
-        out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
-                           longest, longest, causal=True, scale=scaling)
-        return out[None], None
-    # CPU, fp32, older GPUs: transformers' own SDPA path one document at a time (an unpacked prefill's numerics)
-    bounds = starts.tolist()
-    outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                                   scaling=scaling, is_causal=True)[0] for a, b in zip(bounds, bounds[1:])]
-    return torch.cat(outs, dim=1), None
+    return _within_sequences(module, query, key, value, starts, longest, causal=True, scaling=scaling), None
 
 
 def varlen_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -106,16 +97,25 @@ def varlen_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     """Full attention within each image of a (1, heads, patches, head dim) sequence, images bounded by
     `cu_seq_lens_q` (a Qwen-VL vision tower under `VISION_VARLEN`: images or windows)."""
     assert cu_seq_lens_q is not None, "varlen vision attention without its images' bounds"
+    out = _within_sequences(module, query, key, value, cu_seq_lens_q.to(torch.int32), max_length_q, causal=False,
+                            scaling=scaling)
+    return out, None
+
+
+def _within_sequences(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      starts: torch.Tensor, longest: int, causal: bool, scaling: Optional[float]) -> torch.Tensor:
+    """Attention within each of the sequences packed in (1, heads, tokens, head dim), bounded by `starts`
+    (int32 cumulative lengths on the device) -> (1, tokens, heads, head dim). Varlen flash attention
+    where it runs (grouped-query KV as it is, no mask, no padding); CPU, fp32 and older GPUs take
+    transformers' own SDPA path a sequence at a time (an unpacked forward's numerics)."""
     if runs_flash_varlen(query):
-        bounds = cu_seq_lens_q.to(torch.int32)
-        out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), bounds,
-                           bounds, max_length_q, max_length_q, causal=False, scale=scaling)
-        return out[None], None
-    # CPU, fp32, older GPUs: transformers' own SDPA way, an image at a time
-    edges = cu_seq_lens_q.tolist()
+        out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
+                           longest, longest, causal=causal, scale=scaling)
+        return out[None]
+    bounds = starts.tolist()
     outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                                   scaling=scaling, is_causal=False)[0] for a, b in zip(edges, edges[1:])]
-    return torch.cat(outs, dim=1), None
+                                   scaling=scaling, is_causal=causal)[0] for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(outs, dim=1)
 
 
 def _no_mask(*args: Any, **kwargs: Any) -> None:
