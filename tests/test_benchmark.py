@@ -103,7 +103,7 @@ def test_gpu_ranges_are_spans_not_kernels() -> None:
     to its ops covers (replayed CUDA graphs: decode steps) under UNPLACED."""
     from types import SimpleNamespace
 
-    from docvlm.bench.profile import UNPLACED, time_by_kind, time_by_phase, top_kernels
+    from docvlm.bench.profile import UNPLACED, place_kernels, time_by_kind, time_by_phase, top_kernels
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
     prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, kernels=[], cpu_parent=None)
@@ -113,9 +113,11 @@ def test_gpu_ranges_are_spans_not_kernels() -> None:
     replay = SimpleNamespace(name="cudaGraphLaunch", device_type=cpu, cpu_parent=decode, kernels=[])
     spans = [SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, device_time_total=1000.0),
              SimpleNamespace(name="docvlm::decode", device_type=cuda, device_time_total=3000.0)]
-    phases = time_by_phase([prefill, gemm, decode, replay, *spans], on_gpu=True)
+    events = [prefill, gemm, decode, replay, *spans]
+    placed = place_kernels(events, on_gpu=True)
+    phases = time_by_phase(events, placed, on_gpu=True)
     assert phases == {"decode": {UNPLACED: 3.0}, "first-turn prefill": {"-": 0.9, UNPLACED: 0.1}}
-    assert top_kernels([prefill, gemm, decode, replay, *spans], on_gpu=True) == {
+    assert top_kernels(placed) == {
         "first-turn prefill / -": [("nvjet_sm90_tst_64x16", 0.9)]}
     averaged = [SimpleNamespace(key="nvjet_sm90_tst_64x16", device_type=cuda, self_device_time_total=900.0),
                 SimpleNamespace(key="docvlm::decode", device_type=cuda, self_device_time_total=3000.0),

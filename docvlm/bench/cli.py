@@ -28,6 +28,7 @@ from docvlm.bench.profile import (
     kind_table,
     part_ranges,
     phase_table,
+    place_kernels,
     time_by_kind,
     time_by_phase,
     top_kernels,
@@ -284,8 +285,10 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     on_gpu = built.model.device.type == "cuda"
     events = prof.key_averages()
     kinds = time_by_kind(events, on_gpu)
-    phases = time_by_phase(prof.events(), on_gpu)
-    places = top_kernels(prof.events(), on_gpu)
+    function_events = prof.events()
+    placed = place_kernels(function_events, on_gpu)
+    phases = time_by_phase(function_events, placed, on_gpu)
+    places = top_kernels(placed)
     text = events.table(sort_by="cuda_time_total" if on_gpu else "cpu_time_total", row_limit=25,
                         max_name_column_width=70)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -87,53 +87,10 @@ def part_ranges(model: torch.nn.Module) -> Iterator[None]:
             hook.remove()
 
 
-def time_by_phase(events: Any, on_gpu: bool) -> dict[str, dict[str, float]]:
-    """Milliseconds by (engine phase, model part): each kernel (GPU) or op's self time (CPU) goes to the
-    innermost `docvlm::` and `part::` ranges around (or of) the op that ran it; "-" where there is none.
-    On GPU, what a phase's span holds beyond the kernels so placed goes to `UNPLACED`: the kernels of
-    replayed CUDA graphs (the profiler ties none to an op: decode steps) and the GPU's idle gaps."""
-    spent: collections.Counter = collections.Counter()
-    for (phase, part, _), ms in _placed(events, on_gpu).items():
-        spent[(phase, part)] += ms
-    spans: collections.Counter = collections.Counter()
-    for event in events:
-        if on_gpu and event.device_type != torch.autograd.DeviceType.CPU and event.name.startswith(PHASE):
-            spans[event.name[len(PHASE):]] += event.device_time_total / 1e3
-    for phase, span in spans.items():
-        placed = sum(ms for (where, _), ms in spent.items() if where == phase)
-        if span > placed:
-            spent[(phase, UNPLACED)] += span - placed
-    phases: dict[str, dict[str, float]] = {}
-    for (phase, part), ms in spent.most_common():
-        phases.setdefault(phase, {})[part] = round(ms, 3)
-    return phases
-
-
-def top_kernels(events: Any, on_gpu: bool, parts: int = 4, kernels: int = 8) -> dict[str, list[tuple[str, float]]]:
-    """The largest `parts` (phase / part) places and, in each, its `kernels` largest kernels (GPU) or ops
-    (CPU) with their milliseconds: what a part's time is made of, e.g. the vision tower's non-GEMM work."""
-    placed = _placed(events, on_gpu)
-    totals: collections.Counter = collections.Counter()
-    for (phase, part, _), ms in placed.items():
-        totals[(phase, part)] += ms
-    out = {}
-    for phase, part in [where for where, _ in totals.most_common(parts)]:
-        mine = collections.Counter({name: ms for (p, q, name), ms in placed.items() if (p, q) == (phase, part)})
-        out[f"{phase} / {part}"] = [(name, round(ms, 3)) for name, ms in mine.most_common(kernels)]
-    return out
-
-
-def top_kernels_table(places: dict[str, list[tuple[str, float]]]) -> str:
-    lines = []
-    for place, rows in places.items():
-        lines.append(f"{place}:")
-        lines += [f"{ms:10.1f} ms  {kind(name):26}  {name[:100]}" for name, ms in rows]
-    return "\n".join(lines)
-
-
-def _placed(events: Any, on_gpu: bool) -> collections.Counter:
-    """Milliseconds by (phase, part, kernel or op name): GPU kernels tied to the op that launched them,
-    or (CPU) each op's self time."""
+def place_kernels(events: Any, on_gpu: bool) -> collections.Counter:
+    """Milliseconds by (phase, part, kernel or op name) from `prof.events()`: each GPU kernel tied to the
+    op that launched it, or (CPU) each op's self time, goes to the innermost `docvlm::` and `part::`
+    ranges around (or of) that op; "-" where there is none. What `time_by_phase` and `top_kernels` read."""
     spent: collections.Counter = collections.Counter()
     for event in events:
         if event.device_type != torch.autograd.DeviceType.CPU:
@@ -144,6 +101,51 @@ def _placed(events: Any, on_gpu: bool) -> collections.Counter:
         elif event.self_cpu_time_total:
             spent[(*_ranges(event), event.name)] += event.self_cpu_time_total / 1e3
     return spent
+
+
+def time_by_phase(events: Any, placed: collections.Counter, on_gpu: bool) -> dict[str, dict[str, float]]:
+    """Milliseconds by (engine phase, model part) of the `placed` kernels. On GPU, what a phase's span
+    (its range's GPU event) holds beyond its placed kernels goes to `UNPLACED`: the kernels of replayed
+    CUDA graphs (the profiler ties none to an op: decode steps) and the GPU's idle gaps."""
+    spent = _by_place(placed)
+    spans: collections.Counter = collections.Counter()
+    for event in events:
+        if on_gpu and event.device_type != torch.autograd.DeviceType.CPU and event.name.startswith(PHASE):
+            spans[event.name[len(PHASE):]] += event.device_time_total / 1e3
+    for phase, span in spans.items():
+        placed_ms = sum(ms for (where, _), ms in spent.items() if where == phase)
+        if span > placed_ms:
+            spent[(phase, UNPLACED)] += span - placed_ms
+    phases: dict[str, dict[str, float]] = {}
+    for (phase, part), ms in spent.most_common():
+        phases.setdefault(phase, {})[part] = round(ms, 3)
+    return phases
+
+
+def top_kernels(placed: collections.Counter, parts: int = 4, kernels: int = 8) -> dict[str, list[tuple[str, float]]]:
+    """The largest `parts` (phase / part) places of the `placed` kernels and, in each, its `kernels`
+    largest kernels (GPU) or ops (CPU) with their milliseconds: what a part's time is made of, e.g. the
+    vision tower's non-GEMM work."""
+    out = {}
+    for phase, part in [where for where, _ in _by_place(placed).most_common(parts)]:
+        mine = collections.Counter({name: ms for (p, q, name), ms in placed.items() if (p, q) == (phase, part)})
+        out[f"{phase} / {part}"] = [(name, round(ms, 3)) for name, ms in mine.most_common(kernels)]
+    return out
+
+
+def _by_place(placed: collections.Counter) -> collections.Counter:
+    totals: collections.Counter = collections.Counter()
+    for (phase, part, _), ms in placed.items():
+        totals[(phase, part)] += ms
+    return totals
+
+
+def top_kernels_table(places: dict[str, list[tuple[str, float]]]) -> str:
+    lines = []
+    for place, rows in places.items():
+        lines.append(f"{place}:")
+        lines += [f"{ms:10.1f} ms  {kind(name):26}  {name[:100]}" for name, ms in rows]
+    return "\n".join(lines)
 
 
 def _is_range(name: str) -> bool:
