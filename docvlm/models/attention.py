@@ -59,6 +59,11 @@ def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Ten
     return out.transpose(1, 2).reshape(rows, tokens, heads * dim)
 
 
+def masked_bias(dtype: torch.dtype) -> float:
+    """Key bias at or below this is a masked column (masks use the dtype's most negative value)."""
+    return torch.finfo(dtype).min / 2
+
+
 def available(query: torch.Tensor) -> bool:
     """Whether the kernels take this query (see `runs`)."""
     return runs(query.dtype, query.device, query.shape[-1])
@@ -95,7 +100,7 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     maxima = torch.empty((rows, heads, splits), dtype=torch.float32, device=query.device)
     sums = torch.empty((rows, heads, splits), dtype=torch.float32, device=query.device)
     query = query.reshape(rows, heads, dim)
-    masked_below = torch.finfo(bias.dtype).min / 2  # a block whose bias is all below this is skipped
+    masked_below = masked_bias(bias.dtype)  # a block whose bias is all below this is skipped
     _split_kernel[(rows, kv_heads, splits)](
         query, keys, values, bias, partial, maxima, sums, first, last,
         query.stride(0), query.stride(1),
@@ -133,7 +138,7 @@ def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: t
     group = heads // kv_heads
     out = torch.empty((rows, tokens, heads * dim), dtype=query.dtype, device=query.device)
     block = triton.next_power_of_2(TURN_TOKENS * group)
-    masked_below = torch.finfo(bias.dtype).min / 2
+    masked_below = masked_bias(bias.dtype)
     _turn_kernel[(rows, kv_heads, triton.cdiv(tokens * group, block))](
         query, keys, values, bias, out,
         query.stride(0), query.stride(1), query.stride(2),

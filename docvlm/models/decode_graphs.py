@@ -77,7 +77,7 @@ class DecodeGraphs:
         mask = inputs["attention_mask"]
         state = self.get()
         bias = self.kv.key_bias(mask)
-        state.first[:rows] = (bias[:, :start] > torch.finfo(bias.dtype).min / 2).to(torch.int8).argmax(dim=1)
+        state.first[:rows] = (bias[:, :start] > attention.masked_bias(bias.dtype)).to(torch.int8).argmax(dim=1)
         state.tokens[:rows, 0] = first
         state.positions[:rows, 0] = mask.sum(dim=1) + self.adapter.position_offsets(rows, self.device)
         state.column.fill_(start)

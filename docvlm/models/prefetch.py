@@ -7,9 +7,10 @@ pixels held it ~14 ms on an H100 host). Few threads, one intra-op thread each: t
 the prefill's kernels must not be starved. Measured on an H100 host of 16 cores (2026-11-28), a batch
 of 64 documents while the next 64 were prefetched: 8 threads (each fanning out over every core)
 5.5-6.2 s, 4 threads of one intra-op thread 4.9 s, the same batch with its inputs already made 4.6 s.
-A request no worker has started yet when the engine needs it is made on the engine's thread: a run's
-first batch has nothing to overlap with (~44 ms a document on one thread for Qwen3-VL at 12 tiles, 4
-workers: ~0.6 s before a batch of 56 could start), and that thread has every intra-op thread.
+A request no worker has started yet when the engine needs it is made on the engine's thread (it would
+only wait; it has every intra-op thread). A run's first batch has nothing to overlap with (~44 ms a
+document on one thread for Qwen3-VL at 12 tiles: ~0.6 s before a batch of 56 could start on 4 workers),
+so what the engine waits on goes to a worker per core (`submit`; `Prefetcher` says more).
 """
 
 from __future__ import annotations
