@@ -13,7 +13,8 @@ attention as TFLOP/s: InternViT-300M (16 heads of 64, 1025 tokens a tile) throug
 and Llama-3.2-Vision's (16 heads of 80, 4 tiles of 1,608 tokens an image) with transformers' tile mask
 through each backend against the two unmasked parts both ways the engine chooses between (tile_attention.py:
 two varlen flash calls, or two SDPA calls an image, per backend); then Qwen3-VL's
-(16 heads of 72, ~7,000 patches an image) per image per backend against one varlen flash call.
+(16 heads of 72, ~7,000 patches an image) per image per backend (as transformers' views, contiguous, and
+with the head dim zero-padded to 80/96/128, pad included) against one varlen flash call.
 """
 
 import argparse
@@ -163,6 +164,18 @@ def qwen_vision_attention(images: int = 8, patches: int = 6988) -> None:
 
     per_backend("per image, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION],
                 per_image, flops, repeats=5)
+    contiguous = [view.contiguous() for view in views]
+    per_backend("per image, contiguous (1, heads, patches, 72), ", [SDPBackend.CUDNN_ATTENTION],
+                lambda: [torch.nn.functional.scaled_dot_product_attention(*part) for part in
+                         zip(*(torch.split(view, patches, dim=2) for view in contiguous))], flops, repeats=5)
+    for padded in (80, 96, 128):  # zero columns leave q.k and the kept output columns exact; the pad is timed
+        def padded_per_image(padded: int = padded) -> None:
+            wide = [torch.nn.functional.pad(view, (0, padded - dim)) for view in views]
+            for part in zip(*(torch.split(view, patches, dim=2) for view in wide)):
+                torch.nn.functional.scaled_dot_product_attention(*part, scale=dim**-0.5)[..., :dim]
+
+        per_backend(f"per image, head dim padded to {padded}, ", [SDPBackend.CUDNN_ATTENTION], padded_per_image,
+                    flops, repeats=5)
     starts = torch.arange(0, (images + 1) * patches, patches, dtype=torch.int32, device="cuda")
     ms = timed(lambda: flash_varlen(query, key, value, starts, starts, patches, patches, causal=False,
                                     scale=dim**-0.5), repeats=5)
