@@ -99,3 +99,43 @@ def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
             assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
     finally:
         torch.set_num_threads(before)
+
+
+def test_submit_moves_requests_queued_behind_the_background_workers(monkeypatch):
+    """The pipeline `prepare`s a run's first batch too: what is still queued behind the background
+    worker when the engine waits for it (`submit`) moves to a worker per core; nothing runs twice."""
+    import threading
+
+    from docvlm.models import prefetch as prefetch_module
+
+    monkeypatch.setattr(prefetch_module, "PREPROCESS_THREADS", 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        running, made, release, lock = [0, 0], [], threading.Event(), threading.Lock()
+
+        def preprocess(requests):
+            with lock:
+                made.append(requests[0].prompt)
+                running[0] += 1
+                running[1] = max(running[1], running[0])
+            assert release.wait(10)
+            with lock:
+                running[0] -= 1
+            return {"input_ids": torch.tensor([[1]])}
+
+        prefetch = Prefetcher(preprocess, torch.float32, pin=False)
+        requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(4)]
+        prefetch.prepare(requests)
+        deadline = time.monotonic() + 5
+        while running[0] < 1 and time.monotonic() < deadline:  # the one background worker holds read 0
+            time.sleep(0.01)
+        prefetch.submit(requests)
+        while running[0] < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running[1] == 4  # read 0 on the background worker, reads 1-3 on the three of `submit`
+        release.set()
+        assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
+        assert sorted(made) == [f"read {i}" for i in range(4)]
+    finally:
+        torch.set_num_threads(before)

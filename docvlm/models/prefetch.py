@@ -10,7 +10,8 @@ of 64 documents while the next 64 were prefetched: 8 threads (each fanning out o
 A request no worker has started yet when the engine needs it is made on the engine's thread (it would
 only wait; it has every intra-op thread). A run's first batch has nothing to overlap with (~44 ms a
 document on one thread for Qwen3-VL at 12 tiles: ~0.6 s before a batch of 56 could start on 4 workers),
-so what the engine waits on goes to a worker per core (`submit`; `Prefetcher` says more).
+so what the engine waits on goes to a worker per core (`submit`; `Prefetcher` says more), requests
+already queued behind the background workers (the pipeline `prepare`s a run's first batch too) included.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class Prefetcher:
         self._start(requests, "background", PREPROCESS_THREADS)
 
     def submit(self, requests: Sequence[Request]) -> None:
-        """The processor starts on every request not started yet, a worker per core (the caller waits)."""
-        self._start(requests, "now", torch.get_num_threads())
+        """The processor starts on every request not started yet, a worker per core (the caller waits):
+        those still queued behind the background workers (a run's first batch was `prepare`d too) move."""
+        self._start(requests, "now", torch.get_num_threads(), move_queued=True)
 
-    def _start(self, requests: Sequence[Request], pool_name: str, workers: int) -> None:
+    def _start(self, requests: Sequence[Request], pool_name: str, workers: int, move_queued: bool = False) -> None:
         pool = self.pools.get(pool_name)
         if pool is None:
             workers = max(2, min(workers, torch.get_num_threads()))
@@ -59,7 +61,8 @@ class Prefetcher:
                 initializer=_one_intra_op_thread)
         for request in requests:
             key = (id(request.image), request.prompt)
-            if key not in self.prepared:
+            queued = self.prepared.get(key)
+            if queued is None or (move_queued and queued[1].cancel()):
                 self.prepared[key] = (request.image, pool.submit(self.staged, request))
 
     def take(self, request: Request) -> dict[str, Any]:
