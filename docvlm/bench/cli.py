@@ -28,6 +28,8 @@ from docvlm.bench.profile import (
     kind_table,
     part_ranges,
     phase_table,
+    host_waits,
+    host_waits_table,
     place_kernels,
     time_by_kind,
     time_by_phase,
@@ -289,6 +291,7 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     placed = place_kernels(function_events, on_gpu)
     phases = time_by_phase(function_events, placed, on_gpu)
     places = top_kernels(placed)
+    waits = host_waits(function_events) if on_gpu else []
     text = events.table(sort_by="cuda_time_total" if on_gpu else "cpu_time_total", row_limit=25,
                         max_name_column_width=70)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -296,12 +299,15 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
                    f"{'GPU kernels' if on_gpu else 'CPU ops'} by kind:\n{kind_table(kinds)}\n\n"
                    f"by engine phase and model part:\n{phase_table(phases)}\n\n"
                    f"largest {'kernels' if on_gpu else 'ops'} of the largest places:\n{top_kernels_table(places)}\n\n"
+                   + (f"GPU idle, waiting for the host (gaps >= 20 us; by the launching op's place, ops around):\n"
+                      f"{host_waits_table(waits)}\n\n" if on_gpu else "") +
                    f"{text}\n")
     log.info("profile written to %s; by kind: %s", out, kinds)
     if hasattr(engine, "release"):
         engine.release()
     return {"config": config.name, "documents": len(subset), "batch": batch, "wall_s": round(timed.wall_s, 3),
-            "ms_by_kind": kinds, "ms_by_phase": phases, "top_kernels": places}
+            "ms_by_kind": kinds, "ms_by_phase": phases, "top_kernels": places,
+            "host_waits": waits}
 
 
 def check_identity(built: BuiltModel, workload: Workload, docs: int) -> dict[str, Any]:

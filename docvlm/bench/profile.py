@@ -5,7 +5,8 @@ the roofline counts) and how much is everything else (attention, elementwise, co
 The phases answer the second: which step of the engine (first-turn prefill, follow-up prefill, decode:
 the static engine's `docvlm::` ranges) and which part of the model (vision tower, projector, language
 model: `part::` ranges this module puts around their forwards) the time is spent in; the top kernels
-of the largest of those places, the third: what that part's time is made of.
+of the largest of those places, the third: what that part's time is made of; the host waits, the
+fourth: where the GPU sat idle waiting for the host (syncs, Python between launches), by the ops around.
 """
 
 from __future__ import annotations
@@ -131,6 +132,36 @@ def top_kernels(placed: collections.Counter, parts: int = 4, kernels: int = 8) -
         mine = collections.Counter({name: ms for (p, q, name), ms in placed.items() if (p, q) == (phase, part)})
         out[f"{phase} / {part}"] = [(name, round(ms, 3)) for name, ms in mine.most_common(kernels)]
     return out
+
+
+def host_waits(events: Any, min_us: float = 20.0, rows: int = 12) -> list[tuple[str, str, float, int]]:
+    """Where the GPU waited for the host: each idle gap of at least `min_us` between one kernel's end and
+    the next kernel's start, summed by the phase / part of the op that launched the kernel after it and
+    by "op before -> op after" (a sync in the first and the Python up to the second, typically). Returns
+    the `rows` largest as (place, ops, milliseconds, gaps). GPU only (device events carry times)."""
+    launched_by = {event.id: event for event in events
+                   if event.device_type == torch.autograd.DeviceType.CPU and not getattr(event, "linked_correlation_id", 0)}
+    kernels = sorted((event for event in events
+                      if event.device_type != torch.autograd.DeviceType.CPU and not _is_range(event.name)),
+                     key=lambda event: event.time_range.start)
+    waits: collections.Counter = collections.Counter()
+    counts: collections.Counter = collections.Counter()
+    busy_until, before = None, "-"
+    for kernel in kernels:
+        op = launched_by.get(getattr(kernel, "linked_correlation_id", 0))
+        after = op.name if op is not None else kernel.name[:40]
+        if busy_until is not None and kernel.time_range.start - busy_until >= min_us:
+            key = (" / ".join(_ranges(op)) if op is not None else "- / -", f"{before} -> {after}")
+            waits[key] += (kernel.time_range.start - busy_until) / 1e3
+            counts[key] += 1
+        if busy_until is None or kernel.time_range.end > busy_until:
+            busy_until = kernel.time_range.end
+        before = after
+    return [(place, ops, round(ms, 3), counts[(place, ops)]) for (place, ops), ms in waits.most_common(rows)]
+
+
+def host_waits_table(waits: list[tuple[str, str, float, int]]) -> str:
+    return "\n".join(f"{ms:10.1f} ms  {gaps:6d} gaps  {place:36}  {ops[:110]}" for place, ops, ms, gaps in waits)
 
 
 def _by_place(placed: collections.Counter) -> collections.Counter:
