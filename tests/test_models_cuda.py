@@ -124,6 +124,31 @@ def test_bf16_tile_split_attention_matches_the_masked_attention():
         torch.testing.assert_close(out, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
 
 
+def test_bf16_qwen_vision_attention_ways_match_sdpa_an_image():
+    """Qwen3-VL's vision attention at full size (16 heads of 72, images of ~7,000 and 2,400 patches): every
+    way `fastest_vision_attention` times (SDPA an image, padded head dims, one varlen flash call) and the
+    one it serves == SDPA an image, up to bf16 rounding."""
+    from docvlm.models import packing
+
+    heads, dim, patches = 16, 72, (6988, 2400)
+    qkv = torch.randn(sum(patches), 3, heads, dim, device="cuda", dtype=torch.bfloat16)
+    query, key, value = (t.transpose(0, 1)[None] for t in qkv.unbind(1))  # transformers' views
+    starts = torch.tensor([0, patches[0], sum(patches)], dtype=torch.int32, device="cuda")
+    reference = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        *(t[:, :, a:b].float() for t in (query, key, value))).transpose(1, 2)
+        for a, b in ((0, patches[0]), (patches[0], sum(patches)))], dim=1)
+    module = torch.nn.Module()
+    module.is_causal, module.training = False, False
+    ways = [packing._sdpa_each(module, query, key, value, starts, causal=False, scaling=dim**-0.5),
+            packing._within_sequences(module, query, key, value, starts, max(patches), causal=False,
+                                      scaling=dim**-0.5)]
+    ways += [packing._padded_each(query, key, value, starts, dim**-0.5, width) for width in packing.PADDED_HEAD_DIMS]
+    ways.append(packing.fastest_vision_attention(module, query, key, value, None, scaling=dim**-0.5,
+                                                 cu_seq_lens_q=starts, max_length_q=max(patches))[0])
+    for out in ways:
+        torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=2e-2)
+
+
 def test_bf16_mllama_vision_states_split_match_transformers(tiny_models):
     from test_tile_attention import SIZES
     from test_models_engine import noise_image

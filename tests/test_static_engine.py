@@ -116,23 +116,32 @@ def test_packed_prefill_same_tokens(pairs, monkeypatch, family, pack):
 def test_packed_qwen2_5_vision_attends_within_windows_in_one_call(pairs, monkeypatch):
     """A Qwen2.5-VL pack's vision tower runs the varlen attention: one call a layer for all of the pack's
     images (windows of patches in windowed layers, whole images in its full-attention layers), not an
-    SDPA call a window; tokens stay transformers'. Qwen3-VL keeps transformers' way (cuDNN is faster
-    at its head dim)."""
+    SDPA call a window; tokens stay transformers'. Qwen3-VL's runs the fastest of its ways (one call a
+    layer with its images' bounds; on CPU transformers' SDPA an image)."""
     from transformers import AttentionInterface
 
     requests = batch([4, 4, 4, 4, 4], seed=7)
     monkeypatch.setattr(static_engine, "PACK_TOKENS", 100_000)
-    seen = []
+    seen, fastest_seen = [], []
 
     def counted(*args, **kwargs):
         seen.append(kwargs["cu_seq_lens_q"].tolist())
         return packing.varlen_vision_attention(*args, **kwargs)
 
+    def counted_fastest(*args, **kwargs):
+        fastest_seen.append(kwargs["cu_seq_lens_q"].tolist())
+        return packing.fastest_vision_attention(*args, **kwargs)
+
     AttentionInterface.register(packing.VISION_VARLEN, counted)
+    AttentionInterface.register(packing.VISION_FASTEST, counted_fastest)
     try:
         results = {family: pairs[family][1].generate(requests) for family in ("qwen2_5_vl", "qwen3_vl")}
     finally:
         AttentionInterface.register(packing.VISION_VARLEN, packing.varlen_vision_attention)
+        AttentionInterface.register(packing.VISION_FASTEST, packing.fastest_vision_attention)
+    qwen3 = pairs["qwen3_vl"][1]
+    qwen3_patches = [int(qwen3.encode([r])["image_grid_thw"].prod()) for r in requests]
+    assert fastest_seen == [[sum(qwen3_patches[:i]) for i in range(6)]] * qwen3.model.config.vision_config.depth
     hf, static = pairs["qwen2_5_vl"]
     vision = static.model.config.vision_config
     assert len(seen) == vision.depth  # one call a layer, none from Qwen3-VL
@@ -144,6 +153,7 @@ def test_packed_qwen2_5_vision_attends_within_windows_in_one_call(pairs, monkeyp
         else:  # windows: finer bounds that still split at every image
             assert set(images) <= set(bounds) and len(bounds) > len(images)
     assert vision._attn_implementation != packing.VISION_VARLEN  # switched back
+    assert qwen3.model.config.vision_config._attn_implementation != packing.VISION_FASTEST
     for family, result in results.items():
         assert ids(result) == ids(pairs[family][0].generate(requests))
 
@@ -377,3 +387,16 @@ def test_rotary_for_text_positions_matches_the_models_own(pairs, monkeypatch):
     monkeypatch.setattr(static.stack.text.rotary_emb, "forward", lambda *args: tables)
     per_axis = static.stack.rotary(hidden, static.adapter.rotary_ids(positions))
     assert all(torch.equal(a, b) for a, b in zip(per_axis, (cos, sin)))
+
+
+def test_vision_attention_with_zero_padded_head_dims_is_the_same_attention():
+    """`fastest_vision_attention`'s padded way (timed on CUDA) is the per-image attention: the zero columns
+    add nothing to q.k and the kept output columns are the unpadded ones (fp64, any head dim)."""
+    query, key, value = (torch.randn(1, 3, 23, 9, dtype=torch.float64) for _ in range(3))
+    starts = torch.tensor([0, 10, 23], dtype=torch.int32)
+    module = torch.nn.Module()
+    module.is_causal, module.training = False, False
+    reference = packing._sdpa_each(module, query, key, value, starts, causal=False, scaling=9**-0.5)
+    padded = packing._padded_each(query, key, value, starts, 9**-0.5, 16)
+    assert padded.shape == reference.shape == (1, 23, 3, 9)
+    torch.testing.assert_close(padded, reference)

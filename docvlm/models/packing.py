@@ -11,25 +11,32 @@ row of the engine's buffers:
 - `packed_text_attention(config, ...)` switches the language model to it for one forward;
 - `packed_vision_attention(config)` switches a Qwen-VL vision tower to `varlen_vision_attention`: all of
   a pack's images (or their windows: Qwen2.5-VL) in one varlen flash call a layer; transformers' SDPA
-  way is a call an image or window. A family's adapter opts in (`packed_vision`): at Qwen3-VL's head
-  dim 72 cuDNN's per-image call is faster than flash's (bench_attention.py).
+  way is a call an image or window. A family's adapter opts in (`packed_vision`): Qwen2.5-VL (~170
+  windows an image); Qwen3-VL takes `fastest_vision_attention` (its full attention at head dim 72: on an
+  H100 cuDNN's call an image beat one flash call, bench_attention.py; padded head dims timed too).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import partial
 from typing import Any, ContextManager, Iterator, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
+from docvlm.models.fastest import fastest
+
 PACKED_ATTENTION = "docvlm_packed"  # the attention implementation name a packed prefill runs under
 # "flash" in the name: Qwen-VL's vision attention then passes its images' (windows') bounds to it
 VISION_VARLEN = "docvlm_flash_varlen_vision"
+VISION_FASTEST = "docvlm_flash_fastest_vision"
+PADDED_HEAD_DIMS = (80, 96, 128)  # `fastest_vision_attention` also times SDPA at these head dims
 
 
 class PackedWriteLayer(DynamicLayer):
@@ -102,6 +109,41 @@ def varlen_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     return out, None
 
 
+def fastest_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None,
+                             dropout: float = 0.0, cu_seq_lens_q: Optional[torch.Tensor] = None,
+                             max_length_q: Optional[int] = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Full attention within each image of a (1, heads, patches, head dim) sequence (a Qwen-VL vision tower
+    under `VISION_FASTEST`): where varlen flash runs, the fastest on this GPU (fastest.py) of transformers'
+    SDPA call an image, the same with the head dim zero-padded (`PADDED_HEAD_DIMS`: Qwen3-VL's 72 is no
+    size attention kernels are tuned for; zero columns leave q.k and the kept output exact), and one
+    varlen flash call; elsewhere transformers' way."""
+    assert cu_seq_lens_q is not None, "vision attention without its images' bounds"
+    starts = cu_seq_lens_q.to(torch.int32)
+    ways = {"SDPA an image": lambda: _sdpa_each(module, query, key, value, starts, causal=False, scaling=scaling)}
+    if not runs_flash_varlen(query):
+        return ways["SDPA an image"](), None
+    dim = query.shape[-1]
+    for width in (width for width in PADDED_HEAD_DIMS if width > dim):
+        ways[f"SDPA an image, head dim padded to {width}"] = partial(_padded_each, query, key, value, starts,
+                                                                      scaling, width)
+    ways["varlen flash"] = lambda: _within_sequences(module, query, key, value, starts, max_length_q, causal=False,
+                                                     scaling=scaling)
+    chosen_for = (query.shape[1], dim, query.dtype, query.device)
+    return fastest("Qwen-VL vision attention", chosen_for, ways, query.device), None
+
+
+def _padded_each(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
+                 scaling: Optional[float], width: int) -> torch.Tensor:
+    """SDPA a sequence over q, k, v zero-padded to head dim `width` -> (1, tokens, heads, head dim)."""
+    dim = query.shape[-1]
+    wide = [F.pad(tensor, (0, width - dim)) for tensor in (query, key, value)]
+    bounds = starts.tolist()
+    outs = [F.scaled_dot_product_attention(*(tensor[:, :, a:b] for tensor in wide), scale=scaling)
+            for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(outs, dim=2)[..., :dim].transpose(1, 2)
+
+
 def _within_sequences(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                       starts: torch.Tensor, longest: int, causal: bool, scaling: Optional[float]) -> torch.Tensor:
     """Attention within each of the sequences packed in (1, heads, tokens, head dim), bounded by `starts`
@@ -112,6 +154,12 @@ def _within_sequences(module: torch.nn.Module, query: torch.Tensor, key: torch.T
         out = flash_varlen(query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts,
                            longest, longest, causal=causal, scale=scaling)
         return out[None]
+    return _sdpa_each(module, query, key, value, starts, causal, scaling)
+
+
+def _sdpa_each(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               starts: torch.Tensor, causal: bool, scaling: Optional[float]) -> torch.Tensor:
+    """transformers' SDPA path a sequence at a time -> (1, tokens, heads, head dim)."""
     bounds = starts.tolist()
     outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
                                    scaling=scaling, is_causal=causal)[0] for a, b in zip(bounds, bounds[1:])]
@@ -125,6 +173,7 @@ def _no_mask(*args: Any, **kwargs: Any) -> None:
 AttentionInterface.register(PACKED_ATTENTION, packed_attention)
 AttentionMaskInterface.register(PACKED_ATTENTION, _no_mask)
 AttentionInterface.register(VISION_VARLEN, varlen_vision_attention)
+AttentionInterface.register(VISION_FASTEST, fastest_vision_attention)
 
 
 def packs(lengths: Sequence[int], limit: int) -> list[list[int]]:
@@ -158,9 +207,10 @@ def packed_text_attention(config: Any, starts: torch.Tensor, longest: int) -> Co
     return attention_implementation(config, PACKED_ATTENTION, _PACK, (starts, longest))
 
 
-def packed_vision_attention(config: Any) -> ContextManager[None]:
-    """The Qwen-VL vision tower (whose config this is) runs `varlen_vision_attention` meanwhile."""
-    return attention_implementation(config, VISION_VARLEN)
+def packed_vision_attention(config: Any, fastest_way: bool = False) -> ContextManager[None]:
+    """The Qwen-VL vision tower (whose config this is) runs `varlen_vision_attention` meanwhile, or with
+    `fastest_way` `fastest_vision_attention`."""
+    return attention_implementation(config, VISION_FASTEST if fastest_way else VISION_VARLEN)
 
 
 @contextmanager

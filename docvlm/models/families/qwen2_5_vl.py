@@ -50,8 +50,8 @@ class Qwen2_5VL(QwenVLRotary):
     def packed_vision(self) -> AbstractContextManager[None]:
         # Its vision tower attends within windows of 8 x 8 patches in 28 of 32 layers: ~170 windows an
         # image, each an SDPA call a layer in transformers' way; one varlen flash call a layer instead.
-        # (Qwen3-VL keeps transformers' way: full attention over ~7,000 patches an image, where cuDNN at
-        # head dim 72 beats flash, 348 vs 241 TFLOP/s on an H100: bench_attention.py.)
+        # (Qwen3-VL times its ways: full attention over ~7,000 patches an image, where cuDNN at head dim 72
+        # beat flash, 348 vs 241 TFLOP/s on an H100: bench_attention.py.)
         return packed_vision_attention(self.model.config.vision_config)
 
     @classmethod
