@@ -100,8 +100,8 @@ def test_fused_kernels_bf16_match_transformers():
 
 def test_bf16_tile_split_attention_matches_the_masked_attention():
     """Llama-3.2-Vision's vision attention at full size (16 heads of 80, 4 tiles of 1,608 tokens): the
-    two unmasked parts (varlen flash, or SDPA an image: the faster serves) == SDPA with transformers'
-    padding->padding mask, up to bf16 rounding."""
+    two unmasked parts (varlen flash, or SDPA an image, also at zero-padded head dims: the fastest serves)
+    == SDPA with transformers' padding->padding mask, up to bf16 rounding."""
     from transformers.models.mllama.modeling_mllama import _prepare_aspect_ratio_attention_mask
 
     from docvlm.models import tile_attention
@@ -119,9 +119,11 @@ def test_bf16_tile_split_attention_matches_the_masked_attention():
     torch.testing.assert_close(ours, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
     # both ways `fastest` chooses between, each against the masked attention
     flat = [t.transpose(1, 2).reshape(images * length, heads, dim) for t in (q, k, v)]
-    for way in (tile_attention._varlen_parts, tile_attention._parts_an_image):
-        out = way(*flat, split, dim**-0.5).view(images, length, heads, dim)
-        torch.testing.assert_close(out, reference.transpose(1, 2), atol=2e-2, rtol=2e-2)
+    ways = [tile_attention._varlen_parts(*flat, split, dim**-0.5), tile_attention._parts_an_image(*flat, split, dim**-0.5)]
+    ways += [tile_attention._padded_parts_an_image(*flat, split, dim**-0.5, width) for width in (96, 128)]
+    for out in ways:
+        torch.testing.assert_close(out.reshape(images, length, heads, dim), reference.transpose(1, 2),
+                                   atol=2e-2, rtol=2e-2)
 
 
 def test_bf16_qwen_vision_attention_ways_match_sdpa_an_image():

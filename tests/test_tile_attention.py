@@ -64,8 +64,9 @@ def test_flash_varlen_only_where_flash_attention_runs(monkeypatch):
 
 
 def test_both_ways_give_the_same_attention_and_the_faster_serves(monkeypatch):
-    """The two ways of the split (two varlen calls for all images; two SDPA calls an image) give the same
-    attention (varlen flash emulated here by SDPA a sequence); where flash runs, `fastest` picks between them."""
+    """The ways of the split (two varlen calls for all images; two SDPA calls an image, also at zero-padded
+    head dims) give the same attention (varlen flash emulated here by SDPA a sequence); where flash runs,
+    `fastest` picks between them."""
     def varlen_reference(q, k, v, q_starts, k_starts, longest_q, longest_k, causal, scale):
         qb, kb = q_starts.tolist(), k_starts.tolist()
         return torch.cat([tile_attention._sdpa(q[a:b], k[c:d], v[c:d], scale)
@@ -90,5 +91,8 @@ def test_both_ways_give_the_same_attention_and_the_faster_serves(monkeypatch):
     config = type("Config", (), {"_attn_implementation": "sdpa"})()
     with tile_attention.tile_split_attention(config, split):
         out, _ = tile_attention.split_attention(None, query, key, value, None, scaling=0.3)
-    assert set(offered) == {"varlen flash", "SDPA an image"}
+    assert set(offered) == {"varlen flash", "SDPA an image"} | {
+        f"SDPA an image, head dim padded to {width}" for width in (80, 96, 128)}
     torch.testing.assert_close(out, an_image.view(3, 12, 2, 8))
+    for name, way in offered.items():  # zero-padded head dims: the same attention at the head dim's scale
+        torch.testing.assert_close(way(), an_image, msg=name)

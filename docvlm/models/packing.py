@@ -137,11 +137,17 @@ def _padded_each(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, st
                  scaling: Optional[float], width: int) -> torch.Tensor:
     """SDPA a sequence over q, k, v zero-padded to head dim `width` -> (1, tokens, heads, head dim)."""
     dim = query.shape[-1]
-    wide = [F.pad(tensor, (0, width - dim)) for tensor in (query, key, value)]
-    bounds = starts.tolist()
-    outs = [F.scaled_dot_product_attention(*(tensor[:, :, a:b] for tensor in wide), scale=scaling)
+    wide = zero_padded((query, key, value), width)
+    bounds, scale = starts.tolist(), dim**-0.5 if scaling is None else scaling  # the unpadded head dim's
+    outs = [F.scaled_dot_product_attention(*(tensor[:, :, a:b] for tensor in wide), scale=scale)
             for a, b in zip(bounds, bounds[1:])]
     return torch.cat(outs, dim=2)[..., :dim].transpose(1, 2)
+
+
+def zero_padded(tensors: Sequence[torch.Tensor], width: int) -> list[torch.Tensor]:
+    """q, k, v with zero columns up to head dim `width`: q.k unchanged, the output's first columns the
+    unpadded attention's (given the unpadded head dim's scale)."""
+    return [F.pad(tensor, (0, width - tensor.shape[-1])) for tensor in tensors]
 
 
 def _within_sequences(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

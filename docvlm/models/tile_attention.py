@@ -5,8 +5,8 @@ that masks only padding->padding pairs (`_prepare_aspect_ratio_attention_mask`):
 every token, padding included; a padding token sees the real tokens. An SDPA call with such a mask
 cannot use flash attention and reads the mask again for every head of every layer. The same
 attention, unmasked: the real queries over all keys, the padding queries over the real keys (on CUDA
-half precision, sm80+, the faster on this GPU of two varlen flash calls and two SDPA calls an image,
-timed once; SDPA an image elsewhere).
+half precision, sm80+, the fastest on this GPU of two varlen flash calls and two SDPA calls an image,
+at head dim 80 or zero-padded to a wider one, timed once; SDPA an image elsewhere).
 `tile_split_attention(...)` switches the vision tower to it for one forward (the Mllama adapter does, in
 `_vision_states`).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ContextManager, Optional
 
 import torch
@@ -22,7 +23,13 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 
 from docvlm.models.fastest import fastest
-from docvlm.models.packing import attention_implementation, flash_varlen, runs_flash_varlen
+from docvlm.models.packing import (
+    PADDED_HEAD_DIMS,
+    attention_implementation,
+    flash_varlen,
+    runs_flash_varlen,
+    zero_padded,
+)
 
 TILE_SPLIT = "docvlm_tile_split"  # the attention implementation name the vision tower runs under
 
@@ -87,8 +94,8 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
                     attention_mask: Optional[torch.Tensor], scaling: Optional[float] = None, dropout: float = 0.0,
                     **kwargs: Any) -> tuple[torch.Tensor, None]:
     """(images, heads, length, dim) each -> (images, length, heads, dim), as transformers' SDPA path returns.
-    Where varlen flash attention runs, the faster of it and SDPA an image (cuDNN where it takes them) on
-    this GPU, timed once (fastest.py); elsewhere SDPA an image."""
+    Where varlen flash attention runs, the fastest of it and SDPA an image (cuDNN where it takes them; also
+    at zero-padded head dims) on this GPU, timed once (fastest.py); elsewhere SDPA an image."""
     split = _SPLIT.get()
     images, heads, length, dim = query.shape
     assert split is not None and split.length == length and len(split.real_bounds) == images + 1, \
@@ -97,10 +104,14 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     if runs_flash_varlen(q):
         ways = {"varlen flash": lambda: _varlen_parts(q, k, v, split, scaling),
                 "SDPA an image": lambda: _parts_an_image(q, k, v, split, scaling)}
+        scale = dim**-0.5 if scaling is None else scaling  # the unpadded head dim's
+        for width in (width for width in PADDED_HEAD_DIMS if width > dim):
+            ways[f"SDPA an image, head dim padded to {width}"] = partial(_padded_parts_an_image, q, k, v, split,
+                                                                          scale, width)
         out = fastest("Llama vision attention", (heads, dim, length, q.dtype, q.device), ways, q.device)
     else:
         out = _parts_an_image(q, k, v, split, scaling)
-    return out.view(images, length, heads, dim), None
+    return out.reshape(images, length, heads, dim), None  # a padded way returns a view of its columns
 
 
 def _varlen_parts(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: TileSplit,
@@ -129,6 +140,12 @@ def _parts_an_image(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: Ti
         if pad.numel():
             out[pad] = _sdpa(q[pad], real_k[real], real_v[real], scaling)
     return out
+
+
+def _padded_parts_an_image(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, split: TileSplit, scale: float,
+                           width: int) -> torch.Tensor:
+    """`_parts_an_image` at head dim `width` (zero columns; kernels are tuned for some head dims only)."""
+    return _parts_an_image(*zero_padded((q, k, v), width), split, scale)[..., : q.shape[-1]]
 
 
 AttentionInterface.register(TILE_SPLIT, split_attention)
