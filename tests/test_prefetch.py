@@ -10,6 +10,33 @@ from docvlm.models.prefetch import Prefetcher
 from docvlm.models.protocol import Request
 
 
+class HeldWorkers:
+    """A preprocess whose calls wait for `release`, counting how many run at once (now and at most) and
+    which prompts were made."""
+
+    def __init__(self):
+        import threading
+
+        self.running = self.most = 0
+        self.made: list[str] = []
+        self.release, self.lock = threading.Event(), threading.Lock()
+
+    def __call__(self, requests):
+        with self.lock:
+            self.made.append(requests[0].prompt)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        assert self.release.wait(10)
+        with self.lock:
+            self.running -= 1
+        return {"input_ids": torch.tensor([[1]])}
+
+    def wait_running(self, count: int, seconds: float = 5) -> None:
+        deadline = time.monotonic() + seconds
+        while self.running < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 def test_outputs_are_staged_in_the_model_dtype_by_single_threaded_workers():
     seen_threads = []
 
@@ -68,34 +95,20 @@ def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
 def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
     """What the engine is about to wait for (`submit`: nothing prefetched it) runs on a worker per core
     of this rank; the next batch (`prepare`, while the GPU works) on PREPROCESS_THREADS at most."""
-    import threading
-
     from docvlm.models.prefetch import PREPROCESS_THREADS
 
     before = torch.get_num_threads()
     torch.set_num_threads(PREPROCESS_THREADS + 2)  # the pools read this rank's share of cores
     try:
         for start, expected in (("submit", PREPROCESS_THREADS + 2), ("prepare", PREPROCESS_THREADS)):
-            running, release, lock = [0, 0], threading.Event(), threading.Lock()
-
-            def preprocess(requests):
-                with lock:
-                    running[0] += 1
-                    running[1] = max(running[1], running[0])
-                assert release.wait(10)
-                with lock:
-                    running[0] -= 1
-                return {"input_ids": torch.tensor([[1]])}
-
-            prefetch = Prefetcher(preprocess, torch.float32, pin=False)
+            held = HeldWorkers()
+            prefetch = Prefetcher(held, torch.float32, pin=False)
             requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(PREPROCESS_THREADS + 2)]
             getattr(prefetch, start)(requests)
-            deadline = time.monotonic() + 5
-            while running[0] < expected and time.monotonic() < deadline:
-                time.sleep(0.01)
+            held.wait_running(expected)
             time.sleep(0.1)  # more would have started by now
-            assert running[1] == expected, (start, running)
-            release.set()
+            assert held.most == expected, (start, held.most)
+            held.release.set()
             assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
     finally:
         torch.set_num_threads(before)
@@ -104,38 +117,22 @@ def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
 def test_submit_moves_requests_queued_behind_the_background_workers(monkeypatch):
     """The pipeline `prepare`s a run's first batch too: what is still queued behind the background
     worker when the engine waits for it (`submit`) moves to a worker per core; nothing runs twice."""
-    import threading
-
     from docvlm.models import prefetch as prefetch_module
 
     monkeypatch.setattr(prefetch_module, "PREPROCESS_THREADS", 1)
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        running, made, release, lock = [0, 0], [], threading.Event(), threading.Lock()
-
-        def preprocess(requests):
-            with lock:
-                made.append(requests[0].prompt)
-                running[0] += 1
-                running[1] = max(running[1], running[0])
-            assert release.wait(10)
-            with lock:
-                running[0] -= 1
-            return {"input_ids": torch.tensor([[1]])}
-
-        prefetch = Prefetcher(preprocess, torch.float32, pin=False)
+        held = HeldWorkers()
+        prefetch = Prefetcher(held, torch.float32, pin=False)
         requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(4)]
         prefetch.prepare(requests)
-        deadline = time.monotonic() + 5
-        while running[0] < 1 and time.monotonic() < deadline:  # the one background worker holds read 0
-            time.sleep(0.01)
+        held.wait_running(1)  # the one background worker holds read 0
         prefetch.submit(requests)
-        while running[0] < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert running[1] == 4  # read 0 on the background worker, reads 1-3 on the three of `submit`
-        release.set()
+        held.wait_running(4)
+        assert held.most == 4  # read 0 on the background worker, reads 1-3 on the three of `submit`
+        held.release.set()
         assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
-        assert sorted(made) == [f"read {i}" for i in range(4)]
+        assert sorted(held.made) == [f"read {i}" for i in range(4)]
     finally:
         torch.set_num_threads(before)
