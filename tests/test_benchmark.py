@@ -254,7 +254,8 @@ def test_gpu_bench_script_packs_its_files(tiny_models: dict[str, Path], tmp_path
 
 def test_host_waits_sum_the_gpus_idle_gaps_by_the_ops_around_them() -> None:
     """A gap between two kernels goes to the place of the op that launched the second and to the ops
-    before and after it; kernels that overlap or follow within `min_us` make no gap; ranges are no kernels."""
+    before and after it; kernels that overlap or follow within `min_us` make no gap; ranges and the
+    profiler's own device events (launched by nothing) are no kernels."""
     from types import SimpleNamespace
 
     from docvlm.bench.profile import host_waits
@@ -273,7 +274,9 @@ def test_host_waits_sum_the_gpus_idle_gaps_by_the_ops_around_them() -> None:
 
     span = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, linked_correlation_id=0,
                            time_range=SimpleNamespace(start=0.0, end=5000.0))
-    events = [prefill, tower, *ops.values(), span,
+    profilers_own = SimpleNamespace(name="Activity Buffer Request", device_type=cuda, linked_correlation_id=0,
+                                    time_range=SimpleNamespace(start=50.0, end=4000.0))  # launched by nothing
+    events = [prefill, tower, *ops.values(), span, profilers_own,
               kernel("aten::mm", 0, 100), kernel("aten::item", 105, 110),  # 5 us: no gap
               kernel("aten::_cudnn_attention_forward", 410, 900),  # 300 us after the item
               kernel("aten::mm", 880, 1000),  # overlaps the one before

@@ -400,3 +400,27 @@ def test_vision_attention_with_zero_padded_head_dims_is_the_same_attention():
     padded = packing._padded_each(query, key, value, starts, 9**-0.5, 16)
     assert padded.shape == reference.shape == (1, 23, 3, 9)
     torch.testing.assert_close(padded, reference)
+
+
+def test_vision_attention_way_is_chosen_per_size_of_the_longest_image(monkeypatch):
+    """Which way is fastest depends on the images' size (flash tied cuDNN on small images, lost on large
+    ones): `fastest` is asked again for each power-of-two bucket of the longest image, with every way."""
+    keys, offered = [], set()
+
+    def pick(what, key, ways, device):
+        keys.append(key)
+        offered.update(ways)
+        return ways["SDPA an image"]()
+
+    monkeypatch.setattr(packing, "runs_flash_varlen", lambda query: True)
+    monkeypatch.setattr(packing, "fastest", pick)
+    module = torch.nn.Module()
+    module.is_causal, module.training = False, False
+    for longest in (30, 20, 200):
+        query, key, value = (torch.randn(1, 2, 2 * longest, 8) for _ in range(3))
+        starts = torch.tensor([0, longest, 2 * longest], dtype=torch.int32)
+        packing.fastest_vision_attention(module, query, key, value, None, scaling=0.3, cu_seq_lens_q=starts,
+                                         max_length_q=longest)
+    assert keys[0] == keys[1] != keys[2]  # 30 and 20 share a bucket, 200 does not
+    assert offered == {"SDPA an image", "varlen flash"} | {
+        f"SDPA an image, head dim padded to {width}" for width in packing.PADDED_HEAD_DIMS}

@@ -141,8 +141,9 @@ def host_waits(events: Any, min_us: float = 20.0, rows: int = 12) -> list[tuple[
     the `rows` largest as (place, ops, milliseconds, gaps). GPU only (device events carry times)."""
     launched_by = {event.id: event for event in events
                    if event.device_type == torch.autograd.DeviceType.CPU and not getattr(event, "linked_correlation_id", 0)}
-    kernels = sorted((event for event in events
-                      if event.device_type != torch.autograd.DeviceType.CPU and not _is_range(event.name)),
+    kernels = sorted((event for event in events  # launched work only: not ranges, not the profiler's own
+                      if event.device_type != torch.autograd.DeviceType.CPU and not _is_range(event.name)
+                      and getattr(event, "linked_correlation_id", 0)),  # buffer requests (they span the run)
                      key=lambda event: event.time_range.start)
     waits: collections.Counter = collections.Counter()
     counts: collections.Counter = collections.Counter()
