@@ -253,33 +253,36 @@ def test_gpu_bench_script_packs_its_files(tiny_models: dict[str, Path], tmp_path
 
 
 def test_host_waits_sum_the_gpus_idle_gaps_by_the_ops_around_them() -> None:
-    """A gap between two kernels goes to the place of the op that launched the second and to the ops
-    before and after it; kernels that overlap or follow within `min_us` make no gap; ranges and the
-    profiler's own device events (launched by nothing) are no kernels."""
+    """A gap between two kernels goes to the place of the op that launched the second (the parent of the
+    driver call sharing the kernel's correlation id, as torch's events give it) and to the ops before
+    and after it; kernels that overlap or follow within `min_us` make no gap; ranges and the profiler's
+    own device events (no launch shares their id) are no kernels."""
     from types import SimpleNamespace
 
     from docvlm.bench.profile import host_waits
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
-    prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, cpu_parent=None, id=1,
-                              linked_correlation_id=0)
-    tower = SimpleNamespace(name="part::vision tower", device_type=cpu, cpu_parent=prefill, id=2,
-                            linked_correlation_id=0)
-    ops = {name: SimpleNamespace(name=name, device_type=cpu, cpu_parent=tower, id=i, linked_correlation_id=0)
+    prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, cpu_parent=None, id=1)
+    tower = SimpleNamespace(name="part::vision tower", device_type=cpu, cpu_parent=prefill, id=2)
+    ops = {name: SimpleNamespace(name=name, device_type=cpu, cpu_parent=tower, id=i)
            for i, name in ((10, "aten::mm"), (11, "aten::item"), (12, "aten::_cudnn_attention_forward"))}
+    events = [prefill, tower, *ops.values(),
+              SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, id=1,
+                              time_range=SimpleNamespace(start=0.0, end=5000.0)),
+              SimpleNamespace(name="Activity Buffer Request", device_type=cuda, id=99,
+                              time_range=SimpleNamespace(start=50.0, end=4000.0))]
 
-    def kernel(op: str, start: float, end: float, name: str = "k") -> SimpleNamespace:
-        return SimpleNamespace(name=name, device_type=cuda, linked_correlation_id=ops[op].id,
-                               time_range=SimpleNamespace(start=start, end=end))
+    def kernel(op: str, start: float, end: float) -> None:
+        correlation = 1000 + len(events)  # the driver call and its kernel share it
+        events.append(SimpleNamespace(name="cudaLaunchKernel", device_type=cpu, cpu_parent=ops[op], id=correlation))
+        events.append(SimpleNamespace(name="k", device_type=cuda, id=correlation,
+                                      time_range=SimpleNamespace(start=start, end=end)))
 
-    span = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, linked_correlation_id=0,
-                           time_range=SimpleNamespace(start=0.0, end=5000.0))
-    profilers_own = SimpleNamespace(name="Activity Buffer Request", device_type=cuda, linked_correlation_id=0,
-                                    time_range=SimpleNamespace(start=50.0, end=4000.0))  # launched by nothing
-    events = [prefill, tower, *ops.values(), span, profilers_own,
-              kernel("aten::mm", 0, 100), kernel("aten::item", 105, 110),  # 5 us: no gap
-              kernel("aten::_cudnn_attention_forward", 410, 900),  # 300 us after the item
-              kernel("aten::mm", 880, 1000),  # overlaps the one before
-              kernel("aten::item", 1000, 1010), kernel("aten::_cudnn_attention_forward", 1210, 1500)]
+    kernel("aten::mm", 0, 100)
+    kernel("aten::item", 105, 110)  # 5 us: no gap
+    kernel("aten::_cudnn_attention_forward", 410, 900)  # 300 us after the item
+    kernel("aten::mm", 880, 1000)  # overlaps the one before
+    kernel("aten::item", 1000, 1010)
+    kernel("aten::_cudnn_attention_forward", 1210, 1500)
     waits = host_waits(events, min_us=20)
     assert waits == [("first-turn prefill / vision tower", "aten::item -> aten::_cudnn_attention_forward", 0.5, 2)]

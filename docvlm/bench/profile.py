@@ -138,21 +138,25 @@ def host_waits(events: Any, min_us: float = 20.0, rows: int = 12) -> list[tuple[
     """Where the GPU waited for the host: each idle gap of at least `min_us` between one kernel's end and
     the next kernel's start, summed by the phase / part of the op that launched the kernel after it and
     by "op before -> op after" (a sync in the first and the Python up to the second, typically). Returns
-    the `rows` largest as (place, ops, milliseconds, gaps). GPU only (device events carry times)."""
-    launched_by = {event.id: event for event in events
-                   if event.device_type == torch.autograd.DeviceType.CPU and not getattr(event, "linked_correlation_id", 0)}
-    kernels = sorted((event for event in events  # launched work only: not ranges, not the profiler's own
-                      if event.device_type != torch.autograd.DeviceType.CPU and not _is_range(event.name)
-                      and getattr(event, "linked_correlation_id", 0)),  # buffer requests (they span the run)
+    the `rows` largest as (place, ops, milliseconds, gaps). GPU only (device events carry times).
+
+    A kernel is a device event whose correlation id a CPU driver/runtime call (`cudaLaunchKernel`,
+    `cuLaunchKernel`, `cudaMemcpyAsync`, `cudaGraphLaunch`, ...) shares; the op is that call's parent.
+    (torch 2.11's events carry no link from a kernel to its op, and the profiler's own device events,
+    buffer requests spanning the run, have no such call.)"""
+    launches = {event.id: event for event in events
+                if event.device_type == torch.autograd.DeviceType.CPU and event.name.startswith("cu")}
+    kernels = sorted((event for event in events if event.device_type != torch.autograd.DeviceType.CPU
+                      and event.id in launches and not _is_range(event.name)),
                      key=lambda event: event.time_range.start)
     waits: collections.Counter = collections.Counter()
     counts: collections.Counter = collections.Counter()
     busy_until, before = None, "-"
     for kernel in kernels:
-        op = launched_by.get(getattr(kernel, "linked_correlation_id", 0))
-        after = op.name if op is not None else kernel.name[:40]
+        launch = launches[kernel.id]
+        after = (launch.cpu_parent or launch).name
         if busy_until is not None and kernel.time_range.start - busy_until >= min_us:
-            key = (" / ".join(_ranges(op)) if op is not None else "- / -", f"{before} -> {after}")
+            key = (" / ".join(_ranges(launch)), f"{before} -> {after}")
             waits[key] += (kernel.time_range.start - busy_until) / 1e3
             counts[key] += 1
         if busy_until is None or kernel.time_range.end > busy_until:
