@@ -66,7 +66,8 @@ def _stage_json(stage: dict[str, Any], calls: list[CallShape]) -> dict[str, Any]
     # Decode steps per call: the longest row, less the token that prefill produced.
     steps = sum(max(call.generated, default=1) - 1 for call in calls)
     stage["documents_per_s"] = _rate(stage["documents"], stage["seconds"])
-    stage["other_s"] = round(stage["seconds"] - stage["prefill_s"] - stage["decode_s"], 4)  # preprocessing, host
+    # beside the prefill and decode: waiting for the inputs (`inputs_s`), allocation, graph capture, replies
+    stage["other_s"] = round(stage["seconds"] - stage["prefill_s"] - stage["decode_s"], 4)
     stage["prompt_tokens"] = sum(sum(call.prompt) for call in calls)
     stage["vision_tokens"] = sum(call.vision_tokens for call in calls)
     stage["decode_steps"] = steps

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,15 @@ class HFEngine:
     ) -> BatchResult:
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
+        waited = time.perf_counter()
         inputs = self.encode(requests)
+        sync(self.device)
+        waited = time.perf_counter() - waited
         budgets = [request.max_new_tokens for request in requests]
         cache = DynamicCache(config=self.model.config.get_text_config(decoder=True))
         run = self._run(inputs, budgets, force_length, cache)
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        return self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state)
+        return replace(self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state), inputs_s=waited)
 
     @torch.inference_mode()
     def continue_(

@@ -65,6 +65,7 @@ class BatchResult:
     prefill_s: float  # device-synchronised time to the first generated token
     decode_s: float  # device-synchronised time for the remaining tokens
     new_tokens: int  # real generated tokens over all rows
+    inputs_s: float = 0.0  # first turns: waited for the processor's outputs (not prefetched in time) and uploads
 
 
 class VisionLanguageModel(Protocol):

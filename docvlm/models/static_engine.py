@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any, Iterator, Sequence
 
@@ -172,10 +173,13 @@ class StaticEngine:
     def _generate(self, requests: Sequence[Request], keep_state: bool, force_length: bool) -> BatchResult:
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
+        waited = time.perf_counter()
         self.prefetch.submit(requests)
         singles = [self._encode_one(request) for request in requests]
         self.prefetch.forget_unused()
         inputs = self.chat.left_padded(singles)
+        sync(self.device)  # the uploads done: what the prefill would otherwise wait on
+        waited = time.perf_counter() - waited
         budgets = [request.max_new_tokens for request in requests]
         start = inputs["input_ids"].shape[1]
         lease = self.kv.new_conversation(len(requests), start + max(budgets))
@@ -188,7 +192,7 @@ class StaticEngine:
         sequences = torch.cat([inputs["input_ids"], first[:, None]], dim=1)
         run = self._complete(lease, inputs, sequences, budgets, force_length, began, time.perf_counter())
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        return self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state)
+        return replace(self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state), inputs_s=waited)
 
     def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
         return {key: self.chat.to_device(value) for key, value in self.prefetch.take(request).items()}

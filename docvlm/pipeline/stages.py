@@ -42,6 +42,7 @@ class StageStats:
     seconds: float = 0.0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    inputs_s: float = 0.0  # the engine waited for its inputs (BatchResult.inputs_s)
     new_tokens: int = 0
     batch_sizes: list[int] = field(default_factory=list)
 
@@ -54,11 +55,13 @@ class StageStats:
         self.prefill_s += result.prefill_s
         self.decode_s += result.decode_s
         self.new_tokens += result.new_tokens
+        self.inputs_s += result.inputs_s
 
     def to_json(self) -> dict[str, Any]:
         mean = sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else 0.0
         return {"batches": self.batches, "documents": self.documents, "seconds": round(self.seconds, 4),
                 "prefill_s": round(self.prefill_s, 4), "decode_s": round(self.decode_s, 4),
+                "inputs_s": round(self.inputs_s, 4),
                 "new_tokens": self.new_tokens, "mean_batch_size": round(mean, 3),
                 "tokens_per_s": round(self.new_tokens / self.seconds, 2) if self.seconds else 0.0}
 
