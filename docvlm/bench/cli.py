@@ -25,11 +25,11 @@ import transformers
 
 from docvlm.bench.architectures import MODEL_NAMES, BuiltModel, build_model
 from docvlm.bench.profile import (
+    host_waits,
+    host_waits_table,
     kind_table,
     part_ranges,
     phase_table,
-    host_waits,
-    host_waits_table,
     place_kernels,
     time_by_kind,
     time_by_phase,
