@@ -421,6 +421,9 @@ def test_vision_attention_way_is_chosen_per_size_of_the_longest_image(monkeypatc
         starts = torch.tensor([0, longest, 2 * longest], dtype=torch.int32)
         packing.fastest_vision_attention(module, query, key, value, None, scaling=0.3, cu_seq_lens_q=starts,
                                          max_length_q=longest)
-    assert keys[0] == keys[1] != keys[2]  # 30 and 20 share a bucket, 200 does not
+    query, key, value = (torch.randn(1, 2, 230, 8) for _ in range(3))  # no longest given: from the bounds
+    packing.fastest_vision_attention(module, query, key, value, None, scaling=0.3,
+                                     cu_seq_lens_q=torch.tensor([0, 30, 230], dtype=torch.int32))
+    assert keys[0] == keys[1] != keys[2] == keys[3]  # 30 and 20 share a bucket, 200 does not
     assert offered == {"SDPA an image", "varlen flash"} | {
         f"SDPA an image, head dim padded to {width}" for width in packing.PADDED_HEAD_DIMS}

@@ -127,11 +127,12 @@ def fastest_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: 
     for width in (width for width in PADDED_HEAD_DIMS if width > dim):
         ways[f"SDPA an image, head dim padded to {width}"] = partial(_padded_each, query, key, value, starts,
                                                                       scaling, width)
-    ways["varlen flash"] = lambda: _within_sequences(module, query, key, value, starts, max_length_q, causal=False,
+    longest = int(max_length_q) if max_length_q is not None else int((starts[1:] - starts[:-1]).max())
+    ways["varlen flash"] = lambda: _within_sequences(module, query, key, value, starts, longest, causal=False,
                                                      scaling=scaling)
     # the order of the ways depends on the images' size (at ~2,400 patches flash tied cuDNN, at ~8,600 it lost
     # by 1.45x on an H100): chosen again for each power-of-two bucket of the longest image
-    chosen_for = (query.shape[1], dim, query.dtype, query.device, int(max_length_q or query.shape[2]).bit_length())
+    chosen_for = (query.shape[1], dim, query.dtype, query.device, longest.bit_length())
     return fastest("Qwen-VL vision attention", chosen_for, ways, query.device), None
 
 
