@@ -144,7 +144,8 @@ def test_bf16_qwen_vision_attention_ways_match_sdpa_an_image():
     ways = [packing._sdpa_each(module, query, key, value, starts, causal=False, scaling=dim**-0.5),
             packing._within_sequences(module, query, key, value, starts, max(patches), causal=False,
                                       scaling=dim**-0.5)]
-    ways += [packing._padded_each(query, key, value, starts, dim**-0.5, width) for width in packing.PADDED_HEAD_DIMS]
+    ways += [packing._padded_each(module, query, key, value, starts, dim**-0.5, width)
+             for width in packing.PADDED_HEAD_DIMS]
     ways.append(packing.fastest_vision_attention(module, query, key, value, None, scaling=dim**-0.5,
                                                  cu_seq_lens_q=starts, max_length_q=max(patches))[0])
     for out in ways:

@@ -397,7 +397,7 @@ def test_vision_attention_with_zero_padded_head_dims_is_the_same_attention():
     module = torch.nn.Module()
     module.is_causal, module.training = False, False
     reference = packing._sdpa_each(module, query, key, value, starts, causal=False, scaling=9**-0.5)
-    padded = packing._padded_each(query, key, value, starts, 9**-0.5, 16)
+    padded = packing._padded_each(module, query, key, value, starts, 9**-0.5, 16)
     assert padded.shape == reference.shape == (1, 23, 3, 9)
     torch.testing.assert_close(padded, reference)
 

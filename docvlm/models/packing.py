@@ -21,7 +21,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
-from typing import Any, ContextManager, Iterator, Optional, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,9 +124,7 @@ def fastest_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: 
     if not runs_flash_varlen(query):
         return ways["SDPA an image"](), None
     dim = query.shape[-1]
-    for width in (width for width in PADDED_HEAD_DIMS if width > dim):
-        ways[f"SDPA an image, head dim padded to {width}"] = partial(_padded_each, query, key, value, starts,
-                                                                      scaling, width)
+    ways.update(padded_ways(partial(_padded_each, module, query, key, value, starts), dim, scaling))
     longest = int(max_length_q) if max_length_q is not None else int((starts[1:] - starts[:-1]).max())
     ways["varlen flash"] = lambda: _within_sequences(module, query, key, value, starts, longest, causal=False,
                                                      scaling=scaling)
@@ -136,15 +134,20 @@ def fastest_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: 
     return fastest("Qwen-VL vision attention", chosen_for, ways, query.device), None
 
 
-def _padded_each(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, starts: torch.Tensor,
-                 scaling: Optional[float], width: int) -> torch.Tensor:
-    """SDPA a sequence over q, k, v zero-padded to head dim `width` -> (1, tokens, heads, head dim)."""
-    dim = query.shape[-1]
-    wide = zero_padded((query, key, value), width)
-    bounds, scale = starts.tolist(), dim**-0.5 if scaling is None else scaling  # the unpadded head dim's
-    outs = [F.scaled_dot_product_attention(*(tensor[:, :, a:b] for tensor in wide), scale=scale)
-            for a, b in zip(bounds, bounds[1:])]
-    return torch.cat(outs, dim=2)[..., :dim].transpose(1, 2)
+def _padded_each(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 starts: torch.Tensor, scale: float, width: int) -> torch.Tensor:
+    """`_sdpa_each` at head dim `width` -> (1, tokens, heads, head dim)."""
+    wide = _sdpa_each(module, *zero_padded((query, key, value), width), starts, causal=False, scaling=scale)
+    return wide[..., : query.shape[-1]]
+
+
+def padded_ways(way: Callable[[float, int], torch.Tensor], dim: int,
+                scaling: Optional[float]) -> dict[str, Callable[[], torch.Tensor]]:
+    """`way(scale, width)` at each of `PADDED_HEAD_DIMS` wider than `dim`, named as `fastest` logs them;
+    `scale` is the unpadded head dim's (what SDPA would take from the padded one is wrong)."""
+    scale = dim**-0.5 if scaling is None else scaling
+    return {f"SDPA an image, head dim padded to {width}": partial(way, scale, width)
+            for width in PADDED_HEAD_DIMS if width > dim}
 
 
 def zero_padded(tensors: Sequence[torch.Tensor], width: int) -> list[torch.Tensor]:

@@ -23,13 +23,7 @@ import torch.nn.functional as F
 from transformers import AttentionInterface
 
 from docvlm.models.fastest import fastest
-from docvlm.models.packing import (
-    PADDED_HEAD_DIMS,
-    attention_implementation,
-    flash_varlen,
-    runs_flash_varlen,
-    zero_padded,
-)
+from docvlm.models.packing import attention_implementation, flash_varlen, padded_ways, runs_flash_varlen, zero_padded
 
 TILE_SPLIT = "docvlm_tile_split"  # the attention implementation name the vision tower runs under
 
@@ -104,10 +98,7 @@ def split_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     if runs_flash_varlen(q):
         ways = {"varlen flash": lambda: _varlen_parts(q, k, v, split, scaling),
                 "SDPA an image": lambda: _parts_an_image(q, k, v, split, scaling)}
-        scale = dim**-0.5 if scaling is None else scaling  # the unpadded head dim's
-        for width in (width for width in PADDED_HEAD_DIMS if width > dim):
-            ways[f"SDPA an image, head dim padded to {width}"] = partial(_padded_parts_an_image, q, k, v, split,
-                                                                          scale, width)
+        ways.update(padded_ways(partial(_padded_parts_an_image, q, k, v, split), dim, scaling))
         out = fastest("Llama vision attention", (heads, dim, length, q.dtype, q.device), ways, q.device)
     else:
         out = _parts_an_image(q, k, v, split, scaling)
