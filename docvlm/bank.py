@@ -57,6 +57,15 @@ def plan_rows_turn(headers_text: str, prompts: Prompts, schema: Schema) -> BankP
     return BankPlan(headers, mapping, strategy, prompt, columns)
 
 
+def longest_rows_prompt(prompts: Prompts) -> str:
+    """The longest turn-1 prompt the default header names give (every column role, or the direct prompt):
+    what a rows turn is planned for before the statement's own headers are known."""
+    names = {role: prompts.bank_default_headers.get(role, role.title()) for role in prompts.bank_column_notes}
+    notes = [note.format(header=names[role]) for role, note in prompts.bank_column_notes.items()]
+    every = prompts.bank_rows.format(columns=" | ".join(names.values()), notes="\n".join(notes))
+    return max(every, prompts.bank_direct, key=len)
+
+
 def choose_strategy(mapping: dict[str, str]) -> str:
     has = set(mapping)
     if "balance" in has and has & {"debit", "credit"}:

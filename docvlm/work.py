@@ -264,8 +264,9 @@ class Worker:
     def stats(self) -> dict[str, Any]:
         """Model loading, batch size and per-stage statistics (empty stages: the model never loaded)."""
         stats: dict[str, Any] = {"load_model_s": self.load_model_s}
-        if self.batch_size is not None:
-            stats["batch_size"] = self.batch_size
+        if self._pipeline is not None:
+            stats["batch_size"] = self._pipeline.batch_size
+            stats["bank_batch_size"] = self._pipeline.bank_batch_size
         stats["stages"] = self._pipeline.stage_stats() if self._pipeline is not None else {}
         return stats
 

@@ -107,3 +107,42 @@ def test_cross_attention_scores_count_only_without_the_kernels(tiny_models, monk
     with_matmuls = turn_bytes(engine)
     monkeypatch.setattr(attention, "runs", lambda dtype, device, head_dim: True)
     assert with_matmuls - turn_bytes(engine) == text_layers.CROSS_SCORES * 8
+
+
+def test_planned_later_turns_make_room_for_more_rows(engines, monkeypatch):
+    """The KV a conversation needs is its first turn plus what its later turns add, as its stage plans them:
+    a plan shorter than the default reserve fits more rows in the same memory."""
+    from docvlm.models.kv_buffers import COLUMN_STEP, FOLLOW_UP_COLUMNS, round_up
+
+    engine = engines[0]
+    assert kv_bytes(engine, 96, 12, 300) == engine.kv_bytes_per_token() * round_up(
+        engine.adapter.prompt_tokens(12) + 96 + 300, COLUMN_STEP)
+    assert kv_bytes(engine, 96, 12) == kv_bytes(engine, 96, 12, FOLLOW_UP_COLUMNS)
+    transient = 2 * prefill_bytes(engine, 12) + turn_bytes(engine)
+    cuda = torch.device("cuda")
+    with_free(monkeypatch, (40.5 * kv_bytes(engine, 96, 12) + transient) / 0.9)
+    assert auto_batch_size(cuda, engine, 96, 12) == 40
+    assert auto_batch_size(cuda, engine, 96, 12, 300) > 40
+
+
+def test_bank_batches_are_planned_for_their_own_conversations(engines, monkeypatch):
+    """processing.batch_size=null plans two sizes: documents (detection + the extraction turn) and bank
+    statements (header turn + the ~1,000-token rows turn, so fewer); a configured size is both."""
+    from docvlm.config import TokenBudgets
+    from docvlm.pipeline.build import batch_sizes
+    from docvlm.pipeline.stages import StageContext
+    from docvlm.prompts import load_prompts
+    from docvlm.schema import load_schema
+
+    engine = engines[0]
+    budgets = TokenBudgets(detect=16, extract=256, bank_headers=64, bank_rows=1024)
+    ctx = StageContext(engine, load_schema(), load_prompts(), budgets)
+    assert ctx.read_later_tokens() < ctx.bank_later_tokens()
+    cuda = torch.device("cuda")
+    with_free(monkeypatch, (100 * kv_bytes(engine, 64, 12, ctx.bank_later_tokens())
+                            + 2 * prefill_bytes(engine, 12) + turn_bytes(engine)) / 0.9)
+    documents, statements = batch_sizes(ctx, cuda, None, 12)
+    assert documents == auto_batch_size(cuda, engine, 16, 12, ctx.read_later_tokens())
+    assert statements == auto_batch_size(cuda, engine, 64, 12, ctx.bank_later_tokens()) == 96
+    assert documents > statements
+    assert batch_sizes(ctx, cuda, 7, 12) == (7, 7)

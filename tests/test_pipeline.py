@@ -222,3 +222,48 @@ def test_progress_and_heartbeat_given_at_construction_see_every_stage(model, sta
         assert sorted(beat.partition(" (")[2].rstrip(")").split(", ")) == sorted(d.id for d in statements)
     assert pipeline.stage_stats() == {name: st.to_json() for name, st in ctx.stats.items()}
     assert pipeline.stage_stats()["bank_rows"]["batches"] == 1
+
+
+def test_bank_batches_take_their_own_size(model, mixed):
+    """A bank batch has a size of its own (its conversations reach further: the rows turn): the pool runs
+    when it holds `bank_batch_size` statements, whatever the documents' batch size."""
+    docs, types = mixed
+    ctx = context(model)
+    pipeline = DocumentPipeline(ctx, batch_size=3, group_window=1, rank=0, route_types=types, bank_batch_size=1)
+    records = list(pipeline.process(docs))
+    assert all(r.ok for r in records) and len(records) == len(docs)
+    assert ctx.stats["detect"].batch_sizes == [3, 3]
+    assert ctx.stats["bank_headers"].batch_sizes == [1, 1] and ctx.stats["bank_rows"].batches == 2
+
+
+def test_conversations_reserve_what_their_later_turns_take(model, mixed, monkeypatch):
+    """Detection requests kept for the extraction turn, and statements' header turns kept for the rows
+    turn, carry the tokens those later turns add (the longest prompt the turn can have, its budget): the
+    KV buffers hold them with no growth, and far fewer columns than the default reserve."""
+    from docvlm.models.kv_buffers import COLUMN_STEP, FOLLOW_UP_COLUMNS, round_up
+
+    docs, types = mixed
+    ctx = context(model)
+    read_later, bank_later = ctx.read_later_tokens(), ctx.bank_later_tokens()
+    assert BUDGETS.extract < read_later < FOLLOW_UP_COLUMNS and BUDGETS.bank_rows < bank_later < FOLLOW_UP_COLUMNS
+    seen, widths, generate = [], [], model.generate
+
+    def recording(requests, **kwargs):
+        result = generate(requests, **kwargs)
+        seen.extend(request.later_tokens for request in requests)
+        widths.append(max(reply.prompt_tokens for reply in result.replies) + max(r.max_new_tokens for r in requests))
+        return result
+
+    monkeypatch.setattr(model, "generate", recording)
+    allocations, allocate = [], model.kv.allocate
+    monkeypatch.setattr(model.kv, "allocate", lambda rows, columns, keep=None: (allocations.append((rows, columns, keep)),
+                                                                                allocate(rows, columns, keep))[1])
+    model.release()
+    records = list(DocumentPipeline(ctx, batch_size=6, group_window=1, rank=0, route_types=types).process(docs))
+    assert all(r.ok for r in records)
+    assert seen == [read_later] * 6 + [bank_later] * 2  # the window's detections, then the pooled statements
+    assert all(keep is None for _, _, keep in allocations)  # no follow-up turn had to grow the buffers
+    # the buffers hold each conversation's first turn and what its stage planned, not the default reserve
+    assert allocations[0][1] == round_up(widths[0] + read_later, COLUMN_STEP)
+    planned = [round_up(width + later, COLUMN_STEP) for width, later in zip(widths, (read_later, bank_later))]
+    assert len(widths) == 2 and max(columns for _, columns, _ in allocations) == max(planned)

@@ -239,12 +239,12 @@ def test_decode_attends_over_the_whole_buffer_where_the_kernels_run(pairs, monke
     replay = static.decoder.replay
     monkeypatch.setattr(static.decoder, "replay", lambda rows, columns: (seen.append(columns), replay(rows, columns))[1])
     budgets = [12, 3, 30]
-    bucketed = ids(static.generate(batch(budgets)))
+    bucketed = ids(static.generate(batch(budgets), keep_state=True))  # kept: columns reserved past the turn
     assert max(seen) < static.buffers.columns and len(set(seen)) >= 1  # 256-column buckets on the matmul path
     seen.clear()
     monkeypatch.setattr(decode_graphs.attention, "runs", lambda dtype, device, head_dim: True)
     monkeypatch.setattr(decode_graphs.attention, "available", lambda query: False)  # CPU: the matmuls compute it
-    whole = ids(static.generate(batch(budgets)))
+    whole = ids(static.generate(batch(budgets), keep_state=True))
     assert set(seen) == {static.buffers.columns}
     assert whole == bucketed == ids(hf.generate(batch(budgets)))
 
@@ -427,3 +427,31 @@ def test_vision_attention_way_is_chosen_per_size_of_the_longest_image(monkeypatc
     assert keys[0] == keys[1] != keys[2] == keys[3]  # 30 and 20 share a bucket, 200 does not
     assert offered == {"SDPA an image", "varlen flash"} | {
         f"SDPA an image, head dim padded to {width}" for width in packing.PADDED_HEAD_DIMS}
+
+
+def test_buffers_reserve_the_planned_later_turns(pairs):
+    """A kept conversation's buffers hold its first turn plus the tokens its requests say later turns add
+    (the default reserve where one does not say); a conversation not kept reserves nothing. A turn
+    within the plan runs in place; tokens as transformers'."""
+    from docvlm.models.kv_buffers import FOLLOW_UP_COLUMNS, round_up
+
+    hf, _ = pairs["internvl"]
+    static = static_internvl(hf)
+    planned = [Request(r.image, r.prompt, r.max_new_tokens, later_tokens=300) for r in batch([4, 4])]
+    first = static.generate(planned, keep_state=True)
+    width = first.state.ids.shape[1] - 1  # prompt + the turn's tokens (the cache holds all but the last)
+    assert static.buffers.columns == round_up(width + 300, COLUMN_STEP)
+    allocations = []
+    static.kv.allocate = lambda *args, **kwargs: allocations.append(args)  # a growth would fail the turn
+    second = static.continue_(first.state, ["TOTAL?", "DATE?"], [20, 20])
+    del static.kv.allocate
+    assert allocations == []
+    reference = hf.continue_(hf.generate(batch([4, 4]), keep_state=True).state, ["TOTAL?", "DATE?"], [20, 20])
+    assert ids(second) == ids(reference) and ids(first) == ids(hf.generate(batch([4, 4])))
+
+    static.release()
+    static.generate(batch([4, 4]))
+    assert static.buffers.columns == round_up(width, COLUMN_STEP)  # not kept: no reserve
+    static.release()
+    static.generate(batch([4, 4]), keep_state=True)
+    assert static.buffers.columns == round_up(width + FOLLOW_UP_COLUMNS, COLUMN_STEP)  # kept, nothing planned

@@ -42,8 +42,9 @@ from docvlm.bench.workload import VisionCounter, Workload, make_workload, run_pa
 from docvlm.config import TokenBudgets
 from docvlm.inputs import Document, load_image
 from docvlm.models import VisionLanguageModel, build_engine
-from docvlm.models.memory_plan import auto_batch_size
 from docvlm.models.protocol import Request
+from docvlm.pipeline.build import batch_sizes
+from docvlm.pipeline.stages import StageContext
 from docvlm.paths import REPO_ROOT
 from docvlm.prompts import load_prompts
 from docvlm.schema import load_schema
@@ -176,10 +177,11 @@ def _peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
-def _batch_size(config: BenchConfig, engine: VisionLanguageModel, built: BuiltModel, workload: Workload) -> int:
-    """The configuration's batch, or what `processing.batch_size=null` picks for this engine."""
-    return config.batch_size or auto_batch_size(built.model.device, engine, workload.budgets.detect,
-                                                built.spec.max_tiles)
+def _batch_sizes(config: BenchConfig, engine: VisionLanguageModel, built: BuiltModel,
+                 workload: Workload) -> tuple[int, int]:
+    """The configuration's batch (and bank batch), or what `processing.batch_size=null` picks for this engine."""
+    ctx = StageContext(engine, load_schema(), load_prompts(), workload.budgets)
+    return batch_sizes(ctx, built.model.device, config.batch_size, built.spec.max_tiles)
 
 
 def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, counter: VisionCounter,
@@ -188,7 +190,7 @@ def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, count
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the last configuration's cached blocks would shrink the auto batch
     engine = make_engine(config, built)
-    batch = _batch_size(config, engine, built, workload)
+    batch, bank_batch = _batch_sizes(config, engine, built, workload)
     schema, prompts = load_schema(), load_prompts()
     shared = config.engine != "seed"
     if docs is not None:
@@ -199,15 +201,18 @@ def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, count
         warmup_tokens = warmup_tokens or 4
     short = TokenBudgets(*[warmup_tokens] * 4) if warmup_tokens else workload.budgets
     log.info("%s: batch %d, warm-up on %d documents", config.name, batch, min(batch, len(workload.docs)))
-    warm = run_pass(engine, schema, prompts, workload, batch, counter, workload.docs[:batch], short, shared)
+    warm = run_pass(engine, schema, prompts, workload, batch, counter, workload.docs[:batch], short, shared,
+                    bank_batch)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     log.info("%s: timed pass over %d documents", config.name, len(workload.docs))
     captures_before = getattr(engine, "captures", 0), getattr(engine, "capture_s", 0.0)
-    timed = run_pass(engine, schema, prompts, workload, batch, counter, shared_prefill=shared)
+    timed = run_pass(engine, schema, prompts, workload, batch, counter, shared_prefill=shared,
+                     bank_batch_size=bank_batch)
     metrics = {"name": config.name, "engine": config.engine, "engine_class": type(engine).__name__,
                "flow": "shared prefill" if shared else "separate prefill", "batch_size": batch,
+               "bank_batch_size": bank_batch,
                "warmup_s": round(warm.wall_s, 3), "peak_memory_gib": _peak_gib(device),
                "graphs_captured_in_warmup": captures_before[0],
                "graphs_captured_in_timed_pass": getattr(engine, "captures", 0) - captures_before[0],
@@ -278,12 +283,14 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     from torch.profiler import profile as torch_profile
 
     engine = make_engine(config, built)
-    batch = _batch_size(config, engine, built, workload)
+    batch, bank_batch = _batch_sizes(config, engine, built, workload)
     subset = workload.docs[:docs]
-    run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)  # warm-up: graphs captured
+    run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset,
+             bank_batch_size=bank_batch)  # warm-up: graphs captured
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if built.model.device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof, part_ranges(built.model):
-        timed = run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset)
+        timed = run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset,
+                         bank_batch_size=bank_batch)
     on_gpu = built.model.device.type == "cuda"
     events = prof.key_averages()
     kinds = time_by_kind(events, on_gpu)

@@ -132,12 +132,15 @@ class PassResult:
 
 def run_pass(model: Any, schema: Any, prompts: Any, workload: Workload, batch_size: int,
              counter: VisionCounter | None, docs: Sequence[Document] | None = None,
-             budgets: TokenBudgets | None = None, shared_prefill: bool = True) -> PassResult:
-    """The whole workload (or `docs`) in ONE window, so every stage sees batches of `batch_size`."""
+             budgets: TokenBudgets | None = None, shared_prefill: bool = True,
+             bank_batch_size: int | None = None) -> PassResult:
+    """The whole workload (or `docs`) in ONE window, so every stage sees batches of `batch_size` (bank
+    batches: `bank_batch_size`, by default the same)."""
     docs = list(workload.docs if docs is None else docs)
     ctx = RecordingContext(model, schema, prompts, budgets or workload.budgets, force_length=True, counter=counter)
     pipeline = DocumentPipeline(ctx, batch_size, math.ceil(len(docs) / batch_size), rank=0,
-                                route_types=workload.types, shared_prefill=shared_prefill)
+                                route_types=workload.types, shared_prefill=shared_prefill,
+                                bank_batch_size=bank_batch_size)
     _sync(model.device)
     started = time.perf_counter()
     records = list(pipeline.process(docs))

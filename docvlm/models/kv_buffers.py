@@ -5,7 +5,8 @@ the image's columns), and one (rows, columns) attention bias. A conversation bat
 [0, rows) as a `Lease` (its `cache` is a transformers cache over the buffers, so transformers' own
 forward writes straight into them: `BufferLayer`). One lease lives at a time: a new conversation
 retires the last (`serial`). Buffers grow in row buckets and 256-column steps, plus a reserve of
-columns for follow-up turns.
+columns for follow-up turns: what the caller plans for them (`Request.later_tokens`), else
+`FOLLOW_UP_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256)
 COLUMN_STEP = 256  # attention reads columns up to the next multiple: one graph per 256 columns
-FOLLOW_UP_COLUMNS = 2048  # room reserved for later turns, so a follow-up rarely has to grow the buffers
+FOLLOW_UP_COLUMNS = 2048  # room for later turns nobody planned, so a follow-up rarely has to grow the buffers
 
 
 def round_up(n: int, step: int) -> int:
@@ -115,22 +116,24 @@ class KVBuffers:
         self.buffers = None
         self.serial += 1  # any state still held is over
 
-    def new_conversation(self, rows: int, columns: int) -> Lease:
-        """A fresh conversation batch at rows [0, rows) whose first turn reaches `columns`: the last live
-        state ends here."""
+    def new_conversation(self, rows: int, columns: int, later: int = FOLLOW_UP_COLUMNS) -> Lease:
+        """A fresh conversation batch at rows [0, rows) whose first turn reaches `columns` and later turns
+        take `later` more: the last live state ends here."""
         self.serial += 1
-        self.ensure_capacity(rows, columns)
+        self.ensure_capacity(rows, columns + later)
         return self.lease(rows, length=0)
 
     def ensure_capacity(self, rows: int, columns: int) -> None:
-        """Buffers for a new conversation batch: its rows' bucket, its first turn and room for later turns.
-        No conversation lives on the old buffers any more, so they are freed BEFORE the new ones are
-        allocated (side by side they would need two batches' memory at once)."""
+        """Buffers for a new conversation batch: its rows' bucket and `columns` (every turn's); the last
+        buffers serve if they hold both. Otherwise exactly this batch's shape, not the union with the last
+        (a bank batch's longer conversations after a batch of more rows: the union is neither batch's
+        planned memory). No conversation lives on the old buffers any more, so they are freed BEFORE the
+        new ones are allocated (side by side they would need two batches' memory at once)."""
         current = (self.buffers.rows, self.buffers.columns) if self.buffers is not None else (0, 0)
         if row_bucket(rows) <= current[0] and columns <= current[1]:
             return
         self.release()  # (holding no reference to them here: they are freed now)
-        self.allocate(max(row_bucket(rows), current[0]), round_up(columns + FOLLOW_UP_COLUMNS, COLUMN_STEP))
+        self.allocate(row_bucket(rows), round_up(columns, COLUMN_STEP))
 
     def ensure_columns(self, lease: Lease, needed: int) -> Lease:
         """Columns for a follow-up turn reaching `needed`. One that does not fit in the reserve (a mixed

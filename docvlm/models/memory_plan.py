@@ -2,8 +2,9 @@
 
 A batch's memory is the model (already loaded: it is not in `free`), the KV buffers of its
 conversations and the prefill's transient activations, from the model's own sizes:
-- KV, per document: every column a conversation can reach (prompt bound + detection + the columns
-  the static engine reserves for follow-up turns) x the KV bytes of one token, plus the image KV of
+- KV, per document: every column a conversation can reach (prompt bound + its first turn's budget +
+  the tokens its later turns add, as its stage plans them: the extraction turn after detection, a
+  statement's rows turn after its header turn) x the KV bytes of one token, plus the image KV of
   cross-attention layers (Mllama). Follow-up turns run in the engine's own layer loop over the
   buffers: no repeated KV (transformers' `generate` copied one layer's KV per query head: 64 rows
   ran out of memory on an H100, 48 did not), only the activations of `TURN_CHUNK_TOKENS` tokens;
@@ -34,22 +35,24 @@ USABLE_FRACTION = 0.9  # of the free memory: allocator fragmentation, cuBLAS wor
 FALLBACK_DOCUMENT_BYTES = 1.5 * 2**30  # an engine without size information (the plain HF engine)
 
 
-def auto_batch_size(device: torch.device, model: Any = None, detect_tokens: int = 96, max_tiles: int = 12) -> int:
+def auto_batch_size(device: torch.device, model: Any = None, first_tokens: int = 96, max_tiles: int = 12,
+                    later_tokens: int = FOLLOW_UP_COLUMNS) -> int:
+    """Rows for conversations whose first turn generates `first_tokens` and later turns add `later_tokens`."""
     if device.type != "cuda":
         return CPU_BATCH
     free, _ = torch.cuda.mem_get_info(device)
     if hasattr(model, "kv_bytes_per_token"):
         transient = 2 * prefill_bytes(model, max_tiles) + turn_bytes(model)
-        rows = int((free * USABLE_FRACTION - transient) / kv_bytes(model, detect_tokens, max_tiles))
+        rows = int((free * USABLE_FRACTION - transient) / kv_bytes(model, first_tokens, max_tiles, later_tokens))
     else:
         rows = int(free * USABLE_FRACTION / FALLBACK_DOCUMENT_BYTES)
     fitting = [bucket for bucket in ROW_BUCKETS if bucket <= min(rows, MAX_AUTO_BATCH)]
     return fitting[-1] if fitting else 1
 
 
-def kv_bytes(engine: Any, detect_tokens: int, max_tiles: int) -> float:
-    """KV buffer bytes of one document's conversation (see the module docstring)."""
-    columns = round_up(engine.adapter.prompt_tokens(max_tiles) + detect_tokens, COLUMN_STEP) + FOLLOW_UP_COLUMNS
+def kv_bytes(engine: Any, first_tokens: int, max_tiles: int, later_tokens: int = FOLLOW_UP_COLUMNS) -> float:
+    """KV buffer bytes of one document's conversation (see the module docstring; the engine's rounding)."""
+    columns = round_up(engine.adapter.prompt_tokens(max_tiles) + first_tokens + later_tokens, COLUMN_STEP)
     return columns * engine.kv_bytes_per_token() + engine.cross_kv_bytes()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 import torch
 from PIL import Image
@@ -22,10 +22,15 @@ class Request:
     image: Image.Image  # RGB, already upright
     prompt: str  # user text; the adapter adds the image and the chat template
     max_new_tokens: int  # per-request budget (rows of one batch may differ)
+    # Tokens the conversation's later turns will add (their prompts and budgets), when it is kept
+    # (keep_state): the static engine reserves that many KV columns. None: not known, a default reserve.
+    later_tokens: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.later_tokens is not None and self.later_tokens < 0:
+            raise ValueError(f"later_tokens must be >= 0, got {self.later_tokens}")
 
 
 @dataclass
@@ -90,4 +95,8 @@ class VisionLanguageModel(Protocol):
 
     def select(self, state: Conversations, rows: Sequence[int]) -> Conversations:
         """Keep only the conversations of `rows` (e.g. the statements of a mixed batch); consumes `state`."""
+        ...
+
+    def turn_ids(self, prompt: str, previous_ended: bool) -> list[int]:
+        """The token ids a follow-up turn `prompt` appends (its length plans later turns' KV columns)."""
         ...

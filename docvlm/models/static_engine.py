@@ -39,7 +39,7 @@ from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
 from docvlm.models.fused import fused_kernels, fused_vision_rotary, runs_on
-from docvlm.models.kv_buffers import BufferLayer, KVBuffers, Lease, buffer_cache
+from docvlm.models.kv_buffers import FOLLOW_UP_COLUMNS, BufferLayer, KVBuffers, Lease, buffer_cache
 from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs, runs_of_equal_length
 from docvlm.models.prefetch import Prefetcher
 from docvlm.models.protocol import BatchResult, Conversations, ModelSpec, Request
@@ -59,6 +59,15 @@ from docvlm.models.text_layers import TextStack, turn_attend
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 VISION_BATCH_TOKENS = 32768  # unpacked prefills: their vision towers (and text) run together up to this many vision tokens
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
+
+
+def later_columns(requests: Sequence[Request], keep_state: bool) -> int:
+    """KV columns to reserve for a conversation's later turns: what its requests plan, the default
+    reserve where one does not say, none when the state is not kept."""
+    if not keep_state:
+        return 0
+    planned = [request.later_tokens for request in requests]
+    return FOLLOW_UP_COLUMNS if None in planned else max(planned)
 
 
 class StaticEngine:
@@ -182,7 +191,7 @@ class StaticEngine:
         waited = time.perf_counter() - waited
         budgets = [request.max_new_tokens for request in requests]
         start = inputs["input_ids"].shape[1]
-        lease = self.kv.new_conversation(len(requests), start + max(budgets))
+        lease = self.kv.new_conversation(len(requests), start + max(budgets), later_columns(requests, keep_state))
         sync(self.device)
         began = time.perf_counter()
         with record_function("docvlm::first-turn prefill"):  # the phases a profile reports (bench/profile.py)

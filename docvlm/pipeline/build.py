@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+import torch
+
 from docvlm.config import RunConfig
 from docvlm.dist import DistContext
 from docvlm.inputs import LoadOptions
@@ -56,12 +58,23 @@ def _vlm_pipeline(run_cfg: RunConfig, ctx: DistContext, schema: Schema, prompts:
                   watchdog: Watchdog, route_types: Optional[dict[str, str]], load_options: LoadOptions) -> Pipeline:
     processing = run_cfg.processing
     model = load_model(run_cfg.model, ctx.device)
-    batch_size = processing.batch_size or auto_batch_size(ctx.device, model, processing.max_new_tokens.detect,
-                                                          processing.max_tiles)
     stage_ctx = StageContext(model, schema, prompts, processing.max_new_tokens, processing.force_length)
+    batch_size, bank_batch_size = batch_sizes(stage_ctx, ctx.device, processing.batch_size, processing.max_tiles)
     return DocumentPipeline(stage_ctx, batch_size, processing.group_window, ctx.rank, load_options,
                             route_types=route_types, grounding=_grounding(run_cfg, schema),
-                            shared_prefill=processing.shared_prefill, progress=progress, watchdog=watchdog)
+                            shared_prefill=processing.shared_prefill, progress=progress, watchdog=watchdog,
+                            bank_batch_size=bank_batch_size)
+
+
+def batch_sizes(stage_ctx: StageContext, device: torch.device, configured: Optional[int],
+                max_tiles: int) -> tuple[int, int]:
+    """(documents a batch, statements a bank batch): `configured` for both, or each planned from free
+    memory for its own conversation (detection + extraction turn; header turn + rows turn)."""
+    if configured:
+        return configured, configured
+    model, budgets = stage_ctx.model, stage_ctx.budgets
+    return (auto_batch_size(device, model, budgets.detect, max_tiles, stage_ctx.read_later_tokens()),
+            auto_batch_size(device, model, budgets.bank_headers, max_tiles, stage_ctx.bank_later_tokens()))
 
 
 def _grounding(run_cfg: RunConfig, schema: Schema) -> Optional["Grounding"]:

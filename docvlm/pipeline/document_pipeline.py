@@ -7,9 +7,10 @@ Documents go through in windows of `batch_size * group_window`. Two flows:
 - separate: the window is detected first, then its documents are regrouped by flow (single-prompt
   types vs bank statements) so that extraction batches are homogeneous, each prefilling the image
   again. Used when detection already ran elsewhere (`detected`, cost-balanced sharding).
-Bank statements wait in a pool until it holds a full batch (or the documents run out): their rows
+Bank statements wait in a pool until it holds a full bank batch (or the documents run out): their rows
 turn is ~1,000 decode steps whatever the number of rows, so it runs once for many statements instead
 of once per window for a few (measured on an H100: 1,024 steps take ~10 s at 8 rows, ~12 s at 16).
+A bank batch has its own size (`bank_batch_size`): its conversations reach further (the rows turn).
 Records leave window by window (the pooled statements' when their bank batch is done), so the part
 file grows steadily and a crash loses at most one window of work and the statements in the pool.
 """
@@ -42,13 +43,15 @@ class DocumentPipeline:
     def __init__(self, ctx: StageContext, batch_size: int, group_window: int, rank: int,
                  load_options: LoadOptions | None = None, route_types: dict[str, str] | None = None,
                  grounding: "Grounding | None" = None, shared_prefill: bool = True,
-                 progress: "Progress | None" = None, watchdog: "Watchdog | None" = None) -> None:
+                 progress: "Progress | None" = None, watchdog: "Watchdog | None" = None,
+                 bank_batch_size: int | None = None) -> None:
         self.ctx = ctx
         self.ctx.route_types = route_types  # benchmarks: document id -> true type, replaces the detected one
         self.load_options = load_options
         self.grounding = grounding  # validation.grounding: flag values the page does not show
         self.shared_prefill = shared_prefill
         self.batch_size = batch_size
+        self.bank_batch_size = bank_batch_size or batch_size
         self.window = batch_size * group_window
         self.rank = rank
         self.progress = progress  # names the stage running in the progress bar
@@ -75,7 +78,7 @@ class DocumentPipeline:
             waiting = {id(item) for item in pool}
             yield from self._finished([item for item in items if id(item) not in waiting])
             pool.sort(key=lambda item: item.doc.index)  # batches were sorted by page shape
-            full = len(pool) - len(pool) % self.batch_size
+            full = len(pool) - len(pool) % self.bank_batch_size
             yield from self._run_banks(pool[:full])
             del pool[:full]
         yield from self._run_banks(pool)
@@ -152,7 +155,7 @@ class DocumentPipeline:
         if self.progress is not None and stage in PHASES:
             self.progress.phase(PHASES[stage])
         upcoming = self.ctx.prefetch if stage in ("detect", "detect+extract") else None
-        run_in_batches(items, self.batch_size, run, fail, upcoming)
+        run_in_batches(items, self.bank_batch_size if stage == "bank" else self.batch_size, run, fail, upcoming)
 
     def _before_batch(self, stage: str, batch: Sequence[WorkItem]) -> None:
         """Runs before every batch, split retries included."""

@@ -38,7 +38,7 @@ class LoadedPage:
 
 
 class OcrPipeline:
-    batch_size = 1  # one page at a time
+    batch_size = bank_batch_size = 1  # one page at a time
 
     def __init__(self, engine: OcrEngine, schema: Schema, rank: int, load_options: LoadOptions | None = None,
                  progress: "Progress | None" = None) -> None:

@@ -17,6 +17,7 @@ from docvlm.records import DocumentRecord
 @runtime_checkable
 class Pipeline(Protocol):
     batch_size: int  # documents per model call (1: one page at a time)
+    bank_batch_size: int  # bank statements per bank batch (their conversations reach further)
 
     def process(self, docs: Sequence[Document]) -> Iterator[DocumentRecord]:
         """One finished record per document (an error record for one that failed), as each is done."""

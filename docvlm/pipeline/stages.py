@@ -92,6 +92,22 @@ class StageContext:
         self.stats[stage].add(follow, time.perf_counter() - start, len(prompts))
         return follow
 
+    def read_later_tokens(self) -> int:
+        """Tokens the extraction turn adds to a shared-prefill conversation after detection: the longest
+        extraction prompt (the type is not known yet) and its budget."""
+        prompts = [extraction.extraction_prompt(spec, self.prompts, self.schema)
+                   for spec in self.schema.types.values() if spec.flow != "bank"]
+        return max((self._turn_tokens(prompt) for prompt in prompts), default=0) + self.budgets.extract
+
+    def bank_later_tokens(self) -> int:
+        """Tokens a statement's rows turn adds after its header turn: the longest rows prompt of the default
+        header names, room for the statement's own names (in the column list and the notes) and the budget."""
+        longest = self._turn_tokens(bank.longest_rows_prompt(self.prompts))
+        return longest + 2 * self.budgets.bank_headers + self.budgets.bank_rows
+
+    def _turn_tokens(self, prompt: str) -> int:
+        return len(self.model.turn_ids(prompt, previous_ended=False))  # a reply cut by its budget: one token more
+
     def prefetch(self, items: Sequence[WorkItem]) -> None:
         """Let the engine preprocess the detection requests of `items` while the current batch runs."""
         prepare = getattr(self.model, "prepare", None)
@@ -116,9 +132,12 @@ def _share_time(items: Sequence[WorkItem], key: str, seconds: float) -> None:
 
 
 def detect_batch(ctx: StageContext, items: Sequence[WorkItem], keep_state: bool = False) -> BatchResult:
+    """`keep_state`: the conversations go on with the extraction turn (`read_batch`), planned for here."""
     prompt = detection.detection_prompt(ctx.prompts, ctx.schema)
+    later = ctx.read_later_tokens() if keep_state else None
     start = time.perf_counter()
-    result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect) for it in items], keep_state)
+    result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect, later) for it in items],
+                          keep_state)
     _share_time(items, "detect_s", time.perf_counter() - start)
     for item, reply in zip(items, result.replies):
         found = detection.parse_detection(reply.text, ctx.schema, ctx.prompts)
@@ -176,9 +195,10 @@ def extract_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
 
 def bank_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     start = time.perf_counter()
+    later = ctx.bank_later_tokens()
     turn0 = ctx.generate(
         "bank_headers",
-        [Request(it.image, bank.header_prompt(ctx.prompts), ctx.budgets.bank_headers) for it in items],
+        [Request(it.image, bank.header_prompt(ctx.prompts), ctx.budgets.bank_headers, later) for it in items],
         keep_state=True,
     )
     _share_time(items, "extract_s", time.perf_counter() - start)
