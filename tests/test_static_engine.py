@@ -455,3 +455,27 @@ def test_buffers_reserve_the_planned_later_turns(pairs):
     static.release()
     static.generate(batch([4, 4]), keep_state=True)
     assert static.buffers.columns == round_up(width + FOLLOW_UP_COLUMNS, COLUMN_STEP)  # kept, nothing planned
+
+
+def test_vision_layers_read_the_image_bounds_once_a_pack(pairs, monkeypatch):
+    """Every layer of a Qwen3-VL pack's vision tower slices its images by the same bounds: they are read to
+    the host once (the language model's document bounds, on CPU, once too) (a read a layer held the GPU idle, 27 times a pack on an H100), and read again only for
+    another tensor or one changed in place."""
+    starts = torch.tensor([0, 3, 7], dtype=torch.int32)
+    first = packing.host_bounds(starts)
+    assert first == [0, 3, 7] and packing.host_bounds(starts) is first
+    starts[1] = 4
+    assert packing.host_bounds(starts) == [0, 4, 7]
+    assert packing.host_bounds(torch.tensor([0, 5], dtype=torch.int32)) == [0, 5]
+
+    requests = batch([4, 4, 4], seed=3)
+    monkeypatch.setattr(static_engine, "PACK_TOKENS", 100_000)
+    read = packing.host_bounds
+    results: list[list[int]] = []
+    monkeypatch.setattr(packing, "host_bounds", lambda tensor: (results.append(read(tensor)), results[-1])[1])
+    hf, static = pairs["qwen3_vl"]
+    assert ids(static.generate(requests)) == ids(hf.generate(requests))
+    config = static.model.config
+    # the vision tower's layers slice images, then (on CPU) the language model's slice documents
+    assert len(results) == config.vision_config.depth + config.text_config.num_hidden_layers
+    assert len({id(bounds) for bounds in results}) == 2  # one host read for each

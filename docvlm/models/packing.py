@@ -18,6 +18,7 @@ row of the engine's buffers:
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
@@ -119,13 +120,14 @@ def fastest_vision_attention(module: torch.nn.Module, query: torch.Tensor, key: 
     size attention kernels are tuned for; zero columns leave q.k and the kept output exact), and one
     varlen flash call; elsewhere transformers' way."""
     assert cu_seq_lens_q is not None, "vision attention without its images' bounds"
-    starts = cu_seq_lens_q.to(torch.int32)
+    starts = cu_seq_lens_q.to(torch.int32)  # (transformers' are int32 already: the same tensor every layer)
     ways = {"SDPA an image": lambda: _sdpa_each(module, query, key, value, starts, causal=False, scaling=scaling)}
     if not runs_flash_varlen(query):
         return ways["SDPA an image"](), None
     dim = query.shape[-1]
     ways.update(padded_ways(partial(_padded_each, module, query, key, value, starts), dim, scaling))
-    longest = int(max_length_q) if max_length_q is not None else int((starts[1:] - starts[:-1]).max())
+    bounds = host_bounds(starts)
+    longest = int(max_length_q) if max_length_q is not None else max(b - a for a, b in zip(bounds, bounds[1:]))
     ways["varlen flash"] = lambda: _within_sequences(module, query, key, value, starts, longest, causal=False,
                                                      scaling=scaling)
     # the order of the ways depends on the images' size (at ~2,400 patches flash tied cuDNN, at ~8,600 it lost
@@ -169,10 +171,27 @@ def _within_sequences(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     return _sdpa_each(module, query, key, value, starts, causal, scaling)
 
 
+def host_bounds(starts: torch.Tensor) -> list[int]:
+    """`starts` read to the host once while the tensor lives unchanged: transformers hands every vision layer
+    the same bounds tensor, and a read a layer held the GPU idle (27 syncs a Qwen3-VL pack, ~2 ms a
+    document on an H100: the profile's host waits, 2026-12-05)."""
+    global _last_bounds
+    seen, version, bounds = _last_bounds
+    # (inference tensors keep no version counter: nothing writes bounds in place during a forward)
+    now = -1 if starts.is_inference() else starts._version
+    if seen is None or seen() is not starts or version != now:
+        bounds = starts.tolist()
+        _last_bounds = (weakref.ref(starts), now, bounds)
+    return bounds
+
+
+_last_bounds: tuple[Optional[weakref.ref], int, list[int]] = (None, 0, [])
+
+
 def _sdpa_each(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                starts: torch.Tensor, causal: bool, scaling: Optional[float]) -> torch.Tensor:
     """transformers' SDPA path a sequence at a time -> (1, tokens, heads, head dim)."""
-    bounds = starts.tolist()
+    bounds = host_bounds(starts)
     outs = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
                                    scaling=scaling, is_causal=causal)[0] for a, b in zip(bounds, bounds[1:])]
     return torch.cat(outs, dim=1)
