@@ -70,9 +70,7 @@ class BatchResult:
     prefill_s: float  # device-synchronised time to the first generated token
     decode_s: float  # device-synchronised time for the remaining tokens
     new_tokens: int  # real generated tokens over all rows
-    # first turns: waited for the processor's outputs (not prefetched in time) and uploads before the prefill
-    # began (where prompt lengths are predicted, a pack's wait for its own inputs is prefill time)
-    inputs_s: float = 0.0
+    inputs_s: float = 0.0  # first turns: waited for the processor's outputs (not prefetched in time) and uploads
 
 
 class VisionLanguageModel(Protocol):

@@ -38,7 +38,6 @@ from transformers import PreTrainedModel, ProcessorMixin
 from docvlm.models.adapter import FamilyAdapter
 from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
-from docvlm.models.first_turn_inputs import FirstTurnInputs, Mispredicted, PromptLengths
 from docvlm.models.fused import fused_kernels, fused_vision_rotary, runs_on
 from docvlm.models.kv_buffers import FOLLOW_UP_COLUMNS, BufferLayer, KVBuffers, Lease, buffer_cache
 from docvlm.models.packing import PackedWriteLayer, packed_text_attention, packs, runs_of_equal_length
@@ -92,7 +91,6 @@ class StaticEngine:
         self.decoder = DecodeGraphs(self.stack, adapter, self.kv, torch.tensor(self.eos_ids, device=device),
                                     self.pad_id, device, self.use_graphs)
         self.prefetch = Prefetcher(self.chat.preprocess, self.dtype, pin=device.type == "cuda")
-        self.prompt_lengths = PromptLengths(processor, adapter.image_kwargs(), self.name)
 
     def _buffers_changed(self, buffers: Any) -> None:
         self.decoder.buffers_changed(buffers)
@@ -184,64 +182,46 @@ class StaticEngine:
     def _generate(self, requests: Sequence[Request], keep_state: bool, force_length: bool) -> BatchResult:
         if not requests:
             return BatchResult([], None, 0.0, 0.0, 0)
+        waited = time.perf_counter()
         self.prefetch.submit(requests)
-        inputs_of = FirstTurnInputs(requests, self._encode_one)
-        try:
-            try:
-                return self._first_turns(requests, inputs_of, keep_state, force_length, predicted=True)
-            except Mispredicted:  # (logged once; the packs run again on the inputs already made)
-                return self._first_turns(requests, inputs_of, keep_state, force_length, predicted=False)
-        finally:
-            self.prefetch.forget_unused()
-
-    def _first_turns(self, requests: Sequence[Request], inputs_of: FirstTurnInputs, keep_state: bool,
-                     force_length: bool, predicted: bool) -> BatchResult:
-        """`predicted`: the packs start before every input is made (their lengths predicted from the
-        images' sizes, first_turn_inputs.py); otherwise, and without packing, the prefill waits for all."""
-        lengths = self.prompt_lengths.predict(requests, inputs_of) if predicted and self.packs_prefill else None
-        if lengths is None:
-            lengths = [inputs_of.length(row) for row in range(len(requests))]
-            waited = time.perf_counter()
-            sync(self.device)  # the uploads done: what the prefill would otherwise wait on
-            inputs_of.waited_s += time.perf_counter() - waited
+        singles = [self._encode_one(request) for request in requests]
+        self.prefetch.forget_unused()
+        inputs = self.chat.left_padded(singles)
+        sync(self.device)  # the uploads done: what the prefill would otherwise wait on
+        waited = time.perf_counter() - waited
         budgets = [request.max_new_tokens for request in requests]
-        start = max(lengths)
+        start = inputs["input_ids"].shape[1]
         lease = self.kv.new_conversation(len(requests), start + max(budgets), later_columns(requests, keep_state))
         sync(self.device)
-        began, waited = time.perf_counter(), inputs_of.waited_s  # (later waits: within the prefill's time)
+        began = time.perf_counter()
         with record_function("docvlm::first-turn prefill"):  # the phases a profile reports (bench/profile.py)
-            first, layer_lengths = self._prefill_rows(lease, inputs_of, lengths, start)
-        lease = self.kv.lease(lease.rows, start, layer_lengths)
+            first, lengths = self._prefill_rows(lease, singles, start)
+        lease = self.kv.lease(lease.rows, start, lengths)
         sync(self.device)
-        inputs = self.chat.left_padded(inputs_of.all())
         sequences = torch.cat([inputs["input_ids"], first[:, None]], dim=1)
         run = self._complete(lease, inputs, sequences, budgets, force_length, began, time.perf_counter())
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
-        result = self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state)
-        return replace(result, inputs_s=waited)
+        return replace(self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state), inputs_s=waited)
 
     def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
         return {key: self.chat.to_device(value) for key, value in self.prefetch.take(request).items()}
 
-    def _prefill_rows(self, lease: Lease, inputs_of: FirstTurnInputs, lengths: list[int],
+    def _prefill_rows(self, lease: Lease, singles: list[dict[str, torch.Tensor]],
                       start: int) -> tuple[torch.Tensor, list[int]]:
-        """Each document's KV lands in its row at columns [start - length, start); a pack takes its
-        documents' inputs when it runs. Returns the first tokens and every layer's filled length
-        (cross-attention: the image tokens)."""
+        """Each document's KV lands in its row at columns [start - length, start).
+        Returns the first tokens and every layer's filled length (cross-attention: the image tokens)."""
         if self.packs_prefill:
+            lengths = [single["input_ids"].shape[1] for single in singles]
             firsts, extras = [], []
             for rows in packs(lengths, PACK_TOKENS):  # consecutive rows: the extras stay in row order
-                singles = [inputs_of(row) for row in rows]
-                self.prompt_lengths.check([lengths[row] for row in rows], [s["input_ids"].shape[1] for s in singles])
-                first, pack_extras = self._prefill_pack(singles, rows, start)
+                first, pack_extras = self._prefill_pack([singles[row] for row in rows], rows, start)
                 firsts.append(first)
                 extras += pack_extras
             self.adapter.set_batch_extras(extras)
             return torch.cat(firsts), [start] * len(self.kv.get().keys)
-        singles = inputs_of.all()
         buffers = self.kv.get()
         cross_layers = self.stack.cross_layers
-        layer_lengths = [start] * len(buffers.keys)
+        lengths = [start] * len(buffers.keys)
         firsts, extras, row = [], [], 0
         for group in self.adapter.encode_images(singles, VISION_BATCH_TOKENS):
             # a group's documents of one prompt length in one forward (no padding: the GEMMs of one
@@ -257,10 +237,10 @@ class StaticEngine:
                 firsts.append(out.logits[:, -1].float().argmax(dim=-1))
                 extras.append(self.adapter.row_extras())
                 for i in cross_layers:
-                    layer_lengths[i] = cache.layers[i].length
+                    lengths[i] = cache.layers[i].length
                 row += len(same)
         self.adapter.set_batch_extras(extras)
-        return torch.cat(firsts), layer_lengths
+        return torch.cat(firsts), lengths
 
     def _prefill_pack(self, singles: list[dict[str, torch.Tensor]], rows: list[int],
                       start: int) -> tuple[torch.Tensor, list[Any]]:
