@@ -56,7 +56,7 @@ def _work_by_count(worker: "Worker", docs: list[Document],
     new_records, stats = _process(worker, todo, out_dir)
     stats.update(worker.stats(), shard="count")
     if worker.detects_apart():  # the same estimate as shard=cost, from the types found, to compare
-        model = worker.cost_model(worker.batch_size or 1)
+        model = worker.cost_model(worker.batch_size or 1, worker.bank_batch_size)
         stats["estimated_cost"] = round(sum(model.cost(r) for r in new_records), 3)
     return kept, new_records, stats
 
@@ -73,11 +73,12 @@ def _work_by_cost(worker: "Worker", docs: list[Document],
     started = time.perf_counter()
     # Inside dist.together: a rank that fails here must not skip the all-gather the others wait in.
     recorded, todo, detections, detect_s = dist.together(ctx, lambda: _detect_share(worker, docs, out_dir))
-    payload = {"records": [r.to_json() for r in detections], "batch_size": worker.batch_size}
+    payload = {"records": [r.to_json() for r in detections], "batch_size": worker.batch_size,
+               "bank_batch_size": worker.bank_batch_size}
     gathered = dist.collective(lambda: dist.all_gather(payload, ctx))
     worker.watchdog.beat("splitting the documents by estimated cost")
     detected = {rec["image"]: DocumentRecord.from_json(rec) for part in gathered for rec in part["records"]}
-    costs = _estimate_costs(worker, docs, detected, _cost_batch_size(cfg, gathered))
+    costs = _estimate_costs(worker, docs, detected, *_cost_batch_sizes(cfg, gathered))
     mine = dist.balanced_ranges(costs, ctx.world_size)[ctx.rank]
     kept, work = _split_range([docs[i] for i in mine], detected, recorded, todo)
     log.info("%d documents in all; cost-balanced range of this rank: %d (%d recorded earlier, %d to do), "
@@ -114,17 +115,19 @@ def _detect_share(worker: "Worker", docs: list[Document], out_dir: Path) -> tupl
         worker.watchdog.waiting()  # the other ranks may still be detecting: not a hang
 
 
-def _cost_batch_size(run_cfg: RunConfig, gathered: list[dict[str, Any]]) -> int:
-    """The batch size in the cost estimate: the same on every rank, which auto sizes (free memory) may
-    not be, so the smallest any rank reported."""
-    reported = [part["batch_size"] for part in gathered if part["batch_size"]]
-    return run_cfg.processing.batch_size or min(reported, default=1)
+def _cost_batch_sizes(run_cfg: RunConfig, gathered: list[dict[str, Any]]) -> tuple[int, int]:
+    """The batch sizes (documents, bank statements) in the cost estimate: the same on every rank, which
+    auto sizes (free memory) may not be, so the smallest any rank reported."""
+    def smallest(key: str) -> int:
+        return run_cfg.processing.batch_size or min((part[key] for part in gathered if part[key]), default=1)
+
+    return smallest("batch_size"), smallest("bank_batch_size")
 
 
 def _estimate_costs(worker: "Worker", docs: list[Document], detected: dict[str, DocumentRecord],
-                    batch_size: int) -> list[float]:
+                    batch_size: int, bank_batch_size: int) -> list[float]:
     """Each document's work left after detection (seconds); 0 for those recorded by an earlier run."""
-    model = worker.cost_model(batch_size)
+    model = worker.cost_model(batch_size, bank_batch_size)
     routes = worker.routes or {}  # benchmarks: the ground-truth type picks the flow
     return [model.cost(detected[doc.id], routes.get(doc.id)) if doc.id in detected else 0.0 for doc in docs]
 
@@ -256,10 +259,14 @@ class Worker:
     def batch_size(self) -> Optional[int]:
         return self._pipeline.batch_size if self._pipeline is not None else None
 
-    def cost_model(self, batch_size: int) -> CostModel:
+    @property
+    def bank_batch_size(self) -> Optional[int]:
+        return self._pipeline.bank_batch_size if self._pipeline is not None else None
+
+    def cost_model(self, batch_size: int, bank_batch_size: Optional[int] = None) -> CostModel:
         processing = self.cfg.processing
         return CostModel(self.schema, processing.max_new_tokens, processing.shard_cost, processing.max_tiles,
-                         batch_size)
+                         batch_size, bank_batch_size)
 
     def stats(self) -> dict[str, Any]:
         """Model loading, batch size and per-stage statistics (empty stages: the model never loaded)."""

@@ -107,3 +107,4 @@ def test_benchmark_mode_random_weights_and_ground_truth_routing(seven_docs, tmp_
     assert statements and all(len(r["raw"]["bank_rows"]) > 0 for r in statements)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stages"]["bank_rows"]["new_tokens"] == 24 * len(statements)  # forced lengths
+    assert [(r["batch_size"], r["bank_batch_size"]) for r in summary["ranks"]] == [(2, 2)]  # configured: both

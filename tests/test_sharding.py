@@ -112,6 +112,10 @@ def test_cost_of_a_document_follows_its_flow_and_the_budgets():
     assert model.cost(invoice, "BANK_STATEMENT") == model.cost(statement)  # ground-truth routing decides
     bigger_batch = CostModel(schema, budgets, ShardCost(), max_tiles=6, batch_size=32)
     assert bigger_batch.cost(statement) < model.cost(statement)  # a decode step serves the whole batch
+    # statements run in bank batches of their own size (their conversations reach further: fewer rows)
+    banks_apart = CostModel(schema, budgets, ShardCost(), max_tiles=6, batch_size=8, bank_batch_size=4)
+    assert banks_apart.cost(statement) == pytest.approx(prefill + 0.010 / 4 * (64 + 1024))
+    assert banks_apart.cost(invoice) == model.cost(invoice)
 
 
 def test_shard_config_is_validated():

@@ -2,8 +2,9 @@
 
 After detection, what is left for a document is its type's flow: one extraction prompt (single) or a
 header turn plus a rows turn (bank). Its cost in seconds is estimated as
-    prefill_s_per_token * image tokens + decode_s_per_step / batch_size * generated tokens
-with the token budgets as the expected generated tokens. Only the ratios between documents matter:
+    prefill_s_per_token * image tokens + decode_s_per_step / batch size * generated tokens
+with the token budgets as the expected generated tokens, and a statement's batch size the bank batch's
+(its conversations reach further, so fewer share a decode step). Only the ratios between documents matter:
 they decide where the contiguous ranges of the ranks split (dist.balanced_ranges).
 """
 
@@ -24,6 +25,7 @@ class CostModel:
     weights: ShardCost
     max_tiles: int
     batch_size: int
+    bank_batch_size: Optional[int] = None  # None: batch_size
 
     def image_tokens(self) -> int:
         # The upper bound max_tiles + 1 (the thumbnail) for every page: the detection record does not
@@ -33,8 +35,7 @@ class CostModel:
         return (self.max_tiles + 1) * self.weights.tokens_per_tile
 
     def generated_tokens(self, doc_type: Optional[str]) -> int:
-        flow = self.schema.type_spec(doc_type or self.schema.default_type).flow
-        if flow == "bank":
+        if self._is_bank(doc_type):
             return self.budgets.bank_headers + self.budgets.bank_rows
         return self.budgets.extract
 
@@ -43,6 +44,10 @@ class CostModel:
         doc_type: the type that will pick the flow, if not the detected one (ground-truth routing)."""
         if not record.ok:
             return 0.0
-        decode_s_per_token = self.weights.decode_s_per_step / self.batch_size  # a step serves the whole batch
-        return (self.weights.prefill_s_per_token * self.image_tokens()
-                + decode_s_per_token * self.generated_tokens(doc_type or record.document_type))
+        doc_type = doc_type or record.document_type
+        rows = (self.bank_batch_size or self.batch_size) if self._is_bank(doc_type) else self.batch_size
+        decode_s_per_token = self.weights.decode_s_per_step / rows  # a step serves the whole batch
+        return self.weights.prefill_s_per_token * self.image_tokens() + decode_s_per_token * self.generated_tokens(doc_type)
+
+    def _is_bank(self, doc_type: Optional[str]) -> bool:
+        return self.schema.type_spec(doc_type or self.schema.default_type).flow == "bank"
