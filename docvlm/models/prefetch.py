@@ -12,6 +12,10 @@ only wait; it has every intra-op thread). A run's first batch has nothing to ove
 document on one thread for Qwen3-VL at 12 tiles: ~0.6 s before a batch of 56 could start on 4 workers),
 so what the engine waits on goes to a worker per core (`submit`; `Prefetcher` says more), requests
 already queued behind the background workers (the pipeline `prepare`s a run's first batch too) included.
+That pool scales poorly (H100 host, 2026-12-05, scripts/bench_preprocess.py: 35 ms a Qwen3-VL document on
+one thread, 13.2 ms a document on 16 workers), and workers running beside the prefill slow the thread
+that launches it: first turns streamed into their packs as the pool made the inputs lost as much prefill
+time as they saved waiting (BENCHMARKS 2026-12-05, night).
 """
 
 from __future__ import annotations
