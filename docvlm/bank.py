@@ -51,19 +51,20 @@ def plan_rows_turn(headers_text: str, prompts: Prompts, schema: Schema) -> BankP
     if strategy == "direct":
         return BankPlan(headers, mapping, strategy, prompts.bank_direct, [])
     columns = _row_columns(mapping, strategy)
-    names = [mapping.get(role) or prompts.bank_default_headers.get(role, role.title()) for role in columns]
-    notes = [prompts.bank_column_notes[role].format(header=name) for role, name in zip(columns, names)]
-    prompt = prompts.bank_rows.format(columns=" | ".join(names), notes="\n".join(notes))
-    return BankPlan(headers, mapping, strategy, prompt, columns)
+    return BankPlan(headers, mapping, strategy, _rows_prompt(prompts, columns, mapping), columns)
 
 
 def longest_rows_prompt(prompts: Prompts) -> str:
     """The longest turn-1 prompt the default header names give (every column role, or the direct prompt):
     what a rows turn is planned for before the statement's own headers are known."""
-    names = {role: prompts.bank_default_headers.get(role, role.title()) for role in prompts.bank_column_notes}
-    notes = [note.format(header=names[role]) for role, note in prompts.bank_column_notes.items()]
-    every = prompts.bank_rows.format(columns=" | ".join(names.values()), notes="\n".join(notes))
-    return max(every, prompts.bank_direct, key=len)
+    return max(_rows_prompt(prompts, list(prompts.bank_column_notes), {}), prompts.bank_direct, key=len)
+
+
+def _rows_prompt(prompts: Prompts, roles: list[str], mapping: dict[str, str]) -> str:
+    """The turn-1 row format over `roles`, each named by the statement's header (`mapping`) or the default."""
+    names = [mapping.get(role) or prompts.bank_default_headers.get(role, role.title()) for role in roles]
+    notes = [prompts.bank_column_notes[role].format(header=name) for role, name in zip(roles, names)]
+    return prompts.bank_rows.format(columns=" | ".join(names), notes="\n".join(notes))
 
 
 def choose_strategy(mapping: dict[str, str]) -> str:

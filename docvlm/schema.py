@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from omegaconf import DictConfig
 
@@ -62,7 +62,9 @@ class Schema:
         """Every field of every type, in schema order (the columns of results.csv)."""
         return list(self.fields)
 
-    def type_spec(self, doc_type: str) -> DocTypeSpec:
+    def type_spec(self, doc_type: Optional[str]) -> DocTypeSpec:
+        """The type's spec; None (no type known) is the default type."""
+        doc_type = doc_type or self.default_type
         try:
             return self.types[doc_type]
         except KeyError:

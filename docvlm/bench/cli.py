@@ -46,8 +46,8 @@ from docvlm.models.protocol import Request
 from docvlm.pipeline.build import batch_sizes
 from docvlm.pipeline.stages import StageContext
 from docvlm.paths import REPO_ROOT
-from docvlm.prompts import load_prompts
-from docvlm.schema import load_schema
+from docvlm.prompts import Prompts, load_prompts
+from docvlm.schema import Schema, load_schema
 
 log = logging.getLogger("docvlm.bench")
 
@@ -177,10 +177,10 @@ def _peak_gib(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
-def _batch_sizes(config: BenchConfig, engine: VisionLanguageModel, built: BuiltModel,
-                 workload: Workload) -> tuple[int, int]:
+def _batch_sizes(config: BenchConfig, engine: VisionLanguageModel, built: BuiltModel, workload: Workload,
+                 schema: Schema, prompts: Prompts) -> tuple[int, int]:
     """The configuration's batch (and bank batch), or what `processing.batch_size=null` picks for this engine."""
-    ctx = StageContext(engine, load_schema(), load_prompts(), workload.budgets)
+    ctx = StageContext(engine, schema, prompts, workload.budgets)
     return batch_sizes(ctx, built.model.device, config.batch_size, built.spec.max_tiles)
 
 
@@ -190,8 +190,8 @@ def run_config(config: BenchConfig, built: BuiltModel, workload: Workload, count
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the last configuration's cached blocks would shrink the auto batch
     engine = make_engine(config, built)
-    batch, bank_batch = _batch_sizes(config, engine, built, workload)
     schema, prompts = load_schema(), load_prompts()
+    batch, bank_batch = _batch_sizes(config, engine, built, workload, schema, prompts)
     shared = config.engine != "seed"
     if docs is not None:
         workload = Workload(workload.docs[:docs], workload.types, workload.budgets)
@@ -283,14 +283,13 @@ def profile(built: BuiltModel, workload: Workload, config: BenchConfig, docs: in
     from torch.profiler import profile as torch_profile
 
     engine = make_engine(config, built)
-    batch, bank_batch = _batch_sizes(config, engine, built, workload)
+    schema, prompts = load_schema(), load_prompts()
+    batch, bank_batch = _batch_sizes(config, engine, built, workload, schema, prompts)
     subset = workload.docs[:docs]
-    run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset,
-             bank_batch_size=bank_batch)  # warm-up: graphs captured
+    run_pass(engine, schema, prompts, workload, batch, None, subset, bank_batch_size=bank_batch)  # warm-up: graphs
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if built.model.device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof, part_ranges(built.model):
-        timed = run_pass(engine, load_schema(), load_prompts(), workload, batch, None, subset,
-                         bank_batch_size=bank_batch)
+        timed = run_pass(engine, schema, prompts, workload, batch, None, subset, bank_batch_size=bank_batch)
     on_gpu = built.model.device.type == "cuda"
     events = prof.key_averages()
     kinds = time_by_kind(events, on_gpu)

@@ -50,4 +50,4 @@ class CostModel:
         return self.weights.prefill_s_per_token * self.image_tokens() + decode_s_per_token * self.generated_tokens(doc_type)
 
     def _is_bank(self, doc_type: Optional[str]) -> bool:
-        return self.schema.type_spec(doc_type or self.schema.default_type).flow == "bank"
+        return self.schema.type_spec(doc_type).flow == "bank"

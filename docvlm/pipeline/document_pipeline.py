@@ -133,7 +133,7 @@ class DocumentPipeline:
         flows = {"single": [], "bank": []}
         for item in items:
             if item.record.ok:
-                flow = self.ctx.schema.type_spec(item.record.document_type or self.ctx.schema.default_type).flow
+                flow = self.ctx.schema.type_spec(item.record.document_type).flow
                 flows[flow].append(item)
         # Same type next to each other: prompts (and so prompt lengths) match within a batch.
         singles = sorted(flows["single"], key=lambda it: (it.record.document_type or "", it.doc.index))

@@ -23,7 +23,7 @@ class Grounding:
 
     def check(self, image: Image.Image, record: DocumentRecord) -> None:
         start = time.perf_counter()
-        spec = self.schema.type_spec(record.document_type or self.schema.default_type)
+        spec = self.schema.type_spec(record.document_type)
         lines = self.engine.read(image)
         record.ungrounded_fields = find_ungrounded(record.fields, spec, lines, self.schema)
         record.timings["grounding_s"] = time.perf_counter() - start

@@ -116,7 +116,7 @@ class StageContext:
             prepare([Request(item.image, prompt, self.budgets.detect) for item in items])
 
     def type_spec(self, item: WorkItem) -> DocTypeSpec:
-        return self.schema.type_spec(item.record.document_type or self.schema.default_type)
+        return self.schema.type_spec(item.record.document_type)
 
     def route(self, item: WorkItem) -> None:
         """Benchmarks: the ground-truth type replaces the detected one (the detection still ran)."""
