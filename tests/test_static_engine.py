@@ -4,6 +4,7 @@ follow-up turns, row selection, per-row budgets, end ids and forced lengths."""
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,52 @@ def test_first_turn_same_tokens(pairs, family, force):
     assert [r.finished for r in b.replies] == [r.finished for r in a.replies]
     assert [len(r.token_ids) for r in b.replies][:4] == ([12, 3, 30, 1] if force else [len(t) for t in ids(a)][:4])
     assert [r.text for r in b.replies] == [r.text for r in a.replies]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_images_processed_on_the_engine_thread_give_the_same_inputs_and_tokens(pairs, family):
+    """The CUDA way (the prefetch workers only page-lock the pixels; the processor's image work runs in
+    `device_part`, on the engine's thread and device), run on the CPU: the same model inputs, bit for
+    bit, and the same tokens as the processor run whole in the workers."""
+    hf, static = pairs[family]
+    requests = batch([12, 3, 30])
+    processor, devices = static.chat.processor, []
+
+    class Spy:  # the processor, noting where it was asked to do the image work
+        def __call__(self, *args, **kwargs):
+            devices.append(kwargs.get("device"))
+            return processor(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(processor, name)
+
+    host = static.chat.host_part(requests[:1])
+    assert isinstance(host, dict) and host["pixel_values"].dtype == static.dtype  # the whole processor's output
+    expected = static.chat.device_part(requests[:1], host)
+    static.chat.images_on_device = True
+    try:
+        pixels = static.chat.host_part(requests[:1])
+        assert len(pixels) == 1 and pixels[0].dtype == torch.uint8 and pixels[0].shape[0] == 3  # (3, h, w) only
+        static.chat.processor = Spy()
+        made = static.chat.device_part(requests[:1], pixels)
+        assert devices == [static.device]  # the image work on the engine's device
+        static.chat.processor = processor
+        assert made.keys() == expected.keys()
+        assert all(torch.equal(made[key], expected[key]) for key in made if isinstance(made[key], torch.Tensor))
+        static.prepare(requests)  # the workers' part ahead, as the pipeline does
+        assert ids(static.generate(requests)) == ids(hf.generate(requests))
+    finally:
+        static.chat.images_on_device, static.chat.processor = False, processor
+
+
+def test_the_processor_does_the_image_work_on_the_device_it_is_given(pairs):
+    """`device` reaches the processor's image work: the pixels come back on it (meta here), ids stay on
+    the host."""
+    _, static = pairs["qwen3_vl"]
+    request = batch([4])[0]
+    out = static.chat.preprocess([request], [torch.from_numpy(np.array(request.image)).permute(2, 0, 1)],
+                                 torch.device("meta"))
+    assert out["pixel_values"].device.type == "meta" and out["input_ids"].device.type == "cpu"
 
 
 @pytest.mark.parametrize("family", FAMILIES)

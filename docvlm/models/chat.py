@@ -2,6 +2,14 @@
 
 One `Chat` per engine, over the family's processor and adapter (which says how images are passed and
 which token closes a turn); both engines use it the same way.
+
+Preprocessing is two parts, so the engines can run the first in worker threads (prefetch.py):
+`host_part` (CPU only) and `device_part` (the inputs on the engine's device, on the engine's thread).
+On a CUDA device the image work (resize, normalise, tiles or patches: ~15-30 ms a page on one host
+core, most of what a run's first batch waited for) runs on the GPU in `device_part`, from the page's
+uint8 pixels that `host_part` page-locks: the processor is the same (transformers' torchvision
+processors take `device=`), so are its outputs up to the GPU's rounding. On the engine's thread, not the
+workers': kernels the workers launched while a decode graph is captured would break the capture.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import GenerationConfig, PreTrainedModel, ProcessorMixin
@@ -25,14 +34,21 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """The image's RGB pixels, uint8 (3, height, width): what the processor makes of it first."""
+    return torch.from_numpy(np.array(_rgb(image))).permute(2, 0, 1)
+
+
 class Chat:
     """Constructing it takes over the model's generation config: the engines own decoding (greedy,
     per-row budgets, end ids), so the checkpoint's sampling defaults are dropped (its end ids kept here)."""
 
     def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, adapter: FamilyAdapter,
-                 device: torch.device):
+                 device: torch.device, images_on_device: bool | None = None):
         self.processor, self.adapter, self.name = processor, adapter, adapter.name
         self.device, self.dtype = device, model.dtype
+        self.images_on_device = device.type == "cuda" if images_on_device is None else images_on_device
+        self.pin = device.type == "cuda"  # staged host tensors upload asynchronously
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # right padding breaks batched == one-at-a-time
         self.turn_end = adapter.turn_end
@@ -45,18 +61,39 @@ class Chat:
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """Processor output for first turns on the device: chat template, image placeholders, left padding."""
-        return {key: self.to_device(value) for key, value in self.preprocess(requests).items()}
+        return self.device_part(requests, self.host_part(requests))
 
-    def preprocess(self, requests: Sequence[Request]) -> dict[str, Any]:
-        """The processor's work (CPU only, so it can run in a background thread)."""
+    def host_part(self, requests: Sequence[Request]) -> Any:
+        """What can be made before the device (CPU only, any thread): the images' page-locked RGB pixels
+        where the image work runs on the device, else the processor's whole output, staged for the
+        upload (floating tensors in the model's dtype: the cast the upload makes anyway)."""
+        if self.images_on_device:
+            return [self._staged(_pixels(request.image)) for request in requests]
+        return {key: self._staged(value) for key, value in self.preprocess(requests).items()}
+
+    def device_part(self, requests: Sequence[Request], host: Any, planned: bool = False) -> dict[str, torch.Tensor]:
+        """The model inputs on the device from `host_part(requests)` (the engine's thread); `planned`: with
+        the adapter's `host_planned` inputs (the static engine's first turns)."""
+        if self.images_on_device:
+            images = [pixels.to(self.device, non_blocking=True) for pixels in host]
+            host = self.preprocess(requests, images, self.device)
+        if planned:
+            host = {**host, **self.adapter.host_planned(host)}
+        return {key: self.to_device(value) for key, value in host.items()}
+
+    def preprocess(self, requests: Sequence[Request], images: Sequence[Any] | None = None,
+                   device: torch.device | None = None) -> dict[str, Any]:
+        """The processor's work on `requests` (their images, or `images` in their stead: pixels already
+        made), the image work on `device` (None: where the images are)."""
         texts = [self._render([self._user(request.prompt, image=True)]) for request in requests]
-        images = [_rgb(request.image) for request in requests]
+        images = [_rgb(request.image) for request in requests] if images is None else list(images)
         return dict(self.processor(
             images=self.adapter.images_arg(images),
             text=texts,
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,  # the rendered template already holds BOS where the family needs it
+            **({"device": device} if device is not None else {}),
             **self.adapter.image_kwargs(),
         ))
 
@@ -120,10 +157,19 @@ class Chat:
     def to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return value
-        asynchronous = value.is_pinned()  # staged by the prefetcher: the copy need not hold this thread
+        # Host to device never waits for the GPU's queue: from page-locked memory the copy is queued, from
+        # pageable memory CUDA stages it before returning (a blocking copy would drain the queue first).
+        asynchronous = value.device.type == "cpu"
         if value.is_floating_point():
             return value.to(self.device, dtype=self.dtype, non_blocking=asynchronous)
         return value.to(self.device, non_blocking=asynchronous)
+
+    def _staged(self, value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        if value.is_floating_point():
+            value = value.to(self.dtype)
+        return value.pin_memory() if self.pin else value
 
     def _user(self, prompt: str, image: bool) -> dict[str, Any]:
         content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": prompt}]
