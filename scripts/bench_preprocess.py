@@ -17,7 +17,6 @@ import argparse
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,10 +50,9 @@ def sync(device: torch.device) -> None:
 def pool_run(chat: Chat, images_on_device: bool) -> Callable[[Sequence[Request]], None]:
     def run(requests: Sequence[Request]) -> None:
         chat.images_on_device = images_on_device
-        prefetcher = Prefetcher(chat.host_part, partial(chat.device_part, planned=True))  # the engine's
+        prefetcher = Prefetcher(chat.host_part, chat.first_turn_inputs)  # the engine's
         prefetcher.submit(requests)  # what the engine does with a batch nothing prefetched
-        for request in requests:
-            prefetcher.take(request)
+        prefetcher.take(requests)
     return run
 
 

@@ -37,8 +37,8 @@ class HeldWorkers:
             time.sleep(0.01)
 
 
-def as_made(requests, host):
-    return host
+def as_made(requests, hosts):
+    return list(hosts)
 
 
 def test_host_parts_in_single_threaded_workers_device_parts_on_the_takers_thread():
@@ -50,10 +50,10 @@ def test_host_parts_in_single_threaded_workers_device_parts_on_the_takers_thread
         host_threads.append((threading.get_ident(), torch.get_num_threads()))
         return {"input_ids": torch.tensor([[5, 6, 7]]), "prompt": requests[0].prompt}
 
-    def device_part(requests, host):
+    def device_part(requests, hosts):
         device_threads.append(threading.get_ident())
-        assert host["prompt"] == requests[0].prompt  # the host part made for this request
-        return dict(host, finished=True)
+        assert [host["prompt"] for host in hosts] == [request.prompt for request in requests]  # each one's own
+        return [dict(host, finished=True) for host in hosts]
 
     before = torch.get_num_threads()
     prefetch = Prefetcher(host_part, device_part)
@@ -62,13 +62,13 @@ def test_host_parts_in_single_threaded_workers_device_parts_on_the_takers_thread
     deadline = time.monotonic() + 10
     while len(host_threads) < 3 and time.monotonic() < deadline:  # all made by workers (none left queued
         time.sleep(0.01)  # for `take` to make on this thread)
-    taken = [prefetch.take(request) for request in requests]
+    taken = prefetch.take(requests)
     assert [out["prompt"] for out in taken] == ["read 0", "read 1", "read 2"] and all(out["finished"] for out in taken)
     me = threading.get_ident()
     assert all(thread != me and threads == 1 for thread, threads in host_threads) and torch.get_num_threads() == before
-    assert device_threads == [me] * 3
+    assert device_threads == [me]  # once, for the whole batch
     # never submitted: both parts made on the caller's thread
-    late = prefetch.take(Request(Image.new("RGB", (8, 8)), "late", 4))
+    (late,) = prefetch.take([Request(Image.new("RGB", (8, 8)), "late", 4)])
     assert late["finished"] and host_threads[-1] == (me, before) and device_threads[-1] == me
 
 
@@ -95,10 +95,10 @@ def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
     prefetch.prepare(requests)
     while len(made) < 2:  # the two workers hold requests 0 and 1
         threading.Event().wait(0.01)
-    late = prefetch.take(requests[3])  # still queued: made here, now
+    (late,) = prefetch.take([requests[3]])  # still queued: made here, now
     assert made == ["read 0", "read 1", "read 3"] and late["threads"] == torch.get_num_threads()
     release.set()
-    rest = [prefetch.take(request) for request in (requests[0], requests[1], requests[2], requests[4])]
+    rest = prefetch.take([requests[0], requests[1], requests[2], requests[4]])
     assert sorted(made) == [f"read {i}" for i in range(5)]
     assert all(out["input_ids"].shape == (1, 1) for out in rest)
 
@@ -120,7 +120,7 @@ def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
             time.sleep(0.1)  # more would have started by now
             assert held.most == expected, (start, held.most)
             held.release.set()
-            assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
+            assert all(out["input_ids"].tolist() == [[1]] for out in prefetch.take(requests))
     finally:
         torch.set_num_threads(before)
 
@@ -143,7 +143,7 @@ def test_submit_moves_requests_queued_behind_the_background_workers(monkeypatch)
         held.wait_running(4)
         assert held.most == 4  # read 0 on the background worker, reads 1-3 on the three of `submit`
         held.release.set()
-        assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
+        assert all(out["input_ids"].tolist() == [[1]] for out in prefetch.take(requests))
         assert sorted(held.made) == [f"read {i}" for i in range(4)]
     finally:
         torch.set_num_threads(before)

@@ -66,38 +66,39 @@ def test_first_turn_same_tokens(pairs, family, force):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_images_processed_on_the_engine_thread_give_the_same_inputs_and_tokens(pairs, family):
-    """The CUDA way (the prefetch workers only page-lock the pixels; the processor's image work runs in
-    `device_part`, on the engine's thread and device), run on the CPU: the same model inputs, bit for
-    bit, and the same tokens as the processor run whole in the workers."""
+    """The CUDA way (the prefetch workers only page-lock the pixels; the processor's image work runs once
+    for the batch in `first_turn_inputs`, on the engine's thread and device, its output split per
+    document), run on the CPU: each document's inputs bit for bit as the processor makes them alone in
+    the workers (the CPU way), and the same tokens."""
     hf, static = pairs[family]
     requests = batch([12, 3, 30])
-    processor, devices = static.chat.processor, []
+    chat, processor, calls = static.chat, static.chat.processor, []
 
-    class Spy:  # the processor, noting where it was asked to do the image work
+    class Spy:  # the processor, noting each call's documents and where it was asked to do the image work
         def __call__(self, *args, **kwargs):
-            devices.append(kwargs.get("device"))
+            calls.append((len(kwargs["text"]), kwargs.get("device")))
             return processor(*args, **kwargs)
 
         def __getattr__(self, name):
             return getattr(processor, name)
 
-    host = static.chat.host_part(requests[:1])
-    assert isinstance(host, dict) and host["pixel_values"].dtype == static.dtype  # the whole processor's output
-    expected = static.chat.device_part(requests[:1], host)
-    static.chat.images_on_device = True
+    hosts = [chat.host_part([request]) for request in requests]
+    assert all(host["pixel_values"].dtype == static.dtype for host in hosts)  # the whole processor's output
+    expected = chat.first_turn_inputs(requests, hosts)
+    chat.images_on_device, chat.processor = True, Spy()
     try:
-        pixels = static.chat.host_part(requests[:1])
-        assert len(pixels) == 1 and pixels[0].dtype == torch.uint8 and pixels[0].shape[0] == 3  # (3, h, w) only
-        static.chat.processor = Spy()
-        made = static.chat.device_part(requests[:1], pixels)
-        assert devices == [static.device]  # the image work on the engine's device
-        static.chat.processor = processor
-        assert made.keys() == expected.keys()
-        assert all(torch.equal(made[key], expected[key]) for key in made if isinstance(made[key], torch.Tensor))
+        pixels = [chat.host_part([request]) for request in requests]
+        assert all(len(p) == 1 and p[0].dtype == torch.uint8 and p[0].shape[0] == 3 for p in pixels)  # (3, h, w)
+        calls.clear()
+        made = chat.first_turn_inputs(requests, pixels)
+        assert calls == [(3, static.device)]  # one processor call, the image work on the engine's device
+        for one, other in zip(made, expected):
+            assert one.keys() == other.keys()
+            assert all(torch.equal(one[key], other[key]) for key in one if isinstance(one[key], torch.Tensor))
         static.prepare(requests)  # the workers' part ahead, as the pipeline does
         assert ids(static.generate(requests)) == ids(hf.generate(requests))
     finally:
-        static.chat.images_on_device, static.chat.processor = False, processor
+        chat.images_on_device, chat.processor = False, processor
 
 
 def test_the_processor_does_the_image_work_on_the_device_it_is_given(pairs):

@@ -3,11 +3,11 @@
 One `Chat` per engine, over the family's processor and adapter (which says how images are passed and
 which token closes a turn); both engines use it the same way.
 
-Preprocessing is two parts, so the engines can run the first in worker threads (prefetch.py):
-`host_part` (CPU only) and `device_part` (the inputs on the engine's device, on the engine's thread).
-On a CUDA device the image work (resize, normalise, tiles or patches: ~15-30 ms a page on one host
-core, most of what a run's first batch waited for) runs on the GPU in `device_part`, from the page's
-uint8 pixels that `host_part` page-locks: the processor is the same (transformers' torchvision
+The static engine's first turns are made in two parts, so the first can run in worker threads
+(prefetch.py): `host_part` (CPU only) and `first_turn_inputs` (on the engine's thread and device).
+On a CUDA device the image work (resize, normalise, tiles or patches: ~15-40 ms a page on one host
+core, most of what a run's first batch waited for) runs on the GPU in `first_turn_inputs`, from the
+pages' uint8 pixels that `host_part` page-locks: the processor is the same (transformers' torchvision
 processors take `device=`), so are its outputs up to the GPU's rounding. On the engine's thread, not the
 workers': kernels the workers launched while a decode graph is captured would break the capture.
 """
@@ -61,7 +61,11 @@ class Chat:
 
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """Processor output for first turns on the device: chat template, image placeholders, left padding."""
-        return self.device_part(requests, self.host_part(requests))
+        if self.images_on_device:
+            batch = self.preprocess(requests, self._uploaded(self.host_part(requests)), self.device)
+        else:
+            batch = self.preprocess(requests)
+        return {key: self.to_device(value) for key, value in batch.items()}
 
     def host_part(self, requests: Sequence[Request]) -> Any:
         """What can be made before the device (CPU only, any thread): the images' page-locked RGB pixels
@@ -71,15 +75,37 @@ class Chat:
             return [self._staged(_pixels(request.image)) for request in requests]
         return {key: self._staged(value) for key, value in self.preprocess(requests).items()}
 
-    def device_part(self, requests: Sequence[Request], host: Any, planned: bool = False) -> dict[str, torch.Tensor]:
-        """The model inputs on the device from `host_part(requests)` (the engine's thread); `planned`: with
-        the adapter's `host_planned` inputs (the static engine's first turns)."""
+    def first_turn_inputs(self, requests: Sequence[Request], hosts: Sequence[Any]) -> list[dict[str, torch.Tensor]]:
+        """Each request's model inputs on the device, as if processed alone (no padding), from its
+        `host_part([request])`, with the adapter's `host_planned` inputs (the static engine's first
+        turns; on the engine's thread). On the device the processor runs once for all of them: one
+        call a document cost ~10 ms of the engine's thread on an H100 host (Python and launches)."""
         if self.images_on_device:
-            images = [pixels.to(self.device, non_blocking=True) for pixels in host]
-            host = self.preprocess(requests, images, self.device)
-        if planned:
-            host = {**host, **self.adapter.host_planned(host)}
-        return {key: self.to_device(value) for key, value in host.items()}
+            pixels = self._uploaded([image for host in hosts for image in host])
+            hosts = self.split(self.preprocess(requests, pixels, self.device), len(requests))
+        planned = [{**host, **self.adapter.host_planned(host)} for host in hosts]
+        return [{key: self.to_device(value) for key, value in single.items()} for single in planned]
+
+    def split(self, batch: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """A batch's processor output as each document's own: sequence inputs without the left padding,
+        pixels by the adapter's `pixel_rows`, every other tensor by its first (document) dim."""
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        rows = self.adapter.pixel_rows(batch)
+        ends = None if rows is None else torch.tensor(rows).cumsum(0).tolist()
+        singles = []
+        for i, length in enumerate(lengths):
+            single = {}
+            for key, value in batch.items():
+                if key in SEQUENCE_INPUTS:
+                    single[key] = value[i : i + 1, value.shape[1] - length :]
+                elif key == "pixel_values" and ends is not None:
+                    single[key] = value[ends[i] - rows[i] : ends[i]]
+                else:
+                    single[key] = value[i : i + 1]
+            singles.append(single)
+        if len(singles) != count:
+            raise ValueError(f"{self.name}: the processor made {len(singles)} rows for {count} documents")
+        return singles
 
     def preprocess(self, requests: Sequence[Request], images: Sequence[Any] | None = None,
                    device: torch.device | None = None) -> dict[str, Any]:
@@ -163,6 +189,9 @@ class Chat:
         if value.is_floating_point():
             return value.to(self.device, dtype=self.dtype, non_blocking=asynchronous)
         return value.to(self.device, non_blocking=asynchronous)
+
+    def _uploaded(self, pixels: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [image.to(self.device, non_blocking=True) for image in pixels]
 
     def _staged(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):

@@ -4,7 +4,7 @@ engine gets to them.
 A request's inputs are made in two parts (chat.py): its host part in a worker (the whole processor on
 a CPU engine; on CUDA the page's pixels, page-locked, so the upload is an asynchronous copy that does
 not hold the engine's thread: a pageable upload of a page's pixels held it ~14 ms on an H100 host), its
-device part when the engine takes it, on the engine's thread (on CUDA the image work, on the GPU).
+device part when the engine takes the batch, on the engine's thread (on CUDA the image work, on the GPU).
 Few threads, one intra-op thread each: the thread that launches
 the prefill's kernels must not be starved. Measured on an H100 host of 16 cores (2026-11-28), a batch
 of 64 documents while the next 64 were prefetched: 8 threads (each fanning out over every core)
@@ -30,7 +30,7 @@ import torch
 from docvlm.models.protocol import Request
 
 HostPart = Callable[[Sequence[Request]], Any]
-DevicePart = Callable[[Sequence[Request], Any], dict[str, Any]]
+DevicePart = Callable[[Sequence[Request], Sequence[Any]], list[dict[str, Any]]]
 PREPROCESS_THREADS = 4  # background workers at most (the next batch, while the GPU works)
 
 
@@ -72,13 +72,16 @@ class Prefetcher:
             if queued is None or (move_queued and queued[1].cancel()):
                 self.prepared[key] = (request.image, pool.submit(self.host_part, [request]))
 
-    def take(self, request: Request) -> dict[str, Any]:
-        """`request`'s model inputs: its device part made now from the host part a worker made, or that
-        the caller makes now if it was never submitted or no worker has started it (the caller would only
-        wait: a run's first batch has nothing to overlap with, and its thread keeps every intra-op thread)."""
-        _, future = self.prepared.pop((id(request.image), request.prompt), (None, None))
-        host = self.host_part([request]) if future is None or future.cancel() else future.result()
-        return self.device_part([request], host)
+    def take(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """The requests' model inputs: their device part, made now for all of them together, from each
+        one's host part as a worker made it, or as the caller makes it now if it was never submitted or
+        no worker has started it (the caller would only wait: a run's first batch has nothing to overlap
+        with, and its thread keeps every intra-op thread)."""
+        hosts = []
+        for request in requests:
+            _, future = self.prepared.pop((id(request.image), request.prompt), (None, None))
+            hosts.append(self.host_part([request]) if future is None or future.cancel() else future.result())
+        return self.device_part(requests, hosts)
 
     def forget_unused(self) -> None:
         """Prefetches for a batch that never ran (its documents failed before) are dropped."""

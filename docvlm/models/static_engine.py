@@ -95,7 +95,7 @@ class StaticEngine:
                             on_change=self._buffers_changed)
         self.decoder = DecodeGraphs(self.stack, adapter, self.kv, torch.tensor(self.eos_ids, device=device),
                                     self.pad_id, device, self.use_graphs)
-        self.prefetch = Prefetcher(self.chat.host_part, partial(self.chat.device_part, planned=True))
+        self.prefetch = Prefetcher(self.chat.host_part, self.chat.first_turn_inputs)
 
     def _buffers_changed(self, buffers: Any) -> None:
         self.decoder.buffers_changed(buffers)
@@ -189,7 +189,7 @@ class StaticEngine:
             return BatchResult([], None, 0.0, 0.0, 0)
         waited = time.perf_counter()
         self.prefetch.submit(requests)
-        singles = [self._encode_one(request) for request in requests]
+        singles = self.prefetch.take(requests)
         self.prefetch.forget_unused()
         inputs = self.chat.left_padded(singles)
         sync(self.device)  # the uploads done: what the prefill would otherwise wait on
@@ -207,9 +207,6 @@ class StaticEngine:
         run = self._complete(lease, inputs, sequences, budgets, force_length, began, time.perf_counter())
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         return replace(self._result(run, inputs, inputs["attention_mask"], prompt_tokens, keep_state), inputs_s=waited)
-
-    def _encode_one(self, request: Request) -> dict[str, torch.Tensor]:
-        return self.prefetch.take(request)
 
     def _prefill_rows(self, lease: Lease, singles: list[dict[str, torch.Tensor]],
                       start: int) -> tuple[torch.Tensor, list[int]]:
