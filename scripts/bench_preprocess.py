@@ -50,7 +50,7 @@ def sync(device: torch.device) -> None:
 def pool_run(chat: Chat, images_on_device: bool) -> Callable[[Sequence[Request]], None]:
     def run(requests: Sequence[Request]) -> None:
         chat.images_on_device = images_on_device
-        prefetcher = Prefetcher(chat.host_part, chat.first_turn_inputs)  # the engine's
+        prefetcher = Prefetcher(chat.first_turn_host, chat.first_turn_inputs)  # the engine's
         prefetcher.submit(requests)  # what the engine does with a batch nothing prefetched
         prefetcher.take(requests)
     return run

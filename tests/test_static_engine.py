@@ -66,39 +66,42 @@ def test_first_turn_same_tokens(pairs, family, force):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_images_processed_on_the_engine_thread_give_the_same_inputs_and_tokens(pairs, family):
-    """The CUDA way (the prefetch workers only page-lock the pixels; the processor's image work runs once
-    for the batch in `first_turn_inputs`, on the engine's thread and device, its output split per
-    document), run on the CPU: each document's inputs bit for bit as the processor makes them alone in
-    the workers (the CPU way), and the same tokens."""
+    """The CUDA way (the prefetch workers run the processor on stand-ins of the images' shapes and
+    page-lock the pixels; the image processor runs once for the batch in `first_turn_inputs`, on the
+    engine's thread and device, its output split per document), run on the CPU: each document's inputs
+    bit for bit as the whole processor makes them alone in the workers (the CPU way), and the same tokens."""
     hf, static = pairs[family]
     requests = batch([12, 3, 30])
-    chat, processor, calls = static.chat, static.chat.processor, []
+    chat, image_processor, calls = static.chat, static.chat.processor.image_processor, []
 
-    class Spy:  # the processor, noting each call's documents and where it was asked to do the image work
-        def __call__(self, *args, **kwargs):
-            calls.append((len(kwargs["text"]), kwargs.get("device")))
-            return processor(*args, **kwargs)
+    class Spy:  # the image processor, noting each call's documents and where it was asked to do the work
+        def __call__(self, images, **kwargs):
+            calls.append((len(images), kwargs.get("device")))
+            return image_processor(images, **kwargs)
 
         def __getattr__(self, name):
-            return getattr(processor, name)
+            return getattr(image_processor, name)
 
-    hosts = [chat.host_part([request]) for request in requests]
+    hosts = [chat.first_turn_host([request]) for request in requests]
     assert all(host["pixel_values"].dtype == static.dtype for host in hosts)  # the whole processor's output
     expected = chat.first_turn_inputs(requests, hosts)
-    chat.images_on_device, chat.processor = True, Spy()
+    chat.images_on_device, chat.processor.image_processor = True, Spy()
     try:
-        pixels = [chat.host_part([request]) for request in requests]
-        assert all(len(p) == 1 and p[0].dtype == torch.uint8 and p[0].shape[0] == 3 for p in pixels)  # (3, h, w)
+        hosts = [chat.first_turn_host([request]) for request in requests]
+        for (pixels, single), request in zip(hosts, requests):
+            assert len(pixels) == 1 and pixels[0].dtype == torch.uint8
+            assert pixels[0].shape == (3, request.image.height, request.image.width)
+            assert single["pixel_values"].is_meta and not single["input_ids"].is_meta  # no image math here
         calls.clear()
-        made = chat.first_turn_inputs(requests, pixels)
-        assert calls == [(3, static.device)]  # one processor call, the image work on the engine's device
+        made = chat.first_turn_inputs(requests, hosts)
+        assert calls == [(3, static.device)]  # one image processor call, on the engine's device
         for one, other in zip(made, expected):
             assert one.keys() == other.keys()
             assert all(torch.equal(one[key], other[key]) for key in one if isinstance(one[key], torch.Tensor))
         static.prepare(requests)  # the workers' part ahead, as the pipeline does
         assert ids(static.generate(requests)) == ids(hf.generate(requests))
     finally:
-        chat.images_on_device, chat.processor = False, processor
+        chat.images_on_device, chat.processor.image_processor = False, image_processor
 
 
 def test_the_processor_does_the_image_work_on_the_device_it_is_given(pairs):

@@ -90,11 +90,6 @@ class FamilyAdapter:
 
     # ---- conversation state (transformers `generate`) ---------------------------------------------
 
-    def pixel_rows(self, batch: dict[str, torch.Tensor]) -> list[int] | None:
-        """How many rows of a batch's `pixel_values` each document has, where the processor concatenates
-        documents' pixels (tiles, patches); None where its first dim is the document (the default)."""
-        return None
-
     def encode_images(self, singles: list[dict[str, torch.Tensor]], limit: int) -> Iterator[list[dict[str, torch.Tensor]]]:
         """The static engine's unpacked prefill inputs, in order, in groups whose vision tower ran in one
         pass (up to `limit` vision tokens) where the family can take its output instead of pixels; the

@@ -4,12 +4,12 @@ One `Chat` per engine, over the family's processor and adapter (which says how i
 which token closes a turn); both engines use it the same way.
 
 The static engine's first turns are made in two parts, so the first can run in worker threads
-(prefetch.py): `host_part` (CPU only) and `first_turn_inputs` (on the engine's thread and device).
+(prefetch.py): `first_turn_host` (CPU only) and `first_turn_inputs` (on the engine's thread and device).
 On a CUDA device the image work (resize, normalise, tiles or patches: ~15-40 ms a page on one host
 core, most of what a run's first batch waited for) runs on the GPU in `first_turn_inputs`, from the
-pages' uint8 pixels that `host_part` page-locks: the processor is the same (transformers' torchvision
-processors take `device=`), so are its outputs up to the GPU's rounding. On the engine's thread, not the
-workers': kernels the workers launched while a decode graph is captured would break the capture.
+pages' uint8 pixels that `first_turn_host` page-locks: the processor is the same (transformers'
+torchvision processors take `device=`), so are its outputs up to the GPU's rounding. On the engine's
+thread, not the workers': kernels the workers launched while a decode graph is captured would break it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from docvlm.models.protocol import Conversations, Request
 
 # Stands in for a previous reply when rendering the chat template of a follow-up turn.
 SENTINEL = "@@DOCVLM-PREVIOUS-REPLY@@"
+META = torch.device("meta")  # tensors of a shape, no data: the processor's image work skipped
 SEQUENCE_INPUTS = ("input_ids", "attention_mask", "cross_attention_mask", "mm_token_type_ids")  # left-padded
 
 
@@ -62,49 +63,55 @@ class Chat:
     def encode(self, requests: Sequence[Request]) -> dict[str, torch.Tensor]:
         """Processor output for first turns on the device: chat template, image placeholders, left padding."""
         if self.images_on_device:
-            batch = self.preprocess(requests, self._uploaded(self.host_part(requests)), self.device)
+            batch = self.preprocess(requests, self._uploaded([_pixels(request.image) for request in requests]),
+                                    self.device)
         else:
             batch = self.preprocess(requests)
         return {key: self.to_device(value) for key, value in batch.items()}
 
-    def host_part(self, requests: Sequence[Request]) -> Any:
-        """What can be made before the device (CPU only, any thread): the images' page-locked RGB pixels
-        where the image work runs on the device, else the processor's whole output, staged for the
-        upload (floating tensors in the model's dtype: the cast the upload makes anyway)."""
-        if self.images_on_device:
-            return [self._staged(_pixels(request.image)) for request in requests]
-        return {key: self._staged(value) for key, value in self.preprocess(requests).items()}
+    def first_turn_host(self, requests: Sequence[Request]) -> Any:
+        """A first turn's CPU part (any thread): the processor's output with the adapter's `host_planned`
+        inputs, staged for the upload (floating tensors in the model's dtype: the cast the upload makes
+        anyway). Where the image work runs on the device, the processor gets a stand-in of each image's
+        shape on the meta device: everything but the image math, which is left as meta tensors of the
+        right shapes, with the page-locked pixels to make them from (`first_turn_inputs`)."""
+        if not self.images_on_device:
+            return self._planned(self.preprocess(requests))
+        pixels = [self._staged(_pixels(request.image)) for request in requests]
+        return pixels, self._planned(self.preprocess(requests, [image.to("meta") for image in pixels], META))
 
     def first_turn_inputs(self, requests: Sequence[Request], hosts: Sequence[Any]) -> list[dict[str, torch.Tensor]]:
-        """Each request's model inputs on the device, as if processed alone (no padding), from its
-        `host_part([request])`, with the adapter's `host_planned` inputs (the static engine's first
-        turns; on the engine's thread). On the device the processor runs once for all of them: one
-        call a document cost ~10 ms of the engine's thread on an H100 host (Python and launches)."""
+        """Each request's model inputs on the device from its `first_turn_host([request])` (the static
+        engine's first turns; on the engine's thread). On the device the image processor runs once for
+        all of them: the processor's other work stays in the workers (a whole processor call a document
+        held the engine's thread ~10 ms on an H100 host, one call for the batch 0.8 s for 64 pages)."""
         if self.images_on_device:
-            pixels = self._uploaded([image for host in hosts for image in host])
-            hosts = self.split(self.preprocess(requests, pixels, self.device), len(requests))
-        planned = [{**host, **self.adapter.host_planned(host)} for host in hosts]
-        return [{key: self.to_device(value) for key, value in single.items()} for single in planned]
+            images = self._uploaded([image for pixels, _ in hosts for image in pixels])
+            made = self.processor.image_processor(self.adapter.images_arg(images), device=self.device,
+                                                  return_tensors="pt", **self.adapter.image_kwargs())
+            hosts = self._with_images([single for _, single in hosts], made)
+        return [{key: self.to_device(value) for key, value in single.items()} for single in hosts]
 
-    def split(self, batch: dict[str, Any], count: int) -> list[dict[str, Any]]:
-        """A batch's processor output as each document's own: sequence inputs without the left padding,
-        pixels by the adapter's `pixel_rows`, every other tensor by its first (document) dim."""
-        lengths = batch["attention_mask"].sum(dim=1).tolist()
-        rows = self.adapter.pixel_rows(batch)
-        ends = None if rows is None else torch.tensor(rows).cumsum(0).tolist()
-        singles = []
-        for i, length in enumerate(lengths):
-            single = {}
-            for key, value in batch.items():
-                if key in SEQUENCE_INPUTS:
-                    single[key] = value[i : i + 1, value.shape[1] - length :]
-                elif key == "pixel_values" and ends is not None:
-                    single[key] = value[ends[i] - rows[i] : ends[i]]
-                else:
-                    single[key] = value[i : i + 1]
-            singles.append(single)
-        if len(singles) != count:
-            raise ValueError(f"{self.name}: the processor made {len(singles)} rows for {count} documents")
+    def _planned(self, single: dict[str, Any]) -> dict[str, Any]:
+        return {key: self._staged(value) for key, value in {**single, **self.adapter.host_planned(single)}.items()}
+
+    def _with_images(self, singles: list[dict[str, Any]], made: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each document's inputs with the image processor's tensors for the batch (`made`) in place of its
+        meta stand-ins: split along the first dim, each document taking its stand-in's shape."""
+        singles = [dict(single) for single in singles]
+        for key, value in made.items():
+            if not isinstance(value, torch.Tensor) or key not in singles[0]:
+                continue
+            start = 0
+            for single in singles:
+                piece = value[start : start + single[key].shape[0]]
+                if piece.shape != single[key].shape:
+                    raise ValueError(f"{self.name}: the image processor made {key} of {tuple(value.shape)} for a "
+                                     f"batch whose documents' stand-ins say {[tuple(s[key].shape) for s in singles]}")
+                single[key], start = piece, start + piece.shape[0]
+        missing = [key for key, value in singles[0].items() if isinstance(value, torch.Tensor) and value.is_meta]
+        if missing:
+            raise ValueError(f"{self.name}: the image processor made no {', '.join(missing)}")
         return singles
 
     def preprocess(self, requests: Sequence[Request], images: Sequence[Any] | None = None,
@@ -194,7 +201,7 @@ class Chat:
         return [image.to(self.device, non_blocking=True) for image in pixels]
 
     def _staged(self, value: Any) -> Any:
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, torch.Tensor) or value.is_meta:
             return value
         if value.is_floating_point():
             value = value.to(self.dtype)

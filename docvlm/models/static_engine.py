@@ -95,7 +95,7 @@ class StaticEngine:
                             on_change=self._buffers_changed)
         self.decoder = DecodeGraphs(self.stack, adapter, self.kv, torch.tensor(self.eos_ids, device=device),
                                     self.pad_id, device, self.use_graphs)
-        self.prefetch = Prefetcher(self.chat.host_part, self.chat.first_turn_inputs)
+        self.prefetch = Prefetcher(self.chat.first_turn_host, self.chat.first_turn_inputs)
 
     def _buffers_changed(self, buffers: Any) -> None:
         self.decoder.buffers_changed(buffers)

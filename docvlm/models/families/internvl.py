@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from transformers import (
     InternVLConfig,
     InternVLForConditionalGeneration,
@@ -64,11 +63,6 @@ class InternVL(FamilyAdapter):
 
     def tokens_per_tile(self) -> int:
         return self.processor.image_seq_length
-
-    def pixel_rows(self, batch: dict[str, torch.Tensor]) -> list[int]:
-        # tiles a document: its image tokens over the tokens a tile
-        tokens = (batch["input_ids"] == self.model.config.image_token_id).sum(dim=1)
-        return (tokens // self.processor.image_seq_length).tolist()
 
     def vision_tokens(self, max_tiles: int) -> int:
         vision = self.model.config.vision_config

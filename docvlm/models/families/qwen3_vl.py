@@ -80,9 +80,6 @@ class QwenVLRotary(FamilyAdapter):
     def set_batch_extras(self, extras: list[torch.Tensor]) -> None:
         self.model.model.rope_deltas = torch.cat(extras, dim=0)
 
-    def pixel_rows(self, batch: dict[str, torch.Tensor]) -> list[int]:
-        return batch["image_grid_thw"].prod(dim=1).tolist()  # patches a document
-
     def host_planned(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # The model's own rule reads ids and grid to the host a few times a document: on the GPU, each
         # read stopped a packed prefill until the GPU drained.
