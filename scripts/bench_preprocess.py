@@ -4,13 +4,11 @@
 
 A run's first batch has nothing to overlap its preprocessing with (the stage figure `inputs_s`), so
 its documents wait for the processor: this says whether that is the processor's own cost, the
-staging (cast to the model's dtype, page-locked copy) or the pool not running in parallel, and what the
-image work on the GPU (the engine's way on CUDA, chat.py) leaves.
+staging (cast to the model's dtype, page-locked copy) or the pool not running in parallel.
 The model is the benchmark's replica (random full-size weights, the real processor settings), the
 documents the benchmark's workload (invoices and receipts half each). Prints ms a document for:
-  one thread, processor only | the `submit` pool end to end with the image work on the host (as a
-  CPU engine waits for a first batch) | the same with the image work on the device (the CUDA way:
-  the pool page-locks pixels, the waiting thread runs the processor on the GPU).
+  one thread, processor only | one thread, processor + staging | the `submit` pool end to end
+  (as the engine waits for a first batch) | the same pool without page-locking.
 """
 
 import argparse
@@ -26,33 +24,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from docvlm.bench.workload import make_workload  # noqa: E402
 from docvlm.config import TokenBudgets  # noqa: E402
 from docvlm.inputs import LoadOptions, load_image  # noqa: E402
-from docvlm.models.chat import Chat  # noqa: E402
 from docvlm.models.loading import load_model  # noqa: E402
 from docvlm.models.prefetch import Prefetcher  # noqa: E402
 from docvlm.models.protocol import ModelSpec, Request  # noqa: E402
 
 
-def per_document_ms(run: Callable[[Sequence[Request]], None], requests: Sequence[Request],
-                    device: torch.device) -> float:
+def per_document_ms(run: Callable[[Sequence[Request]], None], requests: Sequence[Request]) -> float:
     run(requests[:2])  # warm: first calls build caches (tokenizer, resampling kernels, pinned blocks)
-    sync(device)
     start = time.perf_counter()
     run(requests)
-    sync(device)
     return 1000 * (time.perf_counter() - start) / len(requests)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def pool_run(chat: Chat, images_on_device: bool) -> Callable[[Sequence[Request]], None]:
+def pool_run(prefetcher: Prefetcher) -> Callable[[Sequence[Request]], None]:
     def run(requests: Sequence[Request]) -> None:
-        chat.images_on_device = images_on_device
-        prefetcher = Prefetcher(chat.first_turn_host, chat.first_turn_inputs)  # the engine's
         prefetcher.submit(requests)  # what the engine does with a batch nothing prefetched
-        prefetcher.take(requests)
+        for request in requests:
+            prefetcher.take(request)
     return run
 
 
@@ -69,15 +57,17 @@ def main() -> None:
         workload = make_workload(Path(folder), args.docs, 0, 0, TokenBudgets())
         images = [load_image(doc, LoadOptions()) for doc in workload.docs]
     requests = [Request(image, "What type of document is this?", 16) for image in images]
-    chat = engine.chat
+    chat, pin = engine.chat, device.type == "cuda"
     print(f"{args.model}: {len(requests)} documents, {torch.get_num_threads()} intra-op threads, device {device}")
     rows = [
         ("one thread, processor only", lambda rs: [chat.preprocess([r]) for r in rs]),
-        ("submit pool, image work on the host", pool_run(chat, False)),
-        ("submit pool, image work on the device", pool_run(chat, True)),
+        ("one thread, processor + staging", lambda rs: [Prefetcher(chat.preprocess, engine.dtype, pin).staged(r)
+                                                        for r in rs]),
+        ("submit pool, staged (the engine's way)", pool_run(Prefetcher(chat.preprocess, engine.dtype, pin))),
+        ("submit pool, not page-locked", pool_run(Prefetcher(chat.preprocess, engine.dtype, False))),
     ]
     for name, run in rows:
-        print(f"{name:45s} {per_document_ms(run, requests, device):8.2f} ms a document")
+        print(f"{name:45s} {per_document_ms(run, requests):8.2f} ms a document")
 
 
 if __name__ == "__main__":

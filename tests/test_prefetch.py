@@ -1,5 +1,5 @@
-"""The prefetcher makes a request's host part in its threads, each worker on one intra-op thread (the
-engine's own thread keeps its threads), and its device part on the thread that takes it."""
+"""The prefetcher stages the processor's output in its threads: floating tensors in the model's dtype,
+ids as they are, each worker on one intra-op thread (the engine's own thread keeps its threads)."""
 
 import time
 
@@ -37,39 +37,28 @@ class HeldWorkers:
             time.sleep(0.01)
 
 
-def as_made(requests, hosts):
-    return list(hosts)
+def test_outputs_are_staged_in_the_model_dtype_by_single_threaded_workers():
+    seen_threads = []
 
-
-def test_host_parts_in_single_threaded_workers_device_parts_on_the_takers_thread():
-    import threading
-
-    host_threads, device_threads = [], []
-
-    def host_part(requests):
-        host_threads.append((threading.get_ident(), torch.get_num_threads()))
-        return {"input_ids": torch.tensor([[5, 6, 7]]), "prompt": requests[0].prompt}
-
-    def device_part(requests, hosts):
-        device_threads.append(threading.get_ident())
-        assert [host["prompt"] for host in hosts] == [request.prompt for request in requests]  # each one's own
-        return [dict(host, finished=True) for host in hosts]
+    def preprocess(requests):
+        seen_threads.append(torch.get_num_threads())
+        return {"pixel_values": torch.rand(1, 3, 4, 4), "input_ids": torch.tensor([[5, 6, 7]]), "sizes": [4]}
 
     before = torch.get_num_threads()
-    prefetch = Prefetcher(host_part, device_part)
+    prefetch = Prefetcher(preprocess, torch.bfloat16, pin=False)
     requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(3)]
     prefetch.submit(requests)
     deadline = time.monotonic() + 10
-    while len(host_threads) < 3 and time.monotonic() < deadline:  # all made by workers (none left queued
+    while len(seen_threads) < 3 and time.monotonic() < deadline:  # all made by workers (none left queued
         time.sleep(0.01)  # for `take` to make on this thread)
-    taken = prefetch.take(requests)
-    assert [out["prompt"] for out in taken] == ["read 0", "read 1", "read 2"] and all(out["finished"] for out in taken)
-    me = threading.get_ident()
-    assert all(thread != me and threads == 1 for thread, threads in host_threads) and torch.get_num_threads() == before
-    assert device_threads == [me]  # once, for the whole batch
-    # never submitted: both parts made on the caller's thread
-    (late,) = prefetch.take([Request(Image.new("RGB", (8, 8)), "late", 4)])
-    assert late["finished"] and host_threads[-1] == (me, before) and device_threads[-1] == me
+    staged = [prefetch.take(request) for request in requests]
+    assert all(out["pixel_values"].dtype == torch.bfloat16 for out in staged)
+    assert all(out["input_ids"].dtype == torch.long and out["input_ids"].tolist() == [[5, 6, 7]] for out in staged)
+    assert staged[0]["sizes"] == [4]
+    assert seen_threads == [1, 1, 1] and torch.get_num_threads() == before
+    # never submitted: made on the caller's thread, staged the same way
+    late = prefetch.take(Request(Image.new("RGB", (8, 8)), "late", 4))
+    assert late["pixel_values"].dtype == torch.bfloat16 and seen_threads[-1] == before
 
 
 def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
@@ -90,15 +79,15 @@ def test_a_request_no_worker_started_is_made_on_the_callers_thread(monkeypatch):
             assert release.wait(10)
         return {"input_ids": torch.tensor([[len(made)]]), "threads": torch.get_num_threads()}
 
-    prefetch = Prefetcher(preprocess, as_made)
+    prefetch = Prefetcher(preprocess, torch.float32, pin=False)
     requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(5)]
     prefetch.prepare(requests)
     while len(made) < 2:  # the two workers hold requests 0 and 1
         threading.Event().wait(0.01)
-    (late,) = prefetch.take([requests[3]])  # still queued: made here, now
+    late = prefetch.take(requests[3])  # still queued: made here, now
     assert made == ["read 0", "read 1", "read 3"] and late["threads"] == torch.get_num_threads()
     release.set()
-    rest = prefetch.take([requests[0], requests[1], requests[2], requests[4]])
+    rest = [prefetch.take(request) for request in (requests[0], requests[1], requests[2], requests[4])]
     assert sorted(made) == [f"read {i}" for i in range(5)]
     assert all(out["input_ids"].shape == (1, 1) for out in rest)
 
@@ -113,14 +102,14 @@ def test_waited_for_requests_get_a_worker_per_core_the_next_batch_few():
     try:
         for start, expected in (("submit", PREPROCESS_THREADS + 2), ("prepare", PREPROCESS_THREADS)):
             held = HeldWorkers()
-            prefetch = Prefetcher(held, as_made)
+            prefetch = Prefetcher(held, torch.float32, pin=False)
             requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(PREPROCESS_THREADS + 2)]
             getattr(prefetch, start)(requests)
             held.wait_running(expected)
             time.sleep(0.1)  # more would have started by now
             assert held.most == expected, (start, held.most)
             held.release.set()
-            assert all(out["input_ids"].tolist() == [[1]] for out in prefetch.take(requests))
+            assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
     finally:
         torch.set_num_threads(before)
 
@@ -135,7 +124,7 @@ def test_submit_moves_requests_queued_behind_the_background_workers(monkeypatch)
     torch.set_num_threads(3)
     try:
         held = HeldWorkers()
-        prefetch = Prefetcher(held, as_made)
+        prefetch = Prefetcher(held, torch.float32, pin=False)
         requests = [Request(Image.new("RGB", (8, 8)), f"read {i}", 4) for i in range(4)]
         prefetch.prepare(requests)
         held.wait_running(1)  # the one background worker holds read 0
@@ -143,7 +132,7 @@ def test_submit_moves_requests_queued_behind_the_background_workers(monkeypatch)
         held.wait_running(4)
         assert held.most == 4  # read 0 on the background worker, reads 1-3 on the three of `submit`
         held.release.set()
-        assert all(out["input_ids"].tolist() == [[1]] for out in prefetch.take(requests))
+        assert all(prefetch.take(request)["input_ids"].tolist() == [[1]] for request in requests)
         assert sorted(held.made) == [f"read {i}" for i in range(4)]
     finally:
         torch.set_num_threads(before)

@@ -4,7 +4,6 @@ follow-up turns, row selection, per-row budgets, end ids and forced lengths."""
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -62,56 +61,6 @@ def test_first_turn_same_tokens(pairs, family, force):
     assert [r.finished for r in b.replies] == [r.finished for r in a.replies]
     assert [len(r.token_ids) for r in b.replies][:4] == ([12, 3, 30, 1] if force else [len(t) for t in ids(a)][:4])
     assert [r.text for r in b.replies] == [r.text for r in a.replies]
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_images_processed_on_the_engine_thread_give_the_same_inputs_and_tokens(pairs, family):
-    """The CUDA way (the prefetch workers run the processor on stand-ins of the images' shapes and
-    page-lock the pixels; the image processor runs once for the batch in `first_turn_inputs`, on the
-    engine's thread and device, its output split per document), run on the CPU: each document's inputs
-    bit for bit as the whole processor makes them alone in the workers (the CPU way), and the same tokens."""
-    hf, static = pairs[family]
-    requests = batch([12, 3, 30])
-    chat, image_processor, calls = static.chat, static.chat.processor.image_processor, []
-
-    class Spy:  # the image processor, noting each call's documents and where it was asked to do the work
-        def __call__(self, images, **kwargs):
-            calls.append((len(images), kwargs.get("device")))
-            return image_processor(images, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(image_processor, name)
-
-    hosts = [chat.first_turn_host([request]) for request in requests]
-    assert all(host["pixel_values"].dtype == static.dtype for host in hosts)  # the whole processor's output
-    expected = chat.first_turn_inputs(requests, hosts)
-    chat.images_on_device, chat.processor.image_processor = True, Spy()
-    try:
-        hosts = [chat.first_turn_host([request]) for request in requests]
-        for (pixels, single), request in zip(hosts, requests):
-            assert len(pixels) == 1 and pixels[0].dtype == torch.uint8
-            assert pixels[0].shape == (3, request.image.height, request.image.width)
-            assert single["pixel_values"].is_meta and not single["input_ids"].is_meta  # no image math here
-        calls.clear()
-        made = chat.first_turn_inputs(requests, hosts)
-        assert calls == [(3, static.device)]  # one image processor call, on the engine's device
-        for one, other in zip(made, expected):
-            assert one.keys() == other.keys()
-            assert all(torch.equal(one[key], other[key]) for key in one if isinstance(one[key], torch.Tensor))
-        static.prepare(requests)  # the workers' part ahead, as the pipeline does
-        assert ids(static.generate(requests)) == ids(hf.generate(requests))
-    finally:
-        chat.images_on_device, chat.processor.image_processor = False, image_processor
-
-
-def test_the_processor_does_the_image_work_on_the_device_it_is_given(pairs):
-    """`device` reaches the processor's image work: the pixels come back on it (meta here), ids stay on
-    the host."""
-    _, static = pairs["qwen3_vl"]
-    request = batch([4])[0]
-    out = static.chat.preprocess([request], [torch.from_numpy(np.array(request.image)).permute(2, 0, 1)],
-                                 torch.device("meta"))
-    assert out["pixel_values"].device.type == "meta" and out["input_ids"].device.type == "cpu"
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -1,11 +1,9 @@
-"""The host part of preprocessing runs ahead in threads: the next batch's first turns are ready when the
-engine gets to them.
+"""The processor runs ahead in threads: the next batch's first turns are ready when the engine gets to them.
 
-A request's inputs are made in two parts (chat.py): its host part in a worker (the whole processor on
-a CPU engine; on CUDA the page's pixels, page-locked, so the upload is an asynchronous copy that does
-not hold the engine's thread: a pageable upload of a page's pixels held it ~14 ms on an H100 host), its
-device part when the engine takes the batch, on the engine's thread (on CUDA the image work, on the GPU).
-Few threads, one intra-op thread each: the thread that launches
+Each result is staged for the upload in its thread too: floating tensors already in the model's dtype
+(the cast the upload makes anyway, so the same values) and, on CUDA, in page-locked memory, so the
+upload is an asynchronous copy that does not hold the engine's thread (a pageable upload of a page's
+pixels held it ~14 ms on an H100 host). Few threads, one intra-op thread each: the thread that launches
 the prefill's kernels must not be starved. Measured on an H100 host of 16 cores (2026-11-28), a batch
 of 64 documents while the next 64 were prefetched: 8 threads (each fanning out over every core)
 5.5-6.2 s, 4 threads of one intra-op thread 4.9 s, the same batch with its inputs already made 4.6 s.
@@ -29,8 +27,6 @@ import torch
 
 from docvlm.models.protocol import Request
 
-HostPart = Callable[[Sequence[Request]], Any]
-DevicePart = Callable[[Sequence[Request], Sequence[Any]], list[dict[str, Any]]]
 PREPROCESS_THREADS = 4  # background workers at most (the next batch, while the GPU works)
 
 
@@ -43,8 +39,9 @@ class Prefetcher:
     thread made a first batch faster than 4 single-threaded ones: the stages' other time rose 0.1-0.9 s
     on an H100, BENCHMARKS 2026-12-05 afternoon.)"""
 
-    def __init__(self, host_part: HostPart, device_part: DevicePart):
-        self.host_part, self.device_part = host_part, device_part
+    def __init__(self, preprocess: Callable[[Sequence[Request]], dict[str, Any]], dtype: torch.dtype, pin: bool):
+        self.preprocess = preprocess
+        self.dtype, self.pin = dtype, pin  # floating tensors leave in the model's dtype; pinned for CUDA
         self.prepared: dict[tuple[int, str], tuple[Any, Future]] = {}
         self.latest: set[tuple[int, str]] = set()
         self.pools: dict[str, ThreadPoolExecutor] = {}
@@ -70,18 +67,26 @@ class Prefetcher:
             key = (id(request.image), request.prompt)
             queued = self.prepared.get(key)
             if queued is None or (move_queued and queued[1].cancel()):
-                self.prepared[key] = (request.image, pool.submit(self.host_part, [request]))
+                self.prepared[key] = (request.image, pool.submit(self.staged, request))
 
-    def take(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
-        """The requests' model inputs: their device part, made now for all of them together, from each
-        one's host part as a worker made it, or as the caller makes it now if it was never submitted or
-        no worker has started it (the caller would only wait: a run's first batch has nothing to overlap
-        with, and its thread keeps every intra-op thread)."""
-        hosts = []
-        for request in requests:
-            _, future = self.prepared.pop((id(request.image), request.prompt), (None, None))
-            hosts.append(self.host_part([request]) if future is None or future.cancel() else future.result())
-        return self.device_part(requests, hosts)
+    def take(self, request: Request) -> dict[str, Any]:
+        """The processor's staged output for `request`, computed now on the caller's thread if it was
+        never submitted or no worker has started it: the caller would only wait (a run's first batch has
+        nothing to overlap with), and its thread keeps every intra-op thread."""
+        _, future = self.prepared.pop((id(request.image), request.prompt), (None, None))
+        if future is None or future.cancel():
+            return self.staged(request)
+        return future.result()
+
+    def staged(self, request: Request) -> dict[str, Any]:
+        return {key: self._stage(value) for key, value in self.preprocess([request]).items()}
+
+    def _stage(self, value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        if value.is_floating_point():
+            value = value.to(self.dtype)
+        return value.pin_memory() if self.pin else value
 
     def forget_unused(self) -> None:
         """Prefetches for a batch that never ran (its documents failed before) are dropped."""
