@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from docvlm.models import ModelSpec, Request, build_engine, load_model
-from docvlm.models import decode_graphs, packing, static_engine
+from docvlm.models import adapter, decode_graphs, packing, static_engine
 from docvlm.models.kv_buffers import COLUMN_STEP, row_bucket
 from docvlm.models.packing import packs
 from docvlm.models.static_engine import StaticEngine
@@ -61,6 +61,22 @@ def test_first_turn_same_tokens(pairs, family, force):
     assert [r.finished for r in b.replies] == [r.finished for r in a.replies]
     assert [len(r.token_ids) for r in b.replies][:4] == ([12, 3, 30, 1] if force else [len(t) for t in ids(a)][:4])
     assert [r.text for r in b.replies] == [r.text for r in a.replies]
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_qwen_rotary_positions_are_planned_in_the_prefetch_worker(pairs, family):
+    """Qwen-VL's 3-D positions come with the prefetched inputs (made on the host, where reading ids and
+    grid costs no GPU sync), equal to the model's own rule, and never reach the model as inputs."""
+    _, static = pairs[family]
+    request = batch([4])[0]
+    made = static._first_turn_host([request])
+    planned = {key for key in made if key.startswith(adapter.PLANNED)}
+    assert planned and all(made[key].device.type == "cpu" for key in planned)
+    positions, deltas = static.model.model.get_rope_index(made["input_ids"], made["mm_token_type_ids"],
+                                                          image_grid_thw=made["image_grid_thw"])
+    assert torch.equal(made[f"{adapter.PLANNED}positions"], positions)
+    assert torch.equal(made[f"{adapter.PLANNED}rope_deltas"], deltas)
+    assert not planned & set(static_engine.model_inputs(made))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -46,6 +46,9 @@ class Replica:
     processor: Callable[[ProcessorMixin, int], ProcessorMixin]  # (tiny processor, max_tiles) -> real image settings
 
 
+PLANNED = "planned_"  # `host_planned` keys: the engine's, never passed to the model
+
+
 class FamilyAdapter:
     """Defaults fit a decoder-only model whose image tokens sit in the prompt (InternVL)."""
 
@@ -116,6 +119,12 @@ class FamilyAdapter:
         """Rotary positions of a follow-up turn's tokens (columns start..): generate's rule, real tokens counted."""
         positions = mask.long().cumsum(-1) - 1
         return positions.masked_fill_(mask == 0, 1)[:, start:]
+
+    def host_planned(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the static engine's first turn will need of one document, computed from its processor
+        output in the prefetch worker (on the host, where reading it costs no GPU sync): keys starting with
+        PLANNED, not model inputs (Qwen-VL: the 3-D rotary positions)."""
+        return {}
 
     def packed_positions(self, singles: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[Any]]:
         """Position ids of one-document inputs packed into one sequence, each document's as if it were

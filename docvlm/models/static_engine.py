@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 from transformers import PreTrainedModel, ProcessorMixin
 
-from docvlm.models.adapter import FamilyAdapter
+from docvlm.models.adapter import PLANNED, FamilyAdapter
 from docvlm.models.chat import SEQUENCE_INPUTS, Chat
 from docvlm.models.decode_graphs import DecodeGraphs
 from docvlm.models.fused import fused_kernels, fused_vision_rotary, runs_on
@@ -59,6 +59,11 @@ from docvlm.models.text_layers import TextStack, turn_attend
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 VISION_BATCH_TOKENS = 32768  # unpacked prefills: their vision towers (and text) run together up to this many vision tokens
 TURN_CHUNK_TOKENS = 16384  # a follow-up turn's rows go through the layers this many tokens at a time
+
+
+def model_inputs(single: dict[str, Any]) -> list[str]:
+    """A document's input keys the model takes (not the adapter's `host_planned` ones)."""
+    return [key for key in single if not key.startswith(PLANNED)]
 
 
 def later_columns(requests: Sequence[Request], keep_state: bool) -> int:
@@ -90,7 +95,12 @@ class StaticEngine:
                             on_change=self._buffers_changed)
         self.decoder = DecodeGraphs(self.stack, adapter, self.kv, torch.tensor(self.eos_ids, device=device),
                                     self.pad_id, device, self.use_graphs)
-        self.prefetch = Prefetcher(self.chat.preprocess, self.dtype, pin=device.type == "cuda")
+        self.prefetch = Prefetcher(self._first_turn_host, self.dtype, pin=device.type == "cuda")
+
+    def _first_turn_host(self, requests: Sequence[Request]) -> dict[str, Any]:
+        """The processor's output with the adapter's `host_planned` inputs (in a prefetch worker, CPU only)."""
+        inputs = self.chat.preprocess(requests)
+        return {**inputs, **self.adapter.host_planned(inputs)}
 
     def _buffers_changed(self, buffers: Any) -> None:
         self.decoder.buffers_changed(buffers)
@@ -232,7 +242,7 @@ class StaticEngine:
                 cache = buffer_cache([BufferLayer(k[rows, :, (0 if i in cross_layers else offset):],
                                                   v[rows, :, (0 if i in cross_layers else offset):])
                                       for i, (k, v) in enumerate(zip(buffers.keys, buffers.values))])
-                inputs = {key: torch.cat([single[key] for single in same]) for key in same[0]}
+                inputs = {key: torch.cat([single[key] for single in same]) for key in model_inputs(same[0])}
                 out = self.model(**inputs, **{CACHE_KWARG: cache}, use_cache=True, logits_to_keep=1)
                 firsts.append(out.logits[:, -1].float().argmax(dim=-1))
                 extras.append(self.adapter.row_extras())
@@ -253,7 +263,7 @@ class StaticEngine:
         buffers = self.kv.get()
         cache = buffer_cache([PackedWriteLayer(k, v, rows, lengths, start) for k, v in zip(buffers.keys, buffers.values)])
         inputs = {key: torch.cat([single[key] for single in singles], dim=1 if key in SEQUENCE_INPUTS else 0)
-                  for key in singles[0] if key != "attention_mask"}
+                  for key in model_inputs(singles[0]) if key != "attention_mask"}
         positions, extras = self.adapter.packed_positions(singles)
         with packed_text_attention(self.stack.text.config, starts, max(lengths)), self.adapter.packed_vision():
             out = self.model(**inputs, position_ids=positions, **{CACHE_KWARG: cache}, use_cache=True,

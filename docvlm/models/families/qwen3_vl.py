@@ -16,7 +16,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-from docvlm.models.adapter import FamilyAdapter, Replica, TinyModel
+from docvlm.models.adapter import PLANNED, FamilyAdapter, Replica, TinyModel
 from docvlm.models.packing import packed_vision_attention
 from docvlm.models.protocol import Conversations, ModelSpec
 from docvlm.models.tiny_parts import (
@@ -80,14 +80,19 @@ class QwenVLRotary(FamilyAdapter):
     def set_batch_extras(self, extras: list[torch.Tensor]) -> None:
         self.model.model.rope_deltas = torch.cat(extras, dim=0)
 
+    def host_planned(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # The model's own rule reads ids and grid to the host a few times a document: on the GPU, inside
+        # a packed prefill, each read stopped the host until the GPU drained (BENCHMARKS 2026-12-05, late).
+        positions, deltas = self.model.model.get_rope_index(
+            inputs["input_ids"], inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=inputs.get("attention_mask"))
+        return {f"{PLANNED}positions": positions, f"{PLANNED}rope_deltas": deltas}
+
     def packed_positions(self, singles: list[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        # Each document's M-RoPE positions (3, 1, tokens) from the model's own rule, as if alone; 3 rows,
-        # not 4: no text row, so transformers builds no mask from them (packed attention keeps documents apart).
-        rope_index = self.model.model.get_rope_index
-        found = [rope_index(single["input_ids"], single["mm_token_type_ids"],
-                            image_grid_thw=single.get("image_grid_thw"), attention_mask=single.get("attention_mask"))
-                 for single in singles]
-        return torch.cat([positions for positions, _ in found], dim=2), [deltas for _, deltas in found]
+        # Each document's M-RoPE positions (3, 1, tokens) as if alone (`host_planned`); 3 rows, not 4: no
+        # text row, so transformers builds no mask from them (packed attention keeps documents apart).
+        positions = torch.cat([single[f"{PLANNED}positions"] for single in singles], dim=2)
+        return positions, [single[f"{PLANNED}rope_deltas"] for single in singles]
 
     def tokens_per_tile(self) -> int:
         return TOKENS_PER_TILE
