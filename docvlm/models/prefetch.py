@@ -15,7 +15,10 @@ already queued behind the background workers (the pipeline `prepare`s a run's fi
 That pool scales poorly (H100 host, 2026-12-05, scripts/bench_preprocess.py: 35 ms a Qwen3-VL document on
 one thread, 13.2 ms a document on 16 workers), and workers running beside the prefill slow the thread
 that launches it: first turns streamed into their packs as the pool made the inputs lost as much prefill
-time as they saved waiting (BENCHMARKS 2026-12-05, night).
+time as they saved waiting (BENCHMARKS 2026-12-05, night). The image work on the GPU (the processors take
+`device=`; only pixels made here) saved a first batch's wait but put the processor's text side on the
+engine's thread for every batch, prefetched ones included: slower on InternVL's two batches and on any
+long run (BENCHMARKS 2026-12-05, late).
 """
 
 from __future__ import annotations
