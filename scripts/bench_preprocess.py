@@ -6,15 +6,18 @@ A run's first batch has nothing to overlap its preprocessing with (the stage fig
 its documents wait for the processor: this says whether that is the processor's own cost, the
 staging (cast to the model's dtype, page-locked copy) or the pool not running in parallel.
 The model is the benchmark's replica (random full-size weights, the real processor settings), the
-documents the benchmark's workload (invoices and receipts half each). Prints ms a document for:
-  one thread, processor only | one thread, processor + staging | the `submit` pool end to end
-  (as the engine waits for a first batch) | the same pool without page-locking.
+documents the benchmark's workload (invoices and receipts half each). Prints ms a document, minor page
+faults and kernel ms a document for: the processor on one thread and on a thread per core, with glibc's
+default allocator, then keeping freed memory (host_memory.py); the `submit` pool end to end (as the
+engine waits for a first batch), staged and not page-locked.
 """
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,16 +27,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from docvlm.bench.workload import make_workload  # noqa: E402
 from docvlm.config import TokenBudgets  # noqa: E402
 from docvlm.inputs import LoadOptions, load_image  # noqa: E402
+from docvlm.models.host_memory import keep_freed_memory  # noqa: E402
 from docvlm.models.loading import load_model  # noqa: E402
 from docvlm.models.prefetch import Prefetcher  # noqa: E402
 from docvlm.models.protocol import ModelSpec, Request  # noqa: E402
 
 
-def per_document_ms(run: Callable[[Sequence[Request]], None], requests: Sequence[Request]) -> float:
+def per_document(run: Callable[[Sequence[Request]], None], requests: Sequence[Request]) -> str:
+    """ms a document, and the host's part in it: minor page faults and kernel (system) ms a document."""
     run(requests[:2])  # warm: first calls build caches (tokenizer, resampling kernels, pinned blocks)
-    start = time.perf_counter()
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run(requests)
-    return 1000 * (time.perf_counter() - start) / len(requests)
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    count = len(requests)
+    return (f"{1000 * seconds / count:8.2f} ms a document, {(after.ru_minflt - before.ru_minflt) / count:8.0f} "
+            f"page faults, {1000 * (after.ru_stime - before.ru_stime) / count:6.1f} kernel ms")
 
 
 def pool_run(prefetcher: Prefetcher) -> Callable[[Sequence[Request]], None]:
@@ -41,6 +49,15 @@ def pool_run(prefetcher: Prefetcher) -> Callable[[Sequence[Request]], None]:
         prefetcher.submit(requests)  # what the engine does with a batch nothing prefetched
         for request in requests:
             prefetcher.take(request)
+    return run
+
+
+def thread_pool_run(preprocess: Callable[[Sequence[Request]], object]) -> Callable[[Sequence[Request]], None]:
+    """The processor alone on a worker per core (one intra-op thread each), as the `submit` pool runs it."""
+    pool = ThreadPoolExecutor(torch.get_num_threads(), initializer=lambda: torch.set_num_threads(1))
+
+    def run(requests: Sequence[Request]) -> None:
+        list(pool.map(lambda request: preprocess([request]) and None, requests))
     return run
 
 
@@ -59,15 +76,19 @@ def main() -> None:
     requests = [Request(image, "What type of document is this?", 16) for image in images]
     chat, pin = engine.chat, device.type == "cuda"
     print(f"{args.model}: {len(requests)} documents, {torch.get_num_threads()} intra-op threads, device {device}")
-    rows = [
-        ("one thread, processor only", lambda rs: [chat.preprocess([r]) for r in rs]),
-        ("one thread, processor + staging", lambda rs: [Prefetcher(chat.preprocess, engine.dtype, pin).staged(r)
-                                                        for r in rs]),
-        ("submit pool, staged (the engine's way)", pool_run(Prefetcher(chat.preprocess, engine.dtype, pin))),
-        ("submit pool, not page-locked", pool_run(Prefetcher(chat.preprocess, engine.dtype, False))),
+    one_thread = lambda rs: [chat.preprocess([r]) for r in rs]  # noqa: E731
+    rows = [  # glibc's default allocator first: a Prefetcher makes it keep freed memory (host_memory.py)
+        ("one thread, processor only", one_thread),
+        ("thread per core, processor only", thread_pool_run(chat.preprocess)),
+        ("freed memory kept: one thread, processor only", one_thread),
+        ("freed memory kept: thread per core, processor only", thread_pool_run(chat.preprocess)),
+        ("submit pool, staged (the engine's way)", lambda rs: pool_run(Prefetcher(chat.preprocess, engine.dtype, pin))(rs)),
+        ("submit pool, not page-locked", lambda rs: pool_run(Prefetcher(chat.preprocess, engine.dtype, False))(rs)),
     ]
     for name, run in rows:
-        print(f"{name:45s} {per_document_ms(run, requests):8.2f} ms a document")
+        if name.startswith("freed memory kept"):
+            keep_freed_memory()
+        print(f"{name:52s} {per_document(run, requests)}")
 
 
 if __name__ == "__main__":

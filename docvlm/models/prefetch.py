@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from docvlm.models.host_memory import keep_freed_memory
 from docvlm.models.protocol import Request
 
 PREPROCESS_THREADS = 4  # background workers at most (the next batch, while the GPU works)
@@ -62,6 +63,7 @@ class Prefetcher:
     def _start(self, requests: Sequence[Request], pool_name: str, workers: int, move_queued: bool = False) -> None:
         pool = self.pools.get(pool_name)
         if pool is None:
+            keep_freed_memory()  # the workers' temporaries reused, not faulted in again a page (host_memory.py)
             workers = max(2, min(workers, torch.get_num_threads()))
             pool = self.pools[pool_name] = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix=f"docvlm-preprocess-{pool_name}",
