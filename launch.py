@@ -28,6 +28,7 @@ import docvlm.config  # noqa: F401  registers the config schema and resolvers be
 from docvlm import launcher, overrides
 from docvlm.errors import (USER_ERROR_EXIT, debug_requested, hydra_raises, is_main_rank, print_user_error, run_command,
                            user_message)
+from docvlm.models.host_memory import keep_freed_memory
 from docvlm.paths import CONF_DIR
 from docvlm.sweep import Sweep
 
@@ -169,4 +170,5 @@ def _leave_process_group(wait_for_others: bool = True) -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # first, while this is the process's only thread (docvlm/models/host_memory.py)
     sys.exit(cli())

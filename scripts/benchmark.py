@@ -12,6 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from docvlm.bench.cli import main  # noqa: E402
+from docvlm.models.host_memory import keep_freed_memory  # noqa: E402
 
 if __name__ == "__main__":
+    keep_freed_memory()  # first, while this is the process's only thread (docvlm/models/host_memory.py)
     main()
