@@ -1,0 +1,75 @@
+"""A replica's processor alone (no model) on a pool of worker threads: ms, minor page faults and kernel
+ms a page, with glibc's default allocator or keeping freed memory (docvlm/models/host_memory.py).
+
+    python scripts/bench_processor_threads.py [--model qwen3_vl_8b] [--docs 32] [--threads 2] [--keep start|late|no]
+
+`--keep start` applies it first, while the process has one thread (as the entry points do); `late`
+after the documents are made and the processor loaded (other threads have made arenas by then).
+The documents are the benchmark's workload (invoices and receipts half each); each output is cast to
+bf16 as the prefetcher stages it. Runs on any host: the processor needs no GPU and no weights.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from docvlm.models.host_memory import keep_freed_memory  # noqa: E402  (no torch yet)
+
+if __name__ == "__main__" and "--keep" in sys.argv and sys.argv[sys.argv.index("--keep") + 1] == "start":
+    keep_freed_memory()  # before any other import can start a thread
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import torch  # noqa: E402
+
+from docvlm.bench.workload import make_workload  # noqa: E402
+from docvlm.config import TokenBudgets  # noqa: E402
+from docvlm.inputs import LoadOptions, load_image  # noqa: E402
+from docvlm.models import ModelSpec, Request  # noqa: E402
+from docvlm.models.chat import Chat  # noqa: E402
+from docvlm.models.loading import load_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="qwen3_vl_8b", help="a replica (conf/model/random_*.yaml names)")
+    parser.add_argument("--docs", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-tiles", type=int, default=12)
+    parser.add_argument("--keep", choices=["start", "late", "no"], default="no")
+    args = parser.parse_args()
+    chat = replica_chat(args.model, args.max_tiles)
+    with tempfile.TemporaryDirectory() as folder:
+        workload = make_workload(Path(folder), args.docs, 0, 0, TokenBudgets())
+        requests = [Request(load_image(doc, LoadOptions()), "What type of document is this?", 16)
+                    for doc in workload.docs]
+    if args.keep == "late":
+        keep_freed_memory()
+
+    def staged(request: Request) -> None:
+        {key: value.to(torch.bfloat16) for key, value in chat.preprocess([request]).items() if value.is_floating_point()}
+
+    with ThreadPoolExecutor(args.threads, initializer=lambda: torch.set_num_threads(1)) as pool:
+        list(pool.map(staged, requests[: 2 * args.threads]))  # warm
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        list(pool.map(staged, requests))
+        seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    count = len(requests)
+    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}: {1000 * seconds / count:.1f} ms a "
+          f"page, {(after.ru_minflt - before.ru_minflt) / count:.0f} minor faults, "
+          f"{1000 * (after.ru_stime - before.ru_stime) / count:.1f} kernel ms")
+
+
+def replica_chat(name: str, max_tiles: int) -> Chat:
+    """The replica's chat (its real processor and adapter settings) over a model on the meta device: no
+    weights are made."""
+    return load_model(ModelSpec(name=name, random_weights=True, max_tiles=max_tiles, engine="hf"),
+                      torch.device("meta")).chat
+
+
+if __name__ == "__main__":
+    main()
