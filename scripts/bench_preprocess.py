@@ -6,10 +6,11 @@ A run's first batch has nothing to overlap its preprocessing with (the stage fig
 its documents wait for the processor: this says whether that is the processor's own cost, the
 staging (cast to the model's dtype, page-locked copy) or the pool not running in parallel.
 The model is the benchmark's replica (random full-size weights, the real processor settings), the
-documents the benchmark's workload (invoices and receipts half each). Prints ms a document, minor page
-faults and kernel ms a document for: the processor on one thread and on a thread per core, with glibc's
-default allocator, then keeping freed memory (host_memory.py); the `submit` pool end to end (as the
-engine waits for a first batch), staged and not page-locked.
+documents the benchmark's workload (invoices and receipts half each). Freed memory is kept from the
+start, as the entry points do (host_memory.py; scripts/bench_processor_threads.py compares glibc's
+default). Prints ms, minor page faults and kernel ms a document for: one thread, processor only | one
+thread, processor + staging | the `submit` pool end to end (as the engine waits for a first batch) |
+the same pool without page-locking.
 """
 
 import argparse
@@ -17,7 +18,6 @@ import resource
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -52,15 +52,6 @@ def pool_run(prefetcher: Prefetcher) -> Callable[[Sequence[Request]], None]:
     return run
 
 
-def thread_pool_run(preprocess: Callable[[Sequence[Request]], object]) -> Callable[[Sequence[Request]], None]:
-    """The processor alone on a worker per core (one intra-op thread each), as the `submit` pool runs it."""
-    pool = ThreadPoolExecutor(torch.get_num_threads(), initializer=lambda: torch.set_num_threads(1))
-
-    def run(requests: Sequence[Request]) -> None:
-        list(pool.map(lambda request: preprocess([request]) and None, requests))
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="qwen3_vl_8b", help="a replica (conf/model/random_*.yaml names)")
@@ -76,20 +67,17 @@ def main() -> None:
     requests = [Request(image, "What type of document is this?", 16) for image in images]
     chat, pin = engine.chat, device.type == "cuda"
     print(f"{args.model}: {len(requests)} documents, {torch.get_num_threads()} intra-op threads, device {device}")
-    one_thread = lambda rs: [chat.preprocess([r]) for r in rs]  # noqa: E731
-    rows = [  # glibc's default allocator first: a Prefetcher makes it keep freed memory (host_memory.py)
-        ("one thread, processor only", one_thread),
-        ("thread per core, processor only", thread_pool_run(chat.preprocess)),
-        ("freed memory kept: one thread, processor only", one_thread),
-        ("freed memory kept: thread per core, processor only", thread_pool_run(chat.preprocess)),
-        ("submit pool, staged (the engine's way)", lambda rs: pool_run(Prefetcher(chat.preprocess, engine.dtype, pin))(rs)),
-        ("submit pool, not page-locked", lambda rs: pool_run(Prefetcher(chat.preprocess, engine.dtype, False))(rs)),
+    rows = [
+        ("one thread, processor only", lambda rs: [chat.preprocess([r]) for r in rs]),
+        ("one thread, processor + staging", lambda rs: [Prefetcher(chat.preprocess, engine.dtype, pin).staged(r)
+                                                        for r in rs]),
+        ("submit pool, staged (the engine's way)", pool_run(Prefetcher(chat.preprocess, engine.dtype, pin))),
+        ("submit pool, not page-locked", pool_run(Prefetcher(chat.preprocess, engine.dtype, False))),
     ]
     for name, run in rows:
-        if name.startswith("freed memory kept"):
-            keep_freed_memory()
-        print(f"{name:52s} {per_document(run, requests)}")
+        print(f"{name:45s} {per_document(run, requests)}")
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # first, while this is the process's only thread (as launch.py and benchmark.py)
     main()
