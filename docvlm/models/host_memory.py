@@ -4,10 +4,10 @@ Why: the processor allocates and frees ~40 MB of temporaries a page (the page as
 patches or tiles, the cast copy). glibc serves blocks that large with fresh mmaps (thread arenas: fresh
 heaps) and unmaps them on free, so every page's temporaries are faulted in again, page by page, and
 page faults of one process's threads serialise on its memory map. Measured on a 2-core host
-(Qwen3-VL's processor at 12 tiles, 2026-12-05): 2 worker threads 27-29 ms a page with ~11,000 minor
-faults and 16-18 ms of kernel time a page; keeping freed memory (no mmap for big blocks, no trimming,
-one arena) 21-22 ms with under 1,000 faults and ~1 ms of kernel time. The cost: the process keeps its
-peak heap (a batch's temporaries) instead of returning it.
+(scripts/bench_processor_threads.py, Qwen3-VL's processor at 12 tiles, 2026-12-05): 2 worker threads
+30.9-31.4 ms a page with 11,300-12,000 minor faults and ~19 ms of kernel time a page; keeping freed
+memory (no mmap for big blocks, no trimming, one arena) 22.7-23.2 ms with 270-390 faults and 0.9 ms of
+kernel time. The cost: the process keeps its peak heap (a batch's temporaries) instead of returning it.
 The entry points (launch.py, scripts/benchmark.py) call it first, while the process has one thread: the
 threads started later then share its one arena. Applied after other threads made arenas of their own,
 those arenas go on serving from fresh mmapped heaps (measured: faults down only 40-60%); the prefetcher
