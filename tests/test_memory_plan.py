@@ -137,12 +137,12 @@ def test_bank_batches_are_planned_for_their_own_conversations(engines, monkeypat
     engine = engines[0]
     budgets = TokenBudgets(detect=16, extract=256, bank_headers=64, bank_rows=1024)
     ctx = StageContext(engine, load_schema(), load_prompts(), budgets)
-    assert ctx.read_later_tokens() < ctx.bank_later_tokens()
+    assert ctx.read_later_tokens < ctx.bank_later_tokens
     cuda = torch.device("cuda")
-    with_free(monkeypatch, (100 * kv_bytes(engine, 64, 12, ctx.bank_later_tokens())
+    with_free(monkeypatch, (100 * kv_bytes(engine, 64, 12, ctx.bank_later_tokens)
                             + 2 * prefill_bytes(engine, 12) + turn_bytes(engine)) / 0.9)
     documents, statements = batch_sizes(ctx, cuda, None, 12)
-    assert documents == auto_batch_size(cuda, engine, 16, 12, ctx.read_later_tokens())
-    assert statements == auto_batch_size(cuda, engine, 64, 12, ctx.bank_later_tokens()) == 96
+    assert documents == auto_batch_size(cuda, engine, 16, 12, ctx.read_later_tokens)
+    assert statements == auto_batch_size(cuda, engine, 64, 12, ctx.bank_later_tokens) == 96
     assert documents > statements
     assert batch_sizes(ctx, cuda, 7, 12) == (7, 7)

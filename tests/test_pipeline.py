@@ -244,7 +244,7 @@ def test_conversations_reserve_what_their_later_turns_take(model, mixed, monkeyp
 
     docs, types = mixed
     ctx = context(model)
-    read_later, bank_later = ctx.read_later_tokens(), ctx.bank_later_tokens()
+    read_later, bank_later = ctx.read_later_tokens, ctx.bank_later_tokens
     assert BUDGETS.extract < read_later < FOLLOW_UP_COLUMNS and BUDGETS.bank_rows < bank_later < FOLLOW_UP_COLUMNS
     seen, widths, generate = [], [], model.generate
 

@@ -73,8 +73,8 @@ def batch_sizes(stage_ctx: StageContext, device: torch.device, configured: Optio
     if configured:
         return configured, configured
     model, budgets = stage_ctx.model, stage_ctx.budgets
-    return (auto_batch_size(device, model, budgets.detect, max_tiles, stage_ctx.read_later_tokens()),
-            auto_batch_size(device, model, budgets.bank_headers, max_tiles, stage_ctx.bank_later_tokens()))
+    return (auto_batch_size(device, model, budgets.detect, max_tiles, stage_ctx.read_later_tokens),
+            auto_batch_size(device, model, budgets.bank_headers, max_tiles, stage_ctx.bank_later_tokens))
 
 
 def _grounding(run_cfg: RunConfig, schema: Schema) -> Optional["Grounding"]:

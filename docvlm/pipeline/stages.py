@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Optional, Sequence
 
 from PIL import Image
@@ -92,6 +93,7 @@ class StageContext:
         self.stats[stage].add(follow, time.perf_counter() - start, len(prompts))
         return follow
 
+    @cached_property  # a run's prompts and budgets do not change: planned once, not every batch
     def read_later_tokens(self) -> int:
         """Tokens the extraction turn adds to a shared-prefill conversation after detection: the longest
         extraction prompt (the type is not known yet) and its budget."""
@@ -99,6 +101,7 @@ class StageContext:
                    for spec in self.schema.types.values() if spec.flow != "bank"]
         return max((self._turn_tokens(prompt) for prompt in prompts), default=0) + self.budgets.extract
 
+    @cached_property
     def bank_later_tokens(self) -> int:
         """Tokens a statement's rows turn adds after its header turn: the longest rows prompt of the default
         header names, room for the statement's own names (in the column list and the notes) and the budget."""
@@ -134,7 +137,7 @@ def _share_time(items: Sequence[WorkItem], key: str, seconds: float) -> None:
 def detect_batch(ctx: StageContext, items: Sequence[WorkItem], keep_state: bool = False) -> BatchResult:
     """`keep_state`: the conversations go on with the extraction turn (`read_batch`), planned for here."""
     prompt = detection.detection_prompt(ctx.prompts, ctx.schema)
-    later = ctx.read_later_tokens() if keep_state else None
+    later = ctx.read_later_tokens if keep_state else None
     start = time.perf_counter()
     result = ctx.generate("detect", [Request(it.image, prompt, ctx.budgets.detect, later) for it in items],
                           keep_state)
@@ -195,7 +198,7 @@ def extract_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
 
 def bank_batch(ctx: StageContext, items: Sequence[WorkItem]) -> None:
     start = time.perf_counter()
-    later = ctx.bank_later_tokens()
+    later = ctx.bank_later_tokens
     turn0 = ctx.generate(
         "bank_headers",
         [Request(it.image, bank.header_prompt(ctx.prompts), ctx.budgets.bank_headers, later) for it in items],
