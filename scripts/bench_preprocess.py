@@ -33,9 +33,16 @@ from docvlm.models.prefetch import Prefetcher  # noqa: E402
 from docvlm.models.protocol import ModelSpec, Request  # noqa: E402
 
 
-def per_document(run: Callable[[Sequence[Request]], None], requests: Sequence[Request]) -> str:
+def workload_requests(docs: int) -> list[Request]:
+    """The first turns of the benchmark's workload (invoices and receipts half each)."""
+    with tempfile.TemporaryDirectory() as folder:
+        workload = make_workload(Path(folder), docs, 0, 0, TokenBudgets())
+        return [Request(load_image(doc, LoadOptions()), "What type of document is this?", 16) for doc in workload.docs]
+
+
+def per_document(run: Callable[[Sequence[Request]], None], requests: Sequence[Request], warm: int = 2) -> str:
     """ms a document, and the host's part in it: minor page faults and kernel (system) ms a document."""
-    run(requests[:2])  # warm: first calls build caches (tokenizer, resampling kernels, pinned blocks)
+    run(requests[:warm])  # warm: first calls build caches (tokenizer, resampling kernels, pinned blocks)
     before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     run(requests)
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
@@ -61,10 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     engine = load_model(ModelSpec(name=args.model, random_weights=True, max_tiles=args.max_tiles), device)
-    with tempfile.TemporaryDirectory() as folder:
-        workload = make_workload(Path(folder), args.docs, 0, 0, TokenBudgets())
-        images = [load_image(doc, LoadOptions()) for doc in workload.docs]
-    requests = [Request(image, "What type of document is this?", 16) for image in images]
+    requests = workload_requests(args.docs)
     chat, pin = engine.chat, device.type == "cuda"
     print(f"{args.model}: {len(requests)} documents, {torch.get_num_threads()} intra-op threads, device {device}")
     rows = [

@@ -19,16 +19,12 @@ if __name__ == "__main__" and "--keep" in sys.argv and sys.argv[sys.argv.index("
     keep_freed_memory()  # before any other import can start a thread
 
 import argparse  # noqa: E402
-import resource  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from typing import Sequence  # noqa: E402
 
 import torch  # noqa: E402
+from bench_preprocess import per_document, workload_requests  # noqa: E402  (scripts/, this script's folder)
 
-from docvlm.bench.workload import make_workload  # noqa: E402
-from docvlm.config import TokenBudgets  # noqa: E402
-from docvlm.inputs import LoadOptions, load_image  # noqa: E402
 from docvlm.models import ModelSpec, Request  # noqa: E402
 from docvlm.models.chat import Chat  # noqa: E402
 from docvlm.models.loading import load_model  # noqa: E402
@@ -43,10 +39,7 @@ def main() -> None:
     parser.add_argument("--keep", choices=["start", "late", "no"], default="no")
     args = parser.parse_args()
     chat = replica_chat(args.model, args.max_tiles)
-    with tempfile.TemporaryDirectory() as folder:
-        workload = make_workload(Path(folder), args.docs, 0, 0, TokenBudgets())
-        requests = [Request(load_image(doc, LoadOptions()), "What type of document is this?", 16)
-                    for doc in workload.docs]
+    requests = workload_requests(args.docs)
     if args.keep == "late":
         keep_freed_memory()
 
@@ -54,14 +47,11 @@ def main() -> None:
         {key: value.to(torch.bfloat16) for key, value in chat.preprocess([request]).items() if value.is_floating_point()}
 
     with ThreadPoolExecutor(args.threads, initializer=lambda: torch.set_num_threads(1)) as pool:
-        list(pool.map(staged, requests[: 2 * args.threads]))  # warm
-        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        list(pool.map(staged, requests))
-        seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    count = len(requests)
-    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}: {1000 * seconds / count:.1f} ms a "
-          f"page, {(after.ru_minflt - before.ru_minflt) / count:.0f} minor faults, "
-          f"{1000 * (after.ru_stime - before.ru_stime) / count:.1f} kernel ms")
+        def run(batch: Sequence[Request]) -> None:
+            list(pool.map(staged, batch))
+
+        figures = per_document(run, requests, warm=2 * args.threads)
+    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}: {figures}")
 
 
 def replica_chat(name: str, max_tiles: int) -> Chat:

@@ -116,7 +116,7 @@ class KVBuffers:
         self.buffers = None
         self.serial += 1  # any state still held is over
 
-    def new_conversation(self, rows: int, columns: int, later: int = FOLLOW_UP_COLUMNS) -> Lease:
+    def new_conversation(self, rows: int, columns: int, later: int) -> Lease:
         """A fresh conversation batch at rows [0, rows) whose first turn reaches `columns` and later turns
         take `later` more: the last live state ends here."""
         self.serial += 1
