@@ -103,26 +103,34 @@ def test_tiny_run_profile_says_where_the_time_goes(tiny_run: dict) -> None:
 
 def test_gpu_ranges_are_spans_not_kernels() -> None:
     """On GPU the profiler reports each `docvlm::`/`part::` range as a span too: the kind table leaves
-    them out (their kernels count already) and the phase table puts a span's time that no kernel tied
-    to its ops covers (replayed CUDA graphs: decode steps) under UNPLACED."""
+    them out (their kernels count already); a replayed CUDA graph's kernels (decode steps), tied to no op,
+    are placed by the correlation id of their `cudaGraphLaunch`; a span's time no kernel covers is UNPLACED."""
     from types import SimpleNamespace
 
-    from docvlm.bench.profile import UNPLACED, place_kernels, time_by_kind, time_by_phase, top_kernels
+    from docvlm.bench.profile import REPLAYED, UNPLACED, place_kernels, time_by_kind, time_by_phase, top_kernels
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
-    prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, kernels=[], cpu_parent=None)
-    gemm = SimpleNamespace(name="aten::mm", device_type=cpu, cpu_parent=prefill,
+    prefill = SimpleNamespace(name="docvlm::first-turn prefill", device_type=cpu, kernels=[], cpu_parent=None, id=1)
+    gemm = SimpleNamespace(name="aten::mm", device_type=cpu, cpu_parent=prefill, id=2,
                            kernels=[SimpleNamespace(name="nvjet_sm90_tst_64x16", duration=900.0)])
-    decode = SimpleNamespace(name="docvlm::decode", device_type=cpu, kernels=[], cpu_parent=None)
-    replay = SimpleNamespace(name="cudaGraphLaunch", device_type=cpu, cpu_parent=decode, kernels=[])
-    spans = [SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, device_time_total=1000.0),
-             SimpleNamespace(name="docvlm::decode", device_type=cuda, device_time_total=3000.0)]
-    events = [prefill, gemm, decode, replay, *spans]
+    decode = SimpleNamespace(name="docvlm::decode", device_type=cpu, kernels=[], cpu_parent=None, id=3)
+    replay = SimpleNamespace(name="cudaGraphLaunch", device_type=cpu, cpu_parent=decode, kernels=[], id=4)
+    launch = SimpleNamespace(name="cudaLaunchKernel", device_type=cpu, cpu_parent=gemm, kernels=[], id=5)
+    spans = [SimpleNamespace(name="docvlm::first-turn prefill", device_type=cuda, device_time_total=1000.0, id=1,
+                             time_range=SimpleNamespace(start=0.0, end=1000.0)),
+             SimpleNamespace(name="docvlm::decode", device_type=cuda, device_time_total=3000.0, id=3,
+                             time_range=SimpleNamespace(start=1000.0, end=4000.0))]
+    replayed = [SimpleNamespace(name=name, device_type=cuda, id=4, time_range=SimpleNamespace(start=a, end=b))
+                for name, a, b in (("_split_kernel", 1000.0, 1500.0), ("nvjet_sm90_tst_64x16", 1500.0, 3500.0),
+                                   ("_split_kernel", 3500.0, 3900.0))]
+    launched = SimpleNamespace(name="nvjet_sm90_tst_64x16", device_type=cuda, id=5,  # counted once, via gemm's kernels
+                               time_range=SimpleNamespace(start=0.0, end=900.0))
+    events = [prefill, gemm, decode, replay, launch, *spans, *replayed, launched]
     placed = place_kernels(events, on_gpu=True)
     phases = time_by_phase(events, placed, on_gpu=True)
-    assert phases == {"decode": {UNPLACED: 3.0}, "first-turn prefill": {"-": 0.9, UNPLACED: 0.1}}
-    assert top_kernels(placed) == {
-        "first-turn prefill / -": [("nvjet_sm90_tst_64x16", 0.9)]}
+    assert phases == {"decode": {REPLAYED: 2.9, UNPLACED: 0.1}, "first-turn prefill": {"-": 0.9, UNPLACED: 0.1}}
+    assert top_kernels(placed) == {f"decode / {REPLAYED}": [("nvjet_sm90_tst_64x16", 2.0), ("_split_kernel", 0.9)],
+                                   "first-turn prefill / -": [("nvjet_sm90_tst_64x16", 0.9)]}
     averaged = [SimpleNamespace(key="nvjet_sm90_tst_64x16", device_type=cuda, self_device_time_total=900.0),
                 SimpleNamespace(key="docvlm::decode", device_type=cuda, self_device_time_total=3000.0),
                 SimpleNamespace(key="part::vision tower", device_type=cuda, self_device_time_total=500.0)]

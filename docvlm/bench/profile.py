@@ -23,7 +23,9 @@ PARTS = (  # part name, attribute names on the model's inner `model` (the first 
     ("language model", ("language_model",)),
 )
 PHASE, PART = "docvlm::", "part::"
-UNPLACED = "graph replays, gaps"  # a phase's GPU span not covered by kernels tied to its ops
+UNPLACED = "gaps"  # a phase's GPU span not covered by its kernels: the GPU idle, waiting for the host
+REPLAYED = "CUDA graph replays"  # the part of kernels a replayed graph ran (decode steps): no op launched them
+GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch")
 
 KINDS = (  # first match wins: (kind, any of these in the lowercased kernel or op name)
     ("attention", ("flash", "fmha", "sdpa", "attention", "_split_kernel", "_merge_kernel", "_turn_kernel")),
@@ -101,13 +103,27 @@ def place_kernels(events: Any, on_gpu: bool) -> collections.Counter:
                 spent[(*_ranges(event), kernel.name)] += kernel.duration / 1e3
         elif event.self_cpu_time_total:
             spent[(*_ranges(event), event.name)] += event.self_cpu_time_total / 1e3
+    if on_gpu:
+        spent.update(replayed_kernels(events))
+    return spent
+
+
+def replayed_kernels(events: Any) -> collections.Counter:
+    """Milliseconds by (phase, REPLAYED, kernel name) of the kernels replayed CUDA graphs ran: the profiler
+    ties them to no op, only (by correlation id) to the `cudaGraphLaunch` call, placed by its ranges."""
+    launches = {event.id: event for event in events
+                if event.device_type == torch.autograd.DeviceType.CPU and event.name in GRAPH_LAUNCHES}
+    spent: collections.Counter = collections.Counter()
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU and event.id in launches and not _is_range(event.name):
+            phase, _ = _ranges(launches[event.id])
+            spent[(phase, REPLAYED, event.name)] += (event.time_range.end - event.time_range.start) / 1e3
     return spent
 
 
 def time_by_phase(events: Any, placed: collections.Counter, on_gpu: bool) -> dict[str, dict[str, float]]:
     """Milliseconds by (engine phase, model part) of the `placed` kernels. On GPU, what a phase's span
-    (its range's GPU event) holds beyond its placed kernels goes to `UNPLACED`: the kernels of replayed
-    CUDA graphs (the profiler ties none to an op: decode steps) and the GPU's idle gaps."""
+    (its range's GPU event) holds beyond its placed kernels goes to `UNPLACED`: the GPU's idle gaps."""
     spent = _by_place(placed)
     spans: collections.Counter = collections.Counter()
     for event in events:
