@@ -40,6 +40,7 @@ def check(device: str, dtype: torch.dtype) -> None:
     assert "forward" not in mlp.__dict__
     torch.testing.assert_close(fused, mlp(x), atol=torch.finfo(dtype).eps * 8, rtol=torch.finfo(dtype).eps * 8)
     check_vision_rotary(device, dtype, generator)
+    check_text_rotary(device, dtype, generator)
     print("ok")
 
 
@@ -57,6 +58,44 @@ def check_vision_rotary(device: str, dtype: torch.dtype, generator: torch.Genera
         got = vision_rotary(q, k, emb.cos(), emb.sin())
         for g, e in zip(got, expected):
             _within_one_rounding(g, e, dtype, ("vision_rotary", tokens, heads, dim))
+
+
+def check_text_rotary(device: str, dtype: torch.dtype, generator: torch.Generator) -> None:
+    """Every family's text rotary reproduced bit for bit (with Qwen3's per-head norms: within a rounding,
+    the norm's sum order differs); a rotary of other numerics is found out by the engine's sample check."""
+    from transformers.models.mllama import modeling_mllama
+    from transformers.models.qwen3 import modeling_qwen3
+    from transformers.models.qwen3_vl import modeling_qwen3_vl
+
+    from docvlm.models.fused import text_rotary
+    from docvlm.models.text_layers import apply_rotary, query_key_positions
+
+    families = (modeling_qwen3_vl.apply_rotary_pos_emb, modeling_qwen3.apply_rotary_pos_emb,
+                modeling_mllama.apply_rotary_pos_emb, apply_rotary)
+    for rows, tokens, heads, kv_heads, dim in ((3, 1, 8, 2, 128), (2, 37, 6, 3, 64), (1, 5, 3, 1, 80)):
+        query = (torch.randn(rows, tokens, heads, dim, generator=generator) * 3).to(device=device, dtype=dtype)
+        key = (torch.randn(rows, tokens, kv_heads, dim, generator=generator) * 3).to(device=device, dtype=dtype)
+        angles = torch.randn(rows, tokens, dim // 2, generator=generator) * 5
+        emb = torch.cat([angles, angles], dim=-1)
+        cos, sin = emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
+        got = text_rotary(query, key, cos, sin)
+        for family in families:
+            expected = family(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+            assert all(torch.equal(g, e) and g.is_contiguous() for g, e in zip(got, expected)), (family.__module__, dim)
+            assert query_key_positions(family, dim, dtype, query.device).__name__ == "fast"
+        norms = []
+        for _ in range(2):
+            norm = Qwen3RMSNorm(dim, eps=1e-6)
+            norm.weight.data = torch.randn(dim, generator=generator)
+            norms.append(norm.to(device=device, dtype=dtype))
+        expected = apply_rotary(norms[0](query).transpose(1, 2), norms[1](key).transpose(1, 2), cos, sin)
+        got = text_rotary(query, key, cos, sin, *norms)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, atol=torch.finfo(dtype).eps * 8, rtol=torch.finfo(dtype).eps * 4)
+
+    def rotary_in_fp32(q, k, cos, sin):  # another family's numerics: not the fused kernel's
+        return tuple(apply_rotary(x.float(), x.float(), cos.float(), sin.float())[0].to(x.dtype) for x in (q, k))
+    assert query_key_positions(rotary_in_fp32, 128, dtype, torch.device(device)).__name__ == "plain"
 
 
 if __name__ == "__main__":

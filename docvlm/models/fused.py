@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -71,6 +71,33 @@ def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     _rotary_kernel[(tokens,)](x, cos, sin, out, heads, x.stride(0), x.stride(1), cos.stride(0), sin.stride(0),
                               HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
                               BLOCK=triton.next_power_of_2(dim // 2))
+    return out
+
+
+def text_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                q_norm: Optional[torch.nn.Module] = None,
+                k_norm: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoder layer's query and key from its projections' views (rows, tokens, heads, dim) to the
+    attention's (rows, heads, tokens, dim), contiguous: each head RMS-normalised first where the family
+    has per-head norms (Qwen3's q_norm / k_norm), then transformers' text rotary `x * cos +
+    rotate_half(x) * sin` (cos, sin: (rows, tokens, dim)) with each product and the sum rounded to the
+    dtype as its elementwise ops round them. One kernel each for query and key, where transformers'
+    norms, transposes and rotary are ~12 small kernels a layer (a decode step's largest share of them)."""
+    return _norm_rotate(query, cos, sin, q_norm), _norm_rotate(key, cos, sin, k_norm)
+
+
+def _norm_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, norm: Optional[torch.nn.Module]) -> torch.Tensor:
+    rows, tokens, heads, dim = x.shape
+    assert dim % 2 == 0, "rotary over an odd head dim"
+    x = x if x.is_contiguous() else x.contiguous()
+    cos, sin = (t.expand(rows, tokens, dim) for t in (cos, sin))
+    assert cos.stride(-1) == 1 and sin.stride() == cos.stride(), "cos and sin of one layout, the dim contiguous"
+    out = torch.empty((rows, heads, tokens, dim), dtype=x.dtype, device=x.device)
+    weight = norm.weight if norm is not None else x  # (unread without a norm)
+    eps = norm.variance_epsilon if norm is not None else 0.0
+    _norm_rotate_kernel[(rows * tokens,)](x, weight, cos, sin, out, tokens, heads, cos.stride(0), cos.stride(1), eps,
+                                          NORM=norm is not None, HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
+                                          BLOCK=triton.next_power_of_2(dim // 2))
     return out
 
 
@@ -159,3 +186,36 @@ if triton is not None:
         activated = (g / (1.0 + tl.exp(-g))).to(out.dtype.element_ty)  # SiLU, rounded as transformers' act_fn
         product = activated.to(tl.float32) * tl.load(up + index, mask=inside, other=0.0).to(tl.float32)
         tl.store(out + index, product.to(out.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _norm_rotate_kernel(x, weight, cos, sin, out, tokens, heads, cos_row_stride, cos_token_stride, eps,
+                            NORM: tl.constexpr, HALF: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr):
+        index = tl.program_id(0)  # row * tokens + token: every head of one token
+        row, token = index // tokens, index % tokens
+        head = tl.arange(0, HEADS)[:, None]
+        column = tl.arange(0, BLOCK)[None, :]
+        inside = (head < heads) & (column < HALF)
+        source = x + (index * heads + head) * (2 * HALF) + column
+        first = tl.load(source, mask=inside, other=0.0).to(tl.float32)
+        second = tl.load(source + HALF, mask=inside, other=0.0).to(tl.float32)
+        dtype = out.dtype.element_ty
+        if NORM:  # transformers' RMSNorm: normalise in fp32, round, times the weight, round
+            variance = (tl.sum(first * first, axis=1) + tl.sum(second * second, axis=1)) / (2 * HALF)
+            inverse = (1.0 / tl.sqrt(variance + eps))[:, None]
+            half = column < HALF
+            w1 = tl.load(weight + column, mask=half, other=0.0).to(tl.float32)
+            w2 = tl.load(weight + HALF + column, mask=half, other=0.0).to(tl.float32)
+            first = (w1 * (first * inverse).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+            second = (w2 * (second * inverse).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+        angles = row * cos_row_stride + token * cos_token_stride + column
+        half = column < HALF
+        cos1 = tl.load(cos + angles, mask=half, other=0.0).to(tl.float32)
+        cos2 = tl.load(cos + angles + HALF, mask=half, other=0.0).to(tl.float32)
+        sin1 = tl.load(sin + angles, mask=half, other=0.0).to(tl.float32)
+        sin2 = tl.load(sin + angles + HALF, mask=half, other=0.0).to(tl.float32)
+        # x * cos + rotate_half(x) * sin, rotate_half(x) = (-second, first); each product rounded, then the sum
+        out1 = (first * cos1).to(dtype).to(tl.float32) + (-second * sin1).to(dtype).to(tl.float32)
+        out2 = (second * cos2).to(dtype).to(tl.float32) + (first * sin2).to(dtype).to(tl.float32)
+        target = out + ((row * heads + head) * tokens + token) * (2 * HALF) + column
+        tl.store(target, out1.to(dtype), mask=inside)
+        tl.store(target + HALF, out2.to(dtype), mask=inside)

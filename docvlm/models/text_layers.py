@@ -8,11 +8,14 @@ engine's buffers and attention reads the grouped-query KV as it is (attention.py
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from docvlm.models import attention
+from docvlm.models import attention, fused
+
+log = logging.getLogger(__name__)
 
 CROSS_SCORES = 1 << 27  # attention scores of one cross-attention block (x 8 bytes: scores, fp32 softmax, weights)
 
@@ -25,7 +28,8 @@ class TextStack:
         self.lm_head = model.lm_head
         self.dtype = dtype
         self.cross_layers = set(getattr(self.text, "cross_attention_layers", None) or [])
-        self.apply_rotary = _rotary_function(self.text, self.cross_layers)
+        self.positions = query_key_positions(_rotary_function(self.text, self.cross_layers), self.head_dim,
+                                             dtype, self.lm_head.weight.device)
 
     @property
     def head_dim(self) -> int:
@@ -65,7 +69,7 @@ class TextStack:
                 assert cross is not None, "a cross-attention layer without the image bias"
                 hidden = cross_layer(layer, hidden, keys[index], values[index], *cross)
             else:
-                hidden = self_layer(layer, hidden, cos, sin, keys[index], values[index], attend, self.apply_rotary)
+                hidden = self_layer(layer, hidden, cos, sin, keys[index], values[index], attend, self.positions)
         return hidden
 
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -92,18 +96,44 @@ def apply_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
     return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
 
 
+def query_key_positions(apply_rotary: Callable, head_dim: int, dtype: torch.dtype, device: torch.device) -> Callable:
+    """(attention module, query, key (rows, tokens, heads, dim), cos, sin) -> query and key (rows, heads,
+    tokens, dim) normalised per head where the family does it (Qwen3) and rotated: the fused kernel where it
+    runs and reproduces the family's own `apply_rotary` bit for bit on a sample (checked once here: a family
+    whose rotary differs keeps its own), else transformers' modules and function."""
+    def plain(attn: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
+              sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
+            query, key = attn.q_norm(query), attn.k_norm(key)
+        return apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+
+    def fast(attn: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
+             sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return fused.text_rotary(query, key, cos, sin, getattr(attn, "q_norm", None), getattr(attn, "k_norm", None))
+
+    if not fused.runs_on(dtype, device):
+        return plain
+    generator = torch.Generator().manual_seed(0)
+    query, key = ((torch.randn(2, 3, heads, head_dim, generator=generator) * 4).to(device, dtype) for heads in (4, 2))
+    cos, sin = ((torch.rand(2, 3, head_dim, generator=generator) * 2 - 1).to(device, dtype) for _ in range(2))
+    expected, got = apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin), fused.text_rotary(query, key, cos, sin)
+    if all(torch.equal(a, b) for a, b in zip(expected, got)):
+        return fast
+    log.warning("the fused text rotary differs from %s.%s: its own runs", apply_rotary.__module__, apply_rotary.__name__)
+    return plain
+
+
 def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               keys: torch.Tensor, values: torch.Tensor, attend: Callable, apply_rotary: Callable) -> torch.Tensor:
-    """A decoder layer over `hidden` (rows, tokens, width); `attend` writes the KV and attends."""
+               keys: torch.Tensor, values: torch.Tensor, attend: Callable, positions: Callable) -> torch.Tensor:
+    """A decoder layer over `hidden` (rows, tokens, width); `attend` writes the KV and attends; `positions`
+    normalises and rotates query and key (`query_key_positions`)."""
     attn = layer.self_attn
     rows, tokens, head_dim = hidden.shape[0], hidden.shape[1], keys.shape[-1]
     x = layer.input_layernorm(hidden)
     query = attn.q_proj(x).view(rows, tokens, -1, head_dim)
     key = attn.k_proj(x).view(rows, tokens, -1, head_dim)
-    if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
-        query, key = attn.q_norm(query), attn.k_norm(key)
     value = attn.v_proj(x).view(rows, tokens, -1, head_dim).transpose(1, 2)
-    query, key = apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
+    query, key = positions(attn, query, key, cos, sin)
     hidden = hidden + attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
     return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
 
