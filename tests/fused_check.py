@@ -41,6 +41,8 @@ def check(device: str, dtype: torch.dtype) -> None:
     torch.testing.assert_close(fused, mlp(x), atol=torch.finfo(dtype).eps * 8, rtol=torch.finfo(dtype).eps * 8)
     check_vision_rotary(device, dtype, generator)
     check_text_rotary(device, dtype, generator)
+    check_add_rms_norm(device, dtype, generator)
+    check_decoder_layer(device, dtype, generator)
     print("ok")
 
 
@@ -96,6 +98,58 @@ def check_text_rotary(device: str, dtype: torch.dtype, generator: torch.Generato
     def rotary_in_fp32(q, k, cos, sin):  # another family's numerics: not the fused kernel's
         return tuple(apply_rotary(x.float(), x.float(), cos.float(), sin.float())[0].to(x.dtype) for x in (q, k))
     assert query_key_positions(rotary_in_fp32, 128, dtype, torch.device(device)).__name__ == "plain"
+
+
+def check_add_rms_norm(device: str, dtype: torch.dtype, generator: torch.Generator) -> None:
+    """The residual add bit for bit as transformers' add, its norm within a rounding (the sum's order)."""
+    from docvlm.models.fused import add_rms_norm
+
+    for shape in ((5, 1, 64), (2, 9, 200)):
+        norm = Qwen3RMSNorm(shape[-1], eps=1e-6)
+        norm.weight.data = torch.randn(shape[-1], generator=generator)
+        norm = norm.to(device=device, dtype=dtype)
+        hidden, delta = ((torch.randn(*shape, generator=generator) * 3).to(device=device, dtype=dtype) for _ in range(2))
+        total, normed = add_rms_norm(hidden, delta, norm.weight, norm.variance_epsilon)
+        assert torch.equal(total, hidden + delta), shape
+        _within_one_rounding(normed, norm(hidden + delta), dtype, ("add_rms_norm", shape))
+
+
+def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Generator) -> None:
+    """The static engine's layer (fused norms, rotary and residual adds, Triton turn attention over the KV
+    buffers) against transformers' Qwen3 decoder layer on the same causal tokens, the previous layer's MLP
+    output still pending; and the KV it leaves is transformers' rotated keys and values."""
+    from functools import partial
+
+    from transformers.models.qwen3 import modeling_qwen3
+
+    from docvlm.models.text_layers import query_key_positions, self_layer, turn_attend
+
+    rows, tokens, dim, columns = 2, 7, 16, 64
+    config = Qwen3Config(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=dim, num_hidden_layers=1, attn_implementation="eager")
+    layer = modeling_qwen3.Qwen3DecoderLayer(config, 0)
+    for parameter in layer.parameters():
+        parameter.data = torch.randn(parameter.shape, generator=generator) * (0.3 if parameter.dim() > 1 else 1.0)
+    layer = layer.to(device=device, dtype=dtype)
+    hidden, pending = ((torch.randn(rows, tokens, 64, generator=generator) * 2).to(device=device, dtype=dtype)
+                       for _ in range(2))
+    angles = torch.arange(tokens)[:, None] * torch.rand(dim // 2, generator=generator)
+    emb = torch.cat([angles, angles], dim=-1).expand(rows, tokens, dim)
+    cos, sin = emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
+    causal = torch.full((tokens, tokens), torch.finfo(dtype).min).triu(1).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        expected = layer(hidden + pending, attention_mask=causal[None, None], position_embeddings=(cos, sin))
+        expected = expected[0] if isinstance(expected, tuple) else expected
+        keys, values = (torch.zeros(rows, 2, columns, dim, device=device, dtype=dtype) for _ in range(2))
+        attend = partial(turn_attend, bias=torch.zeros(rows, columns, device=device, dtype=dtype), start=0)
+        positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
+        with fused_kernels(layer, enabled=True):
+            after_attention, mlp = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions)
+    assert positions.__name__ == "fast"
+    torch.testing.assert_close(after_attention + mlp, expected, atol=0.05, rtol=0.02)
+    key = layer.self_attn.k_norm(layer.self_attn.k_proj(layer.input_layernorm(hidden + pending)).view(rows, tokens, 2, dim))
+    _, rotated = modeling_qwen3.apply_rotary_pos_emb(key.transpose(1, 2), key.transpose(1, 2), cos, sin)
+    torch.testing.assert_close(keys[:, :, :tokens], rotated, atol=0.02, rtol=0.02)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,17 @@ def test_kernels_match_transformers_modules_under_the_interpreter():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
+def test_a_decode_layer_runs_sixteen_kernels():
+    """A Qwen3 decoder layer's decode step on the fused path: residual add + norm (1), q/k/v (3), per-head
+    norm + rotary (2), KV writes (2), attention (2), o_proj (1), add + norm (1), MLP (4); transformers' norms,
+    rotary and adds made it 28 (counted the same way on the code before the fusions)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+    done = subprocess.run([sys.executable, str(HERE / "kernel_count.py")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "16", done.stdout + done.stderr
+
+
 def test_swap_is_scoped_and_only_for_half_precision_cuda():
     config = Qwen3Config(hidden_size=8, intermediate_size=16)
     model = torch.nn.Sequential(Qwen3RMSNorm(8), torch.nn.Linear(8, 8), Qwen3MLP(config), Qwen3RMSNorm(8),

@@ -54,6 +54,27 @@ def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Te
     return out.view(hidden.shape)
 
 
+def add_rms_norm(hidden: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hidden + delta` (rounded to the dtype, as the residual add does) and its RMSNorm in one kernel: a
+    decoder layer's residual add and the norm after it, where transformers runs two. -> (sum, normed)."""
+    width = hidden.shape[-1]
+    flat, flat_delta = hidden.reshape(-1, width), delta.reshape(-1, width)
+    total = torch.empty_like(flat)
+    out = torch.empty_like(flat, dtype=torch.result_type(weight, hidden))
+    block = triton.next_power_of_2(width)
+    rows_per_program = max(1, ELEMENTS_PER_PROGRAM // block)
+    grid = (triton.cdiv(flat.shape[0], rows_per_program),)
+    _add_rms_norm_kernel[grid](flat, flat_delta, weight, total, out, flat.shape[0], width, flat.stride(0),
+                               flat_delta.stride(0), eps, ROWS=rows_per_program, BLOCK=block)
+    return total.view(hidden.shape), out.view(hidden.shape)
+
+
+def is_rms_norm(module: torch.nn.Module) -> bool:
+    """transformers' RMSNorm (weight * normalised, the kernels' arithmetic)."""
+    return type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon")
+
+
 def vision_rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor,
                   sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' `apply_rotary_pos_emb_vision` (the Qwen-VL vision towers): q, k (tokens, heads, dim),
@@ -135,11 +156,10 @@ def fused_kernels(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
 
 
 def _fused_forward(module: torch.nn.Module):
-    name = type(module).__name__
-    if name.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+    if is_rms_norm(module):
         return lambda hidden: rms_norm(hidden, module.weight, module.variance_epsilon)
-    if name.endswith("MLP") and all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) \
-            and type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):
+    gated = all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+    if type(module).__name__.endswith("MLP") and gated and type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):
         return lambda x: module.down_proj(silu_mul(module.gate_proj(x), module.up_proj(x)))
     return None
 
@@ -152,6 +172,23 @@ if triton is not None:
         column = tl.arange(0, BLOCK)
         inside = (row[:, None] < rows) & (column[None, :] < width)
         value = tl.load(x + row[:, None] * row_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
+        variance = tl.sum(value * value, axis=1) / width
+        normal = (value * (1.0 / tl.sqrt(variance + eps))[:, None]).to(out.dtype.element_ty)
+        scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)
+        result = scale[None, :] * normal.to(tl.float32)
+        tl.store(out + row[:, None] * width + column[None, :], result.to(out.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _add_rms_norm_kernel(x, delta, weight, total, out, rows, width, row_stride, delta_stride, eps,
+                             ROWS: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        column = tl.arange(0, BLOCK)
+        inside = (row[:, None] < rows) & (column[None, :] < width)
+        a = tl.load(x + row[:, None] * row_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
+        b = tl.load(delta + row[:, None] * delta_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
+        summed = (a + b).to(total.dtype.element_ty)  # the residual add, rounded as transformers' add
+        tl.store(total + row[:, None] * width + column[None, :], summed, mask=inside)
+        value = summed.to(tl.float32)
         variance = tl.sum(value * value, axis=1) / width
         normal = (value * (1.0 / tl.sqrt(variance + eps))[:, None]).to(out.dtype.element_ty)
         scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)

@@ -63,14 +63,17 @@ class TextStack:
                ) -> torch.Tensor:
         """Every decoder layer over `hidden` (rows, tokens, width): self-attention layers write their KV
         and attend through `attend`; cross-attention layers read the image KV cached at prefill with
-        `cross` = (bias over image columns, text rows that see the image), the same for every token."""
+        `cross` = (bias over image columns, text rows that see the image), the same for every token.
+        Each layer hands its last residual term to the next, which adds it as it normalises (`residual_norm`)."""
+        pending = None
         for index, layer in enumerate(self.text.layers):
             if index in self.cross_layers:
                 assert cross is not None, "a cross-attention layer without the image bias"
-                hidden = cross_layer(layer, hidden, keys[index], values[index], *cross)
+                hidden, pending = cross_layer(layer, hidden, pending, keys[index], values[index], *cross)
             else:
-                hidden = self_layer(layer, hidden, cos, sin, keys[index], values[index], attend, self.positions)
-        return hidden
+                hidden, pending = self_layer(layer, hidden, pending, cos, sin, keys[index], values[index], attend,
+                                             self.positions)
+        return hidden if pending is None else hidden + pending
 
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""
@@ -123,35 +126,52 @@ def query_key_positions(apply_rotary: Callable, head_dim: int, dtype: torch.dtyp
     return plain
 
 
-def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               keys: torch.Tensor, values: torch.Tensor, attend: Callable, positions: Callable) -> torch.Tensor:
-    """A decoder layer over `hidden` (rows, tokens, width); `attend` writes the KV and attends; `positions`
-    normalises and rotates query and key (`query_key_positions`)."""
+def residual_norm(norm: torch.nn.Module, hidden: torch.Tensor,
+                  pending: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden + pending, norm of it): a residual add and the norm after it, one kernel where the fused
+    kernels run (the same rounding as the add and the norm apart)."""
+    if pending is None:
+        return hidden, norm(hidden)
+    if fused.runs_on(hidden.dtype, hidden.device) and fused.is_rms_norm(norm):
+        return fused.add_rms_norm(hidden, pending, norm.weight, norm.variance_epsilon)
+    hidden = hidden + pending
+    return hidden, norm(hidden)
+
+
+def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, pending: Optional[torch.Tensor], cos: torch.Tensor,
+               sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attend: Callable,
+               positions: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoder layer over `hidden` + `pending` (rows, tokens, width; the last layer's MLP output, not yet
+    added); `attend` writes the KV and attends; `positions` normalises and rotates query and key
+    (`query_key_positions`). -> (hidden after attention, this layer's MLP output: the next one's pending)."""
     attn = layer.self_attn
+    hidden, x = residual_norm(layer.input_layernorm, hidden, pending)
     rows, tokens, head_dim = hidden.shape[0], hidden.shape[1], keys.shape[-1]
-    x = layer.input_layernorm(hidden)
     query = attn.q_proj(x).view(rows, tokens, -1, head_dim)
     key = attn.k_proj(x).view(rows, tokens, -1, head_dim)
     value = attn.v_proj(x).view(rows, tokens, -1, head_dim).transpose(1, 2)
     query, key = positions(attn, query, key, cos, sin)
-    hidden = hidden + attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
-    return hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    out = attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
+    hidden, x = residual_norm(layer.post_attention_layernorm, hidden, out)
+    return hidden, layer.mlp(x)
 
 
-def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                cross_bias: torch.Tensor, cross_rows: torch.Tensor) -> torch.Tensor:
+def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, pending: Optional[torch.Tensor], keys: torch.Tensor,
+                values: torch.Tensor, cross_bias: torch.Tensor,
+                cross_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mllama's gated cross-attention to the image KV cached at prefill, for (rows, tokens, width) hidden
-    states whose tokens all see the image as the row's last prompt token did (generate's rule for new
-    tokens): `cross_bias` (rows, 1, 1, image columns), `cross_rows` (rows, 1, 1), 0 where a row sees no image."""
+    states (+ `pending`, as `self_layer`) whose tokens all see the image as the row's last prompt token did
+    (generate's rule for new tokens): `cross_bias` (rows, 1, 1, image columns), `cross_rows` (rows, 1, 1),
+    0 where a row sees no image. -> (hidden after attention, the gated MLP output)."""
     attn = layer.cross_attn
+    hidden, x = residual_norm(layer.input_layernorm, hidden, pending)
     rows, tokens = hidden.shape[0], hidden.shape[1]
-    x = layer.input_layernorm(hidden)
     query = attn.q_norm(attn.q_proj(x).view(rows, tokens, -1, attn.head_dim).transpose(1, 2))
     image = cross_bias.shape[-1]
     out = cross_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows], attn.scaling)
     hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
     mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * cross_rows[:rows]
-    return hidden + layer.cross_attn_mlp_gate.tanh() * mlp
+    return hidden, layer.cross_attn_mlp_gate.tanh() * mlp
 
 
 def cross_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
