@@ -122,6 +122,7 @@ def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Genera
 
     from transformers.models.qwen3 import modeling_qwen3
 
+    from docvlm.models.merged import merge_layer
     from docvlm.models.text_layers import query_key_positions, self_layer, turn_attend
 
     rows, tokens, dim, columns = 2, 7, 16, 64
@@ -145,8 +146,14 @@ def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Genera
         positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
         with fused_kernels(layer, enabled=True):
             after_attention, mlp = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions)
+            merged = merge_layer(layer)  # from here on the modules' weights are views of the merged ones
+            assert merged is not None and merged.gate_up is not None
+            again = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions, merged)
+        unchanged = layer(hidden + pending, attention_mask=causal[None, None], position_embeddings=(cos, sin))
     assert positions.__name__ == "fast"
     torch.testing.assert_close(after_attention + mlp, expected, atol=0.05, rtol=0.02)
+    torch.testing.assert_close(again[0] + again[1], expected, atol=0.05, rtol=0.02)
+    assert torch.equal(unchanged[0] if isinstance(unchanged, tuple) else unchanged, expected)
     key = layer.self_attn.k_norm(layer.self_attn.k_proj(layer.input_layernorm(hidden + pending)).view(rows, tokens, 2, dim))
     _, rotated = modeling_qwen3.apply_rotary_pos_emb(key.transpose(1, 2), key.transpose(1, 2), cos, sin)
     torch.testing.assert_close(keys[:, :, :tokens], rotated, atol=0.02, rtol=0.02)

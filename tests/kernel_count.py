@@ -1,6 +1,7 @@
 """Kernels one decode step of a Qwen3 decoder layer launches on the static engine's fused path (each aten
 op that makes a kernel, each Triton launch), the layer inside the stack (the last layer's MLP output still
-to add). Run in a process of its own under TRITON_INTERPRET=1 (test_fused.py): prints the count."""
+to add), its projections separate and merged. Run in a process of its own under TRITON_INTERPRET=1
+(test_fused.py): prints "separate N merged M"."""
 
 import sys
 
@@ -11,9 +12,10 @@ from transformers.models.qwen3 import modeling_qwen3
 
 import triton.runtime.interpreter as interpreter
 from docvlm.models.fused import fused_kernels
+from docvlm.models.merged import merge_layer
 from docvlm.models.text_layers import decode_attend, query_key_positions, self_layer
 
-VIEWS = {"view", "_unsafe_view", "empty_like", "transpose", "t", "expand", "unsqueeze", "squeeze", "slice", "select",
+VIEWS = {"view", "_unsafe_view", "empty_like", "split", "split_with_sizes", "transpose", "t", "expand", "unsqueeze", "squeeze", "slice", "select",
          "as_strided", "empty", "empty_strided", "alias", "detach", "permute", "_reshape_alias", "lift_fresh"}
 
 
@@ -30,7 +32,7 @@ class KernelCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def decode_layer_kernels(rows: int = 4, columns: int = 64) -> int:
+def decode_layer_kernels(merge: bool, rows: int = 4, columns: int = 64) -> int:
     dtype, dim = torch.float16, 16
     config = Qwen3Config(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
                          head_dim=dim, num_hidden_layers=1)
@@ -41,6 +43,7 @@ def decode_layer_kernels(rows: int = 4, columns: int = 64) -> int:
     cos, sin = torch.ones(rows, 1, dim, dtype=dtype), torch.zeros(rows, 1, dim, dtype=dtype)
     positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
     assert positions.__name__ == "fast"
+    merged = merge_layer(layer) if merge else None
     column, first = torch.tensor([10]), torch.zeros(rows, dtype=torch.long)
 
     def attend(*args):
@@ -60,12 +63,12 @@ def decode_layer_kernels(rows: int = 4, columns: int = 64) -> int:
     interpreter.InterpretedFunction.run = counted
     try:
         with torch.no_grad(), fused_kernels(layer, enabled=True), counter:
-            self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions)
+            self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions, merged)
     finally:
         interpreter.InterpretedFunction.run = launch
     return counter.count
 
 
 if __name__ == "__main__":
-    print(decode_layer_kernels())
+    print(f"separate {decode_layer_kernels(False)} merged {decode_layer_kernels(True)}")
     sys.exit(0)

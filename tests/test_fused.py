@@ -25,15 +25,50 @@ def test_kernels_match_transformers_modules_under_the_interpreter():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
-def test_a_decode_layer_runs_sixteen_kernels():
-    """A Qwen3 decoder layer's decode step on the fused path: residual add + norm (1), q/k/v (3), per-head
-    norm + rotary (2), KV writes (2), attention (2), o_proj (1), add + norm (1), MLP (4); transformers' norms,
-    rotary and adds made it 28 (counted the same way on the code before the fusions)."""
+def test_a_decode_layer_runs_thirteen_kernels():
+    """A Qwen3 decoder layer's decode step on the fused path: residual add + norm (1), q/k/v (3; merged 1),
+    per-head norm + rotary (2), KV writes (2), attention (2), o_proj (1), add + norm (1), MLP (4; merged 3);
+    transformers' norms, rotary and adds made it 28 (counted the same way on the code before the fusions)."""
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
     done = subprocess.run([sys.executable, str(HERE / "kernel_count.py")], env=env, capture_output=True, text=True,
                           timeout=600)
-    assert done.returncode == 0 and done.stdout.strip() == "16", done.stdout + done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "separate 16 merged 13", done.stdout + done.stderr
+
+
+def test_merged_projections_are_the_modules_weights():
+    """merge_layer: q/k/v (with their biases) and gate/up as one matrix each, the modules' weights views of
+    it (no second copy), the same products; a MLP that is not SiLU-gated keeps its own."""
+    from transformers import Qwen2Config
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
+    from docvlm.models.merged import merge_layer, mlp_output, query_key_value
+
+    for act, gated in (("silu", True), ("gelu", False)):
+        config = Qwen2Config(hidden_size=32, intermediate_size=48, num_attention_heads=4, num_key_value_heads=2,
+                             hidden_act=act)
+        layer = Qwen2DecoderLayer(config, 0)
+        attn, mlp = layer.self_attn, layer.mlp
+        x = torch.randn(3, 5, 32)
+        with torch.no_grad():
+            before = [attn.q_proj(x), attn.k_proj(x), attn.v_proj(x), mlp.gate_proj(x), mlp.up_proj(x), mlp(x)]
+            merged = merge_layer(layer)
+            gate_up = torch.nn.functional.linear(x, merged.gate_up).chunk(2, dim=-1) if gated else \
+                (mlp.gate_proj(x), mlp.up_proj(x))
+            after = [*query_key_value(attn, x, merged), *gate_up, mlp_output(mlp, x, None)]  # (fused: CUDA, interpreter)
+        assert merged.qkv.shape == (32 + 16 + 16, 32) and merged.qkv_widths == [32, 16, 16]
+        assert attn.q_proj.bias is not None and merged.qkv_bias.shape == (64,)
+        for module, offset in ((attn.q_proj, 0), (attn.k_proj, 32), (attn.v_proj, 48)):
+            assert module.weight.data_ptr() == merged.qkv[offset].data_ptr()
+            assert module.bias.data_ptr() == merged.qkv_bias[offset:].data_ptr()
+        assert (merged.gate_up is not None) == gated
+        if gated:
+            assert mlp.gate_proj.weight.data_ptr() == merged.gate_up.data_ptr()
+            assert mlp.up_proj.weight.data_ptr() == merged.gate_up[48].data_ptr()
+        for a, b in zip(before, after):
+            torch.testing.assert_close(a, b)
+        with torch.no_grad():
+            assert torch.equal(attn.q_proj(x), before[0])  # the module's own forward reads the same numbers
 
 
 def test_swap_is_scoped_and_only_for_half_precision_cuda():

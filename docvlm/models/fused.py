@@ -36,9 +36,14 @@ def runs_on(dtype: torch.dtype, device: torch.device) -> bool:
 
 
 def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    out = torch.empty_like(gate)
-    count = gate.numel()
-    _silu_mul_kernel[(triton.cdiv(count, ELEMENTS_PER_PROGRAM),)](gate, up, out, count, BLOCK=ELEMENTS_PER_PROGRAM)
+    """SiLU(gate) * up; each may be a view whose rows are strided (the halves of a merged gate/up product)."""
+    width = gate.shape[-1]
+    gate_rows, up_rows = gate.reshape(-1, width), up.reshape(-1, width)  # views where the last dim is contiguous
+    assert gate_rows.stride(-1) == 1 and up_rows.stride(-1) == 1, "gate and up rows must be contiguous"
+    out = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
+    grid = (gate_rows.shape[0], triton.cdiv(width, ELEMENTS_PER_PROGRAM))
+    _silu_mul_kernel[grid](gate_rows, up_rows, out, width, gate_rows.stride(0), up_rows.stride(0),
+                           BLOCK=ELEMENTS_PER_PROGRAM)
     return out
 
 
@@ -110,13 +115,14 @@ def text_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: 
 def _norm_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, norm: Optional[torch.nn.Module]) -> torch.Tensor:
     rows, tokens, heads, dim = x.shape
     assert dim % 2 == 0, "rotary over an odd head dim"
-    x = x if x.is_contiguous() else x.contiguous()
+    x = x if x.stride(-1) == 1 and x.stride(2) == dim else x.contiguous()  # heads packed; rows, tokens strided
     cos, sin = (t.expand(rows, tokens, dim) for t in (cos, sin))
     assert cos.stride(-1) == 1 and sin.stride() == cos.stride(), "cos and sin of one layout, the dim contiguous"
     out = torch.empty((rows, heads, tokens, dim), dtype=x.dtype, device=x.device)
     weight = norm.weight if norm is not None else x  # (unread without a norm)
     eps = norm.variance_epsilon if norm is not None else 0.0
-    _norm_rotate_kernel[(rows * tokens,)](x, weight, cos, sin, out, tokens, heads, cos.stride(0), cos.stride(1), eps,
+    _norm_rotate_kernel[(rows * tokens,)](x, weight, cos, sin, out, tokens, heads, x.stride(0), x.stride(1),
+                                          cos.stride(0), cos.stride(1), eps,
                                           NORM=norm is not None, HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
                                           BLOCK=triton.next_power_of_2(dim // 2))
     return out
@@ -216,23 +222,25 @@ if triton is not None:
         tl.store(target + HALF, (second * cos2 + first * sin2).to(out.dtype.element_ty), mask=inside)
 
     @triton.jit
-    def _silu_mul_kernel(gate, up, out, count, BLOCK: tl.constexpr):
-        index = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        inside = index < count
-        g = tl.load(gate + index, mask=inside, other=0.0).to(tl.float32)
+    def _silu_mul_kernel(gate, up, out, width, gate_stride, up_stride, BLOCK: tl.constexpr):
+        row = tl.program_id(0)
+        column = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inside = column < width
+        g = tl.load(gate + row * gate_stride + column, mask=inside, other=0.0).to(tl.float32)
         activated = (g / (1.0 + tl.exp(-g))).to(out.dtype.element_ty)  # SiLU, rounded as transformers' act_fn
-        product = activated.to(tl.float32) * tl.load(up + index, mask=inside, other=0.0).to(tl.float32)
-        tl.store(out + index, product.to(out.dtype.element_ty), mask=inside)
+        product = activated.to(tl.float32) * tl.load(up + row * up_stride + column, mask=inside, other=0.0).to(tl.float32)
+        tl.store(out + row * width + column, product.to(out.dtype.element_ty), mask=inside)
 
     @triton.jit
-    def _norm_rotate_kernel(x, weight, cos, sin, out, tokens, heads, cos_row_stride, cos_token_stride, eps,
+    def _norm_rotate_kernel(x, weight, cos, sin, out, tokens, heads, x_row_stride, x_token_stride, cos_row_stride,
+                            cos_token_stride, eps,
                             NORM: tl.constexpr, HALF: tl.constexpr, HEADS: tl.constexpr, BLOCK: tl.constexpr):
         index = tl.program_id(0)  # row * tokens + token: every head of one token
         row, token = index // tokens, index % tokens
         head = tl.arange(0, HEADS)[:, None]
         column = tl.arange(0, BLOCK)[None, :]
         inside = (head < heads) & (column < HALF)
-        source = x + (index * heads + head) * (2 * HALF) + column
+        source = x + row * x_row_stride + token * x_token_stride + head * (2 * HALF) + column
         first = tl.load(source, mask=inside, other=0.0).to(tl.float32)
         second = tl.load(source + HALF, mask=inside, other=0.0).to(tl.float32)
         dtype = out.dtype.element_ty

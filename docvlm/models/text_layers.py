@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from docvlm.models import attention, fused
+from docvlm.models.merged import MergedLayer, merge_layer, mlp_output, query_key_value
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,14 @@ class TextStack:
         self.lm_head = model.lm_head
         self.dtype = dtype
         self.cross_layers = set(getattr(self.text, "cross_attention_layers", None) or [])
+        device = self.lm_head.weight.device
         self.positions = query_key_positions(_rotary_function(self.text, self.cross_layers), self.head_dim,
-                                             dtype, self.lm_head.weight.device)
+                                             dtype, device)
+        # where the fused kernels run, each self-attention layer's projections as few products (merged.py)
+        merging = fused.runs_on(dtype, device)
+        self.merged: list[Optional[MergedLayer]] = [
+            merge_layer(layer) if merging and i not in self.cross_layers else None
+            for i, layer in enumerate(self.text.layers)]
 
     @property
     def head_dim(self) -> int:
@@ -72,7 +79,7 @@ class TextStack:
                 hidden, pending = cross_layer(layer, hidden, pending, keys[index], values[index], *cross)
             else:
                 hidden, pending = self_layer(layer, hidden, pending, cos, sin, keys[index], values[index], attend,
-                                             self.positions)
+                                             self.positions, self.merged[index])
         return hidden if pending is None else hidden + pending
 
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -139,21 +146,20 @@ def residual_norm(norm: torch.nn.Module, hidden: torch.Tensor,
 
 
 def self_layer(layer: torch.nn.Module, hidden: torch.Tensor, pending: Optional[torch.Tensor], cos: torch.Tensor,
-               sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attend: Callable,
-               positions: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+               sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, attend: Callable, positions: Callable,
+               merged: Optional[MergedLayer] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A decoder layer over `hidden` + `pending` (rows, tokens, width; the last layer's MLP output, not yet
     added); `attend` writes the KV and attends; `positions` normalises and rotates query and key
-    (`query_key_positions`). -> (hidden after attention, this layer's MLP output: the next one's pending)."""
+    (`query_key_positions`); `merged`: its projections as one product each (merged.py).
+    -> (hidden after attention, this layer's MLP output: the next one's pending)."""
     attn = layer.self_attn
     hidden, x = residual_norm(layer.input_layernorm, hidden, pending)
     rows, tokens, head_dim = hidden.shape[0], hidden.shape[1], keys.shape[-1]
-    query = attn.q_proj(x).view(rows, tokens, -1, head_dim)
-    key = attn.k_proj(x).view(rows, tokens, -1, head_dim)
-    value = attn.v_proj(x).view(rows, tokens, -1, head_dim).transpose(1, 2)
+    query, key, value = (p.view(rows, tokens, -1, head_dim) for p in query_key_value(attn, x, merged))
     query, key = positions(attn, query, key, cos, sin)
-    out = attn.o_proj(attend(query, key, value, keys, values, attn.scaling))
+    out = attn.o_proj(attend(query, key, value.transpose(1, 2), keys, values, attn.scaling))
     hidden, x = residual_norm(layer.post_attention_layernorm, hidden, out)
-    return hidden, layer.mlp(x)
+    return hidden, mlp_output(layer.mlp, x, merged)
 
 
 def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, pending: Optional[torch.Tensor], keys: torch.Tensor,
