@@ -16,6 +16,11 @@ def _within_one_rounding(got: torch.Tensor, expected: torch.Tensor, dtype: torch
     assert ((got.float() - expected.float()).abs() <= ulp * 1.01).all(), what
 
 
+def _layout(x: torch.Tensor) -> list[int]:
+    """The strides that matter (of dims longer than 1)."""
+    return [stride for size, stride in zip(x.shape, x.stride()) if size > 1]
+
+
 def check(device: str, dtype: torch.dtype) -> None:
     generator = torch.Generator().manual_seed(0)
     for shape in ((5, 7, 64), (3, 4, 9, 16), (2, 200)):  # hidden rows; per-head norms; a width not a power of 2
@@ -70,7 +75,7 @@ def check_text_rotary(device: str, dtype: torch.dtype, generator: torch.Generato
     from transformers.models.qwen3_vl import modeling_qwen3_vl
 
     from docvlm.models.fused import text_rotary
-    from docvlm.models.text_layers import apply_rotary, query_key_positions
+    from docvlm.models.text_rotary import apply_rotary, fused_prefill_rotary, fused_reproduces
 
     families = (modeling_qwen3_vl.apply_rotary_pos_emb, modeling_qwen3.apply_rotary_pos_emb,
                 modeling_mllama.apply_rotary_pos_emb, apply_rotary)
@@ -83,8 +88,8 @@ def check_text_rotary(device: str, dtype: torch.dtype, generator: torch.Generato
         got = text_rotary(query, key, cos, sin)
         for family in families:
             expected = family(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
-            assert all(torch.equal(g, e) and g.is_contiguous() for g, e in zip(got, expected)), (family.__module__, dim)
-            assert query_key_positions(family, dim, dtype, query.device).__name__ == "fast"
+            assert all(torch.equal(g, e) and _layout(g) == _layout(e) for g, e in zip(got, expected)), (family.__module__, dim)
+            assert fused_reproduces(family, dim, dtype, query.device), family.__module__
         norms = []
         for _ in range(2):
             norm = Qwen3RMSNorm(dim, eps=1e-6)
@@ -95,9 +100,25 @@ def check_text_rotary(device: str, dtype: torch.dtype, generator: torch.Generato
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, atol=torch.finfo(dtype).eps * 8, rtol=torch.finfo(dtype).eps * 4)
 
+    # transformers' attention under the prefill swap: the same numbers and layout, the family's function after
+    original = modeling_qwen3.apply_rotary_pos_emb
+    query, key = (x.transpose(1, 2) for x in (query, key))  # (batch, heads, tokens, dim), as its attention has them
+    expected = original(query, key, cos, sin)
+    with fused_prefill_rotary(original, enabled=True):
+        swapped = modeling_qwen3.apply_rotary_pos_emb
+        assert swapped is not original
+        got = swapped(query, key, cos, sin)
+        per_axis = swapped(query, key, cos[None].expand(3, -1, -1, -1), sin[None].expand(3, -1, -1, -1))  # not 3-D
+    assert modeling_qwen3.apply_rotary_pos_emb is original
+    assert all(torch.equal(g, e) and _layout(g) == _layout(e) for g, e in zip(got, expected))
+    assert all(torch.equal(g, e) for g, e in zip(per_axis, original(query, key, cos[None].expand(3, -1, -1, -1),
+                                                                    sin[None].expand(3, -1, -1, -1))))
+    with fused_prefill_rotary(original, enabled=False):
+        assert modeling_qwen3.apply_rotary_pos_emb is original
+
     def rotary_in_fp32(q, k, cos, sin):  # another family's numerics: not the fused kernel's
         return tuple(apply_rotary(x.float(), x.float(), cos.float(), sin.float())[0].to(x.dtype) for x in (q, k))
-    assert query_key_positions(rotary_in_fp32, 128, dtype, torch.device(device)).__name__ == "plain"
+    assert not fused_reproduces(rotary_in_fp32, 128, dtype, torch.device(device))
 
 
 def check_add_rms_norm(device: str, dtype: torch.dtype, generator: torch.Generator) -> None:
@@ -123,7 +144,8 @@ def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Genera
     from transformers.models.qwen3 import modeling_qwen3
 
     from docvlm.models.merged import merge_layer
-    from docvlm.models.text_layers import query_key_positions, self_layer, turn_attend
+    from docvlm.models.text_layers import self_layer, turn_attend
+    from docvlm.models.text_rotary import fused_reproduces, query_key_positions
 
     rows, tokens, dim, columns = 2, 7, 16, 64
     config = Qwen3Config(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
@@ -143,14 +165,14 @@ def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Genera
         expected = expected[0] if isinstance(expected, tuple) else expected
         keys, values = (torch.zeros(rows, 2, columns, dim, device=device, dtype=dtype) for _ in range(2))
         attend = partial(turn_attend, bias=torch.zeros(rows, columns, device=device, dtype=dtype), start=0)
-        positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
+        positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, use_fused=True)
         with fused_kernels(layer, enabled=True):
             after_attention, mlp = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions)
             merged = merge_layer(layer)  # from here on the modules' weights are views of the merged ones
             assert merged is not None and merged.gate_up is not None
             again = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions, merged)
         unchanged = layer(hidden + pending, attention_mask=causal[None, None], position_embeddings=(cos, sin))
-    assert positions.__name__ == "fast"
+    assert fused_reproduces(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
     torch.testing.assert_close(after_attention + mlp, expected, atol=0.05, rtol=0.02)
     torch.testing.assert_close(again[0] + again[1], expected, atol=0.05, rtol=0.02)
     assert torch.equal(unchanged[0] if isinstance(unchanged, tuple) else unchanged, expected)

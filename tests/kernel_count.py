@@ -13,7 +13,8 @@ from transformers.models.qwen3 import modeling_qwen3
 import triton.runtime.interpreter as interpreter
 from docvlm.models.fused import fused_kernels
 from docvlm.models.merged import merge_layer
-from docvlm.models.text_layers import decode_attend, query_key_positions, self_layer
+from docvlm.models.text_layers import decode_attend, self_layer
+from docvlm.models.text_rotary import query_key_positions
 
 VIEWS = {"view", "_unsafe_view", "empty_like", "split", "split_with_sizes", "transpose", "t", "expand", "unsqueeze", "squeeze", "slice", "select",
          "as_strided", "empty", "empty_strided", "alias", "detach", "permute", "_reshape_alias", "lift_fresh"}
@@ -41,8 +42,7 @@ def decode_layer_kernels(merge: bool, rows: int = 4, columns: int = 64) -> int:
     keys, values = (torch.zeros(rows, 2, columns, dim, dtype=dtype) for _ in range(2))
     bias = torch.zeros(rows, columns, dtype=dtype)
     cos, sin = torch.ones(rows, 1, dim, dtype=dtype), torch.zeros(rows, 1, dim, dtype=dtype)
-    positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
-    assert positions.__name__ == "fast"
+    positions = query_key_positions(modeling_qwen3.apply_rotary_pos_emb, use_fused=True)
     merged = merge_layer(layer) if merge else None
     column, first = torch.tensor([10]), torch.zeros(rows, dtype=torch.long)
 

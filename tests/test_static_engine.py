@@ -389,7 +389,7 @@ def test_rotary_for_text_positions_matches_the_models_own(pairs, monkeypatch):
     (3, rows, tokens, dim) table of text positions reduces to any one axis."""
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 
-    from docvlm.models.text_layers import apply_rotary
+    from docvlm.models.text_rotary import apply_rotary
 
     _, static = pairs["qwen2_5_vl"]
     positions = torch.arange(6)[None].expand(2, -1)

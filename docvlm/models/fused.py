@@ -104,11 +104,12 @@ def text_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor, sin: 
                 q_norm: Optional[torch.nn.Module] = None,
                 k_norm: Optional[torch.nn.Module] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A decoder layer's query and key from its projections' views (rows, tokens, heads, dim) to the
-    attention's (rows, heads, tokens, dim), contiguous: each head RMS-normalised first where the family
-    has per-head norms (Qwen3's q_norm / k_norm), then transformers' text rotary `x * cos +
-    rotate_half(x) * sin` (cos, sin: (rows, tokens, dim)) with each product and the sum rounded to the
-    dtype as its elementwise ops round them. One kernel each for query and key, where transformers'
-    norms, transposes and rotary are ~12 small kernels a layer (a decode step's largest share of them)."""
+    attention's (rows, heads, tokens, dim) (stored tokens-major, as transformers' rotary leaves them): each
+    head RMS-normalised first where the family has per-head norms (Qwen3's q_norm / k_norm), then
+    transformers' text rotary `x * cos + rotate_half(x) * sin` (cos, sin: (rows, tokens, dim)) with each
+    product and the sum rounded to the dtype as its elementwise ops round them. One kernel each for query
+    and key, where transformers' norms and rotary are ~12 small kernels a layer (a decode step's largest
+    share of them)."""
     return _norm_rotate(query, cos, sin, q_norm), _norm_rotate(key, cos, sin, k_norm)
 
 
@@ -118,14 +119,14 @@ def _norm_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, norm: Op
     x = x if x.stride(-1) == 1 and x.stride(2) == dim else x.contiguous()  # heads packed; rows, tokens strided
     cos, sin = (t.expand(rows, tokens, dim) for t in (cos, sin))
     assert cos.stride(-1) == 1 and sin.stride() == cos.stride(), "cos and sin of one layout, the dim contiguous"
-    out = torch.empty((rows, heads, tokens, dim), dtype=x.dtype, device=x.device)
+    out = torch.empty((rows, tokens, heads, dim), dtype=x.dtype, device=x.device)
     weight = norm.weight if norm is not None else x  # (unread without a norm)
     eps = norm.variance_epsilon if norm is not None else 0.0
     _norm_rotate_kernel[(rows * tokens,)](x, weight, cos, sin, out, tokens, heads, x.stride(0), x.stride(1),
                                           cos.stride(0), cos.stride(1), eps,
                                           NORM=norm is not None, HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
                                           BLOCK=triton.next_power_of_2(dim // 2))
-    return out
+    return out.transpose(1, 2)
 
 
 @contextmanager
@@ -261,6 +262,6 @@ if triton is not None:
         # x * cos + rotate_half(x) * sin, rotate_half(x) = (-second, first); each product rounded, then the sum
         out1 = (first * cos1).to(dtype).to(tl.float32) + (-second * sin1).to(dtype).to(tl.float32)
         out2 = (second * cos2).to(dtype).to(tl.float32) + (first * sin2).to(dtype).to(tl.float32)
-        target = out + ((row * heads + head) * tokens + token) * (2 * HALF) + column
+        target = out + (index * heads + head) * (2 * HALF) + column
         tl.store(target, out1.to(dtype), mask=inside)
         tl.store(target + HALF, out2.to(dtype), mask=inside)

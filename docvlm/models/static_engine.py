@@ -55,6 +55,7 @@ from docvlm.models.runs import (
     sync,
 )
 from docvlm.models.text_layers import TextStack, turn_attend
+from docvlm.models.text_rotary import fused_prefill_rotary
 
 PACK_TOKENS = 8192  # a packed prefill holds documents up to this many tokens: full GEMMs, bounded activations
 VISION_BATCH_TOKENS = 32768  # unpacked prefills: their vision towers (and text) run together up to this many vision tokens
@@ -170,10 +171,11 @@ class StaticEngine:
 
     @contextmanager
     def _fused_kernels(self) -> Iterator[None]:
-        """The language model's RMSNorms and gated MLPs, and the Qwen-VL vision towers' rotary embedding, on
-        fused kernels while this engine runs (CUDA half precision)."""
+        """The language model's RMSNorms, gated MLPs and text rotary, and the Qwen-VL vision towers' rotary
+        embedding, on fused kernels while this engine runs (CUDA half precision)."""
         enabled = runs_on(self.dtype, self.device)
-        with fused_kernels(self.stack.text, enabled), fused_vision_rotary(self.model, enabled):
+        with fused_kernels(self.stack.text, enabled), fused_vision_rotary(self.model, enabled), \
+                fused_prefill_rotary(self.stack.rotary_function, self.stack.fused_rotary):
             yield
 
     @contextmanager

@@ -7,16 +7,13 @@ engine's buffers and attention reads the grouped-query KV as it is (attention.py
 
 from __future__ import annotations
 
-import inspect
-import logging
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from docvlm.models import attention, fused
 from docvlm.models.merged import MergedLayer, merge_layer, mlp_output, query_key_value
-
-log = logging.getLogger(__name__)
+from docvlm.models.text_rotary import family_rotary, fused_reproduces, query_key_positions
 
 CROSS_SCORES = 1 << 27  # attention scores of one cross-attention block (x 8 bytes: scores, fp32 softmax, weights)
 
@@ -30,8 +27,10 @@ class TextStack:
         self.dtype = dtype
         self.cross_layers = set(getattr(self.text, "cross_attention_layers", None) or [])
         device = self.lm_head.weight.device
-        self.positions = query_key_positions(_rotary_function(self.text, self.cross_layers), self.head_dim,
-                                             dtype, device)
+        self.rotary_function = family_rotary(self.text, self.cross_layers)
+        # the fused rotary where it runs and gives the family's numbers (text_rotary.py)
+        self.fused_rotary = fused_reproduces(self.rotary_function, self.head_dim, dtype, device)
+        self.positions = query_key_positions(self.rotary_function, self.fused_rotary)
         # where the fused kernels run, each self-attention layer's projections as few products (merged.py)
         merging = fused.runs_on(dtype, device)
         self.merged: list[Optional[MergedLayer]] = [
@@ -85,52 +84,6 @@ class TextStack:
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""
         return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
-
-
-def _rotary_function(text: torch.nn.Module, cross_layers: set[int]) -> Callable:
-    """The family's own `apply_rotary_pos_emb` (same numerics as its attention); where its module has
-    only a multimodal one (Qwen2.5-VL in some releases), the plain rotation it reduces to for text."""
-    attn = next(layer.self_attn for i, layer in enumerate(text.layers) if i not in cross_layers)
-    return getattr(inspect.getmodule(type(attn)), "apply_rotary_pos_emb", None) or apply_rotary
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def apply_rotary(query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
-                 sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary embedding of (rows, heads, tokens, dim) queries and keys; cos, sin: (rows, tokens, dim)."""
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
-
-
-def query_key_positions(apply_rotary: Callable, head_dim: int, dtype: torch.dtype, device: torch.device) -> Callable:
-    """(attention module, query, key (rows, tokens, heads, dim), cos, sin) -> query and key (rows, heads,
-    tokens, dim) normalised per head where the family does it (Qwen3) and rotated: the fused kernel where it
-    runs and reproduces the family's own `apply_rotary` bit for bit on a sample (checked once here: a family
-    whose rotary differs keeps its own), else transformers' modules and function."""
-    def plain(attn: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
-              sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if hasattr(attn, "q_norm"):  # Qwen3 normalises each head before rotary
-            query, key = attn.q_norm(query), attn.k_norm(key)
-        return apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
-
-    def fast(attn: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, cos: torch.Tensor,
-             sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return fused.text_rotary(query, key, cos, sin, getattr(attn, "q_norm", None), getattr(attn, "k_norm", None))
-
-    if not fused.runs_on(dtype, device):
-        return plain
-    generator = torch.Generator().manual_seed(0)
-    query, key = ((torch.randn(2, 3, heads, head_dim, generator=generator) * 4).to(device, dtype) for heads in (4, 2))
-    cos, sin = ((torch.rand(2, 3, head_dim, generator=generator) * 2 - 1).to(device, dtype) for _ in range(2))
-    expected, got = apply_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin), fused.text_rotary(query, key, cos, sin)
-    if all(torch.equal(a, b) for a, b in zip(expected, got)):
-        return fast
-    log.warning("the fused text rotary differs from %s.%s: its own runs", apply_rotary.__module__, apply_rotary.__name__)
-    return plain
 
 
 def residual_norm(norm: torch.nn.Module, hidden: torch.Tensor,
