@@ -69,6 +69,8 @@ def test_merged_projections_are_the_modules_weights():
             torch.testing.assert_close(a, b)
         with torch.no_grad():
             assert torch.equal(attn.q_proj(x), before[0])  # the module's own forward reads the same numbers
+        again = merge_layer(layer)  # a second engine over the same model: the same matrices, no copy
+        assert again.qkv is merged.qkv and again.qkv_bias is merged.qkv_bias and again.gate_up is merged.gate_up
 
 
 def test_swap_is_scoped_and_only_for_half_precision_cuda():

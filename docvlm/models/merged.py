@@ -10,6 +10,7 @@ same numbers. Used where the fused kernels run (CUDA half precision); elsewhere 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -61,6 +62,9 @@ def mlp_output(mlp: torch.nn.Module, x: torch.Tensor, merged: Optional[MergedLay
 def _merge(linears: list) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]:
     if not all(type(m) is torch.nn.Linear for m in linears):
         return None
+    done = _MERGED.get(linears[0])
+    if done is not None and _views_of(linears, done[0]):
+        return done  # another engine over the same model merged them: share, never a second copy
     weights = [m.weight for m in linears]
     if len({(w.dtype, w.device, w.shape[1]) for w in weights}) != 1 or len({m.bias is None for m in linears}) != 1:
         return None
@@ -73,4 +77,20 @@ def _merge(linears: list) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]
         if bias is not None:
             module.bias = torch.nn.Parameter(bias[start:end], requires_grad=module.bias.requires_grad)
         start = end
+    _MERGED[linears[0]] = weight, bias
     return weight, bias
+
+
+def _views_of(linears: list, weight: torch.Tensor) -> bool:
+    """Whether the modules' weights are still consecutive views of `weight`."""
+    start = 0
+    for module in linears:
+        if module.weight.data_ptr() != weight[start].data_ptr() or module.weight.shape[0] != module.out_features:
+            return False
+        start += module.out_features
+    return start == weight.shape[0]
+
+
+# the merged matrices by their first module: engines built over the same model share them
+_MERGED: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[torch.Tensor, Optional[torch.Tensor]]]" = \
+    weakref.WeakKeyDictionary()

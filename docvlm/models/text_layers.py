@@ -7,6 +7,7 @@ engine's buffers and attention reads the grouped-query KV as it is (attention.py
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -14,6 +15,8 @@ import torch
 from docvlm.models import attention, fused
 from docvlm.models.merged import MergedLayer, merge_layer, mlp_output, query_key_value
 from docvlm.models.text_rotary import family_rotary, fused_reproduces, query_key_positions
+
+log = logging.getLogger(__name__)
 
 CROSS_SCORES = 1 << 27  # attention scores of one cross-attention block (x 8 bytes: scores, fp32 softmax, weights)
 
@@ -32,10 +35,8 @@ class TextStack:
         self.fused_rotary = fused_reproduces(self.rotary_function, self.head_dim, dtype, device)
         self.positions = query_key_positions(self.rotary_function, self.fused_rotary)
         # where the fused kernels run, each self-attention layer's projections as few products (merged.py)
-        merging = fused.runs_on(dtype, device)
-        self.merged: list[Optional[MergedLayer]] = [
-            merge_layer(layer) if merging and i not in self.cross_layers else None
-            for i, layer in enumerate(self.text.layers)]
+        self.merged = merge_layers(self.text, self.cross_layers) if fused.runs_on(dtype, device) \
+            else [None] * len(self.text.layers)
 
     @property
     def head_dim(self) -> int:
@@ -84,6 +85,25 @@ class TextStack:
     def last_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of each row's last position."""
         return self.lm_head(self.text.norm(hidden[:, -1:]))[:, -1].float()
+
+
+def merge_layers(text: torch.nn.Module, cross_layers: set[int]) -> list[Optional[MergedLayer]]:
+    """Each self-attention layer's projections merged (None: a cross-attention layer, or one left as it was).
+    The replaced weights go back to the device layer by layer: the extra memory is one layer's, never the
+    model's; where even that does not fit, the remaining layers keep their modules."""
+    merged: list[Optional[MergedLayer]] = [None] * len(text.layers)
+    for index, layer in enumerate(text.layers):
+        if index in cross_layers:
+            continue
+        try:
+            merged[index] = merge_layer(layer)
+        except torch.OutOfMemoryError:
+            log.warning("no memory to merge the projections of layers %d and on: they run as they are", index)
+            break
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the old weights' blocks, which no later allocation of these sizes reuses
+    return merged
 
 
 def residual_norm(norm: torch.nn.Module, hidden: torch.Tensor,
