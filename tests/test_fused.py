@@ -73,6 +73,17 @@ def test_merged_projections_are_the_modules_weights():
         assert again.qkv is merged.qkv and again.qkv_bias is merged.qkv_bias and again.gate_up is merged.gate_up
 
 
+def test_the_fused_path_gives_generate_tokens(tiny_models):
+    """The static engine in half precision (what a GPU runs: fused norms, rotary and residual adds, merged
+    projections, Triton attention; here through the interpreter) gives transformers' generate's tokens
+    through two turns. Qwen3-VL: per-head norms, 3-D positions; ~30 s (every family passed on 2026-12-05)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
+    done = subprocess.run([sys.executable, str(HERE / "fused_engine_check.py"), "qwen3_vl"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and done.stdout.strip() == "qwen3_vl same", done.stdout + done.stderr[-3000:]
+
+
 def test_swap_is_scoped_and_only_for_half_precision_cuda():
     config = Qwen3Config(hidden_size=8, intermediate_size=16)
     model = torch.nn.Sequential(Qwen3RMSNorm(8), torch.nn.Linear(8, 8), Qwen3MLP(config), Qwen3RMSNorm(8),
