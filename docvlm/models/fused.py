@@ -224,7 +224,7 @@ if triton is not None:
 
     @triton.jit
     def _silu_mul_kernel(gate, up, out, width, gate_stride, up_stride, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)  # rows x a merged product's stride can pass 2^31 in a long prefill
         column = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         inside = column < width
         g = tl.load(gate + row * gate_stride + column, mask=inside, other=0.0).to(tl.float32)
