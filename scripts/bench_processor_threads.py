@@ -2,9 +2,13 @@
 ms a page, with glibc's default allocator or keeping freed memory (docvlm/models/host_memory.py).
 
     python scripts/bench_processor_threads.py [--model qwen3_vl_8b] [--docs 32] [--threads 2] [--keep start|late|no]
+                                              [--busy-thread] [--switch-interval MS]
 
 `--keep start` applies it first, while the process has one thread (as the entry points do); `late`
 after the documents are made and the processor loaded (other threads have made arenas by then).
+`--busy-thread`: meanwhile another thread runs Python without pause, as the engine's thread does while
+it launches a prefill's kernels (its speed is printed against its speed alone): every torch op gives the
+GIL up and waits to get it back, up to Python's switch interval (`--switch-interval`, default 5 ms).
 The documents are the benchmark's workload (invoices and receipts half each); each output is cast to
 bf16 as the prefetcher stages it. Runs on any host: the processor needs no GPU and no weights.
 """
@@ -19,6 +23,8 @@ if __name__ == "__main__" and "--keep" in sys.argv and sys.argv[sys.argv.index("
     keep_freed_memory()  # before any other import can start a thread
 
 import argparse  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Sequence  # noqa: E402
 
@@ -37,7 +43,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-tiles", type=int, default=12)
     parser.add_argument("--keep", choices=["start", "late", "no"], default="no")
+    parser.add_argument("--busy-thread", action="store_true", help="a thread running Python meanwhile")
+    parser.add_argument("--switch-interval", type=float, default=5.0, help="Python's switch interval, ms")
     args = parser.parse_args()
+    sys.setswitchinterval(args.switch_interval / 1000)
     chat = replica_chat(args.model, args.max_tiles)
     requests = workload_requests(args.docs)
     if args.keep == "late":
@@ -50,8 +59,45 @@ def main() -> None:
         def run(batch: Sequence[Request]) -> None:
             list(pool.map(staged, batch))
 
-        figures = per_document(run, requests, warm=2 * args.threads)
-    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}: {figures}")
+        with BusyThread(args.busy_thread) as busy:
+            figures = per_document(run, requests, warm=2 * args.threads)
+    beside = f", beside a busy thread (at {busy.share():.0%} of its speed alone)" if args.busy_thread else ""
+    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}, switch interval "
+          f"{args.switch_interval:g} ms{beside}: {figures}")
+
+
+class BusyThread:
+    """A thread counting in a Python loop while the context is open (when `on`); `share()` is its rate
+    against the same loop's rate alone, measured first for a second."""
+
+    def __init__(self, on: bool):
+        self.on, self.rate = on, 0.0
+        self.alone = self._spin(threading.Event(), seconds=1.0) if on else 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: setattr(self, "rate", self._spin(self.stop)), daemon=True)
+
+    @staticmethod
+    def _spin(stop: threading.Event, seconds: float = 0.0) -> float:
+        """Loops a second until `stop` is set (by a timer after `seconds`, if given)."""
+        if seconds:
+            threading.Timer(seconds, stop.set).start()
+        loops, began = 0, time.perf_counter()
+        while not stop.is_set():
+            loops += 1
+        return loops / (time.perf_counter() - began)
+
+    def share(self) -> float:
+        return self.rate / self.alone
+
+    def __enter__(self) -> "BusyThread":
+        if self.on:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.on:
+            self.stop.set()
+            self.thread.join()
 
 
 def replica_chat(name: str, max_tiles: int) -> Chat:
