@@ -13,8 +13,8 @@ from docvlm.models.tiny import ensure_tiny_model, tiny_model_path
 
 
 def conversation(engine) -> list[list[list[int]]]:
-    first = engine.generate(requests([4, 9, 3]), keep_state=True)
-    second = engine.continue_(first.state, ["GST_AMOUNT?", "TOTAL?", "ROWS"], [4, 3, 5])
+    first = engine.generate(requests([3, 5, 2]), keep_state=True)
+    second = engine.continue_(first.state, ["GST_AMOUNT?", "TOTAL?", "ROWS"], [3, 2, 4])
     return [[reply.token_ids for reply in turn.replies] for turn in (first, second)]
 
 

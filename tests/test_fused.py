@@ -76,7 +76,7 @@ def test_merged_projections_are_the_modules_weights():
 def test_the_fused_path_gives_generate_tokens(tiny_models):
     """The static engine in half precision (what a GPU runs: fused norms, rotary and residual adds, merged
     projections, Triton attention; here through the interpreter) gives transformers' generate's tokens
-    through two turns. Qwen3-VL: per-head norms, 3-D positions; ~30 s (every family passed on 2026-12-05)."""
+    through two turns. Qwen3-VL: per-head norms, 3-D positions; ~20 s (every family passed on 2026-12-05)."""
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=os.pathsep.join([str(HERE.parent), str(HERE)]))
     done = subprocess.run([sys.executable, str(HERE / "fused_engine_check.py"), "qwen3_vl"], env=env,
