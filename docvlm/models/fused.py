@@ -48,30 +48,29 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    width = hidden.shape[-1]
-    flat = hidden.reshape(-1, width)  # a view when contiguous (every caller's case), else a copy
-    out = torch.empty_like(flat, dtype=torch.result_type(weight, hidden))
-    block = triton.next_power_of_2(width)
-    rows_per_program = max(1, ELEMENTS_PER_PROGRAM // block)
-    grid = (triton.cdiv(flat.shape[0], rows_per_program),)
-    _rms_norm_kernel[grid](flat, weight, out, flat.shape[0], width, flat.stride(0), eps,
-                           ROWS=rows_per_program, BLOCK=block)
-    return out.view(hidden.shape)
+    return _rms_norm(hidden, None, weight, eps)[1]
 
 
 def add_rms_norm(hidden: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """`hidden + delta` (rounded to the dtype, as the residual add does) and its RMSNorm in one kernel: a
     decoder layer's residual add and the norm after it, where transformers runs two. -> (sum, normed)."""
+    return _rms_norm(hidden, delta, weight, eps)
+
+
+def _rms_norm(hidden: torch.Tensor, delta: Optional[torch.Tensor], weight: torch.Tensor,
+              eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden + delta, its RMSNorm); without `delta`, (hidden, its RMSNorm), the sum neither made nor stored."""
     width = hidden.shape[-1]
-    flat, flat_delta = hidden.reshape(-1, width), delta.reshape(-1, width)
-    total = torch.empty_like(flat)
+    flat = hidden.reshape(-1, width)  # a view when contiguous (every caller's case), else a copy
+    flat_delta = flat if delta is None else delta.reshape(-1, width)  # (unread without a delta)
+    total = flat if delta is None else torch.empty_like(flat)
     out = torch.empty_like(flat, dtype=torch.result_type(weight, hidden))
     block = triton.next_power_of_2(width)
     rows_per_program = max(1, ELEMENTS_PER_PROGRAM // block)
     grid = (triton.cdiv(flat.shape[0], rows_per_program),)
-    _add_rms_norm_kernel[grid](flat, flat_delta, weight, total, out, flat.shape[0], width, flat.stride(0),
-                               flat_delta.stride(0), eps, ROWS=rows_per_program, BLOCK=block)
+    _rms_norm_kernel[grid](flat, flat_delta, weight, total, out, flat.shape[0], width, flat.stride(0),
+                           flat_delta.stride(0), eps, ADD=delta is not None, ROWS=rows_per_program, BLOCK=block)
     return total.view(hidden.shape), out.view(hidden.shape)
 
 
@@ -174,28 +173,17 @@ def _fused_forward(module: torch.nn.Module):
 if triton is not None:
 
     @triton.jit
-    def _rms_norm_kernel(x, weight, out, rows, width, row_stride, eps, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    def _rms_norm_kernel(x, delta, weight, total, out, rows, width, row_stride, delta_stride, eps,
+                         ADD: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
         row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
         column = tl.arange(0, BLOCK)
         inside = (row[:, None] < rows) & (column[None, :] < width)
         value = tl.load(x + row[:, None] * row_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
-        variance = tl.sum(value * value, axis=1) / width
-        normal = (value * (1.0 / tl.sqrt(variance + eps))[:, None]).to(out.dtype.element_ty)
-        scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)
-        result = scale[None, :] * normal.to(tl.float32)
-        tl.store(out + row[:, None] * width + column[None, :], result.to(out.dtype.element_ty), mask=inside)
-
-    @triton.jit
-    def _add_rms_norm_kernel(x, delta, weight, total, out, rows, width, row_stride, delta_stride, eps,
-                             ROWS: tl.constexpr, BLOCK: tl.constexpr):
-        row = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-        column = tl.arange(0, BLOCK)
-        inside = (row[:, None] < rows) & (column[None, :] < width)
-        a = tl.load(x + row[:, None] * row_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
-        b = tl.load(delta + row[:, None] * delta_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
-        summed = (a + b).to(total.dtype.element_ty)  # the residual add, rounded as transformers' add
-        tl.store(total + row[:, None] * width + column[None, :], summed, mask=inside)
-        value = summed.to(tl.float32)
+        if ADD:  # the residual add first, rounded as transformers' add, and stored
+            b = tl.load(delta + row[:, None] * delta_stride + column[None, :], mask=inside, other=0.0).to(tl.float32)
+            summed = (value + b).to(total.dtype.element_ty)
+            tl.store(total + row[:, None] * width + column[None, :], summed, mask=inside)
+            value = summed.to(tl.float32)
         variance = tl.sum(value * value, axis=1) / width
         normal = (value * (1.0 / tl.sqrt(variance + eps))[:, None]).to(out.dtype.element_ty)
         scale = tl.load(weight + column, mask=column < width, other=0.0).to(tl.float32)
