@@ -71,6 +71,11 @@ def test_merged_projections_are_the_modules_weights():
             assert torch.equal(attn.q_proj(x), before[0])  # the module's own forward reads the same numbers
         again = merge_layer(layer)  # a second engine over the same model: the same matrices, no copy
         assert again.qkv is merged.qkv and again.qkv_bias is merged.qkv_bias and again.gate_up is merged.gate_up
+    biased = Qwen2DecoderLayer(Qwen2Config(hidden_size=32, intermediate_size=48, num_attention_heads=4,
+                                           num_key_value_heads=2), 0)
+    biased.mlp.gate_proj, biased.mlp.up_proj = torch.nn.Linear(32, 48), torch.nn.Linear(32, 48)
+    gate = biased.mlp.gate_proj.weight
+    assert merge_layer(biased).gate_up is None and biased.mlp.gate_proj.weight is gate  # biases: as it was
 
 
 def test_the_fused_path_gives_generate_tokens(tiny_models):

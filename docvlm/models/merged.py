@@ -38,9 +38,9 @@ def merge_layer(layer: torch.nn.Module) -> Optional[MergedLayer]:
         return None
     gated = [getattr(mlp, name, None) for name in ("gate_proj", "up_proj")]
     silu = type(getattr(mlp, "act_fn", None)).__name__ in ("SiLU", "SiLUActivation") and hasattr(mlp, "down_proj")
-    gate_up = _merge(gated) if silu else None
-    return MergedLayer(qkv[0], qkv[1], [p.out_features for p in projections],
-                       gate_up[0] if gate_up is not None and gate_up[1] is None else None)
+    unbiased = all(getattr(module, "bias", 0) is None for module in gated)  # what `mlp_output` computes
+    gate_up = _merge(gated) if silu and unbiased else None
+    return MergedLayer(qkv[0], qkv[1], [p.out_features for p in projections], gate_up and gate_up[0])
 
 
 def query_key_value(attn: torch.nn.Module, x: torch.Tensor,
