@@ -145,6 +145,7 @@ def test_kernel_names_sort_into_kinds() -> None:
     assert kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128") == "attention"
     assert kind("_split_kernel") == "attention"
     assert kind("_rms_norm_kernel") == "fused elementwise (Triton)"
+    assert kind("_norm_rotate_kernel") == "fused elementwise (Triton)"
     assert kind("aten::_softmax") == "softmax"
     assert kind("aten::index_copy_") == "index / scatter / gather"
     assert kind("aten::copy_") == "copy / cat / cast"

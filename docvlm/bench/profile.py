@@ -29,7 +29,7 @@ GRAPH_LAUNCHES = ("cudaGraphLaunch", "cuGraphLaunch")
 
 KINDS = (  # first match wins: (kind, any of these in the lowercased kernel or op name)
     ("attention", ("flash", "fmha", "sdpa", "attention", "_split_kernel", "_merge_kernel", "_turn_kernel")),
-    ("fused elementwise (Triton)", ("_rms_norm", "_add_rms_norm", "_gated", "_silu_mul", "_rotary", "_scale_add")),
+    ("fused elementwise (Triton)", ("_rms_norm", "_gated", "_silu_mul", "_rotary", "_norm_rotate", "_scale_add")),
     ("GEMM", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "matmul", "aten::mm", "aten::addmm", "aten::bmm",
               "aten::linear", "conv")),
     ("softmax", ("softmax",)),
@@ -111,14 +111,22 @@ def place_kernels(events: Any, on_gpu: bool) -> collections.Counter:
 def replayed_kernels(events: Any) -> collections.Counter:
     """Milliseconds by (phase, REPLAYED, kernel name) of the kernels replayed CUDA graphs ran: the profiler
     ties them to no op, only (by correlation id) to the `cudaGraphLaunch` call, placed by its ranges."""
-    launches = {event.id: event for event in events
-                if event.device_type == torch.autograd.DeviceType.CPU and event.name in GRAPH_LAUNCHES}
     spent: collections.Counter = collections.Counter()
-    for event in events:
-        if event.device_type != torch.autograd.DeviceType.CPU and event.id in launches and not _is_range(event.name):
-            phase, _ = _ranges(launches[event.id])
-            spent[(phase, REPLAYED, event.name)] += (event.time_range.end - event.time_range.start) / 1e3
+    for kernel, launch in _launched_kernels(events, lambda name: name in GRAPH_LAUNCHES):
+        phase, _ = _ranges(launch)
+        spent[(phase, REPLAYED, kernel.name)] += (kernel.time_range.end - kernel.time_range.start) / 1e3
     return spent
+
+
+def _launched_kernels(events: Any, launcher: Any) -> list[tuple[Any, Any]]:
+    """(kernel, the CPU call that launched it) for each device event whose correlation id a CPU call named
+    as `launcher` (name -> bool) accepts shares, by start time. (torch 2.11's events carry no link from a
+    kernel to its op; the profiler's own device events, buffer requests spanning the run, have no such call.)"""
+    launches = {event.id: event for event in events
+                if event.device_type == torch.autograd.DeviceType.CPU and launcher(event.name)}
+    kernels = [event for event in events if event.device_type != torch.autograd.DeviceType.CPU
+               and event.id in launches and not _is_range(event.name)]
+    return [(kernel, launches[kernel.id]) for kernel in sorted(kernels, key=lambda event: event.time_range.start)]
 
 
 def time_by_phase(events: Any, placed: collections.Counter, on_gpu: bool) -> dict[str, dict[str, float]]:
@@ -157,19 +165,11 @@ def host_waits(events: Any, min_us: float = 20.0, rows: int = 12) -> list[tuple[
     the `rows` largest as (place, ops, milliseconds, gaps). GPU only (device events carry times).
 
     A kernel is a device event whose correlation id a CPU driver/runtime call (`cudaLaunchKernel`,
-    `cuLaunchKernel`, `cudaMemcpyAsync`, `cudaGraphLaunch`, ...) shares; the op is that call's parent.
-    (torch 2.11's events carry no link from a kernel to its op, and the profiler's own device events,
-    buffer requests spanning the run, have no such call.)"""
-    launches = {event.id: event for event in events
-                if event.device_type == torch.autograd.DeviceType.CPU and event.name.startswith("cu")}
-    kernels = sorted((event for event in events if event.device_type != torch.autograd.DeviceType.CPU
-                      and event.id in launches and not _is_range(event.name)),
-                     key=lambda event: event.time_range.start)
+    `cuLaunchKernel`, `cudaMemcpyAsync`, `cudaGraphLaunch`, ...) shares; the op is that call's parent."""
     waits: collections.Counter = collections.Counter()
     counts: collections.Counter = collections.Counter()
     busy_until, before = None, "-"
-    for kernel in kernels:
-        launch = launches[kernel.id]
+    for kernel, launch in _launched_kernels(events, lambda name: name.startswith("cu")):
         after = (launch.cpu_parent or launch).name
         if busy_until is not None and kernel.time_range.start - busy_until >= min_us:
             key = (" / ".join(_ranges(launch)), f"{before} -> {after}")
