@@ -2,13 +2,16 @@
 ms a page, with glibc's default allocator or keeping freed memory (docvlm/models/host_memory.py).
 
     python scripts/bench_processor_threads.py [--model qwen3_vl_8b] [--docs 32] [--threads 2] [--keep start|late|no]
-                                              [--busy-thread] [--switch-interval MS]
+                                              [--busy-thread] [--switch-interval MS] [--processes]
 
 `--keep start` applies it first, while the process has one thread (as the entry points do); `late`
 after the documents are made and the processor loaded (other threads have made arenas by then).
 `--busy-thread`: meanwhile another thread runs Python without pause, as the engine's thread does while
 it launches a prefill's kernels (its speed is printed against its speed alone): every torch op gives the
 GIL up and waits to get it back, up to Python's switch interval (`--switch-interval`, default 5 ms).
+`--processes`: the workers are processes (spawned; each loads the replica's processor) instead of
+threads, and the staged tensors come back through shared memory, as a process pool would hand them to
+the engine: does the processor scale with workers once they share no interpreter lock?
 The documents are the benchmark's workload (invoices and receipts half each); each output is cast to
 bf16 as the prefetcher stages it. Runs on any host: the processor needs no GPU and no weights.
 """
@@ -25,8 +28,8 @@ if __name__ == "__main__" and "--keep" in sys.argv and sys.argv[sys.argv.index("
 import argparse  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from typing import Sequence  # noqa: E402
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
 
 import torch  # noqa: E402
 from bench_preprocess import per_document, workload_requests  # noqa: E402  (scripts/, this script's folder)
@@ -34,6 +37,8 @@ from bench_preprocess import per_document, workload_requests  # noqa: E402  (scr
 from docvlm.models import ModelSpec, Request  # noqa: E402
 from docvlm.models.chat import Chat  # noqa: E402
 from docvlm.models.loading import load_model  # noqa: E402
+
+WORKER_CHAT: dict[str, Chat] = {}  # a process worker's replica chat, made by its initializer
 
 
 def main() -> None:
@@ -45,25 +50,47 @@ def main() -> None:
     parser.add_argument("--keep", choices=["start", "late", "no"], default="no")
     parser.add_argument("--busy-thread", action="store_true", help="a thread running Python meanwhile")
     parser.add_argument("--switch-interval", type=float, default=5.0, help="Python's switch interval, ms")
+    parser.add_argument("--processes", action="store_true", help="worker processes instead of threads")
     args = parser.parse_args()
     sys.setswitchinterval(args.switch_interval / 1000)
-    chat = replica_chat(args.model, args.max_tiles)
     requests = workload_requests(args.docs)
-    if args.keep == "late":
-        keep_freed_memory()
+    with worker_pool(args) as pool:
+        if args.keep == "late":
+            keep_freed_memory()
 
-    def staged(request: Request) -> None:
-        {key: value.to(torch.bfloat16) for key, value in chat.preprocess([request]).items() if value.is_floating_point()}
-
-    with ThreadPoolExecutor(args.threads, initializer=lambda: torch.set_num_threads(1)) as pool:
         def run(batch: Sequence[Request]) -> None:
             list(pool.map(staged, batch))
 
         with BusyThread(args.busy_thread) as busy:
             figures = per_document(run, requests, warm=2 * args.threads)
     beside = f", beside a busy thread (at {busy.share():.0%} of its speed alone)" if args.busy_thread else ""
-    print(f"{args.model}, {args.threads} threads, freed memory kept: {args.keep}, switch interval "
+    workers = "processes" if args.processes else "threads"
+    print(f"{args.model}, {args.threads} {workers}, freed memory kept: {args.keep}, switch interval "
           f"{args.switch_interval:g} ms{beside}: {figures}")
+
+
+def worker_pool(args: argparse.Namespace) -> Executor:
+    """Threads sharing this process's replica chat, or spawned processes each loading their own."""
+    if not args.processes:
+        WORKER_CHAT["chat"] = replica_chat(args.model, args.max_tiles)
+        return ThreadPoolExecutor(args.threads, initializer=torch.set_num_threads, initargs=(1,))
+    import torch.multiprocessing as multiprocessing  # its reductions send tensors through shared memory
+
+    return ProcessPoolExecutor(args.threads, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=process_worker, initargs=(args.model, args.max_tiles, args.keep))
+
+
+def process_worker(model: str, max_tiles: int, keep: str) -> None:
+    if keep != "no":
+        keep_freed_memory()
+    torch.set_num_threads(1)
+    WORKER_CHAT["chat"] = replica_chat(model, max_tiles)
+
+
+def staged(request: Request) -> dict[str, Any]:
+    """The processor's output with its floating tensors in bf16, as the prefetcher stages them."""
+    outputs = WORKER_CHAT["chat"].preprocess([request]).items()
+    return {key: value.to(torch.bfloat16) if value.is_floating_point() else value for key, value in outputs}
 
 
 class BusyThread:
