@@ -42,7 +42,8 @@ def build_replica(name: str, device: torch.device, max_tiles: int = 12) -> Repli
     tiny_path = ensure_tiny_model(family, tiny_model_path(family))
     tiny_processor = AutoProcessor.from_pretrained(tiny_path, local_files_only=True)
     config = replica.config(tiny_processor)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    # meta: no weights, a stand-in for the GPU's model (processor benchmarks), so the GPU's dtype
+    dtype = torch.bfloat16 if device.type in ("cuda", "meta") else torch.float32
     with torch.device(device):  # parameters are created (and initialised) on the device itself
         model = registry.adapter_class(family).model_class._from_config(
             config, dtype=dtype, attn_implementation="sdpa").eval()
