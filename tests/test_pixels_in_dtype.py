@@ -37,6 +37,11 @@ def test_pixels_are_the_cast_of_the_processors_own(tiny_models, family, tmp_path
     # another dtype later: the processor's own patchify under it, not the bf16 one's
     assert patchify_in_model_dtype(processor.image_processor, torch.float16)
     assert torch.equal(processor(**call)["pixel_values"], before["pixel_values"].to(torch.float16))
+    # and a float32 model over it: the processor's own class again, float32 pixels
+    assert not patchify_in_model_dtype(processor.image_processor, torch.float32)
+    assert type(processor.image_processor) is original_class and torch.equal(processor(**call)["pixel_values"],
+                                                                             before["pixel_values"])
+    assert patchify_in_model_dtype(processor.image_processor, torch.bfloat16)
     # saved and reloaded as the processor it is, with nothing of ours in its settings
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())

@@ -21,12 +21,13 @@ def patchify_in_model_dtype(image_processor: Any, dtype: torch.dtype) -> bool:
     """Make `image_processor` (one with a `patchify(images, ...)` hook, as transformers' Qwen2-VL image
     processor has since 5.x) cast its normalised images to `dtype` before patchifying. Its class becomes a
     subclass of the same name (nothing is added to the instance: `to_dict` and `save_pretrained` see the
-    processor's own settings). False where there is nothing to gain (float32) or no such hook."""
-    cls = type(image_processor)
-    if dtype == torch.float32 or not callable(getattr(cls, "patchify", None)):
+    processor's own settings). False, with the processor's own class, where there is nothing to gain (a
+    dtype of 4 bytes or more) or no such hook."""
+    original = getattr(type(image_processor), "original_class", type(image_processor))
+    if dtype.itemsize >= 4 or not callable(getattr(original, "patchify", None)):
+        image_processor.__class__ = original
         return False
-    if getattr(cls, "patchify_dtype", None) != dtype:
-        image_processor.__class__ = _in_dtype(getattr(cls, "original_class", cls), dtype)
+    image_processor.__class__ = _in_dtype(original, dtype)
     return True
 
 
