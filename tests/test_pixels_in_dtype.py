@@ -1,5 +1,6 @@
-"""Qwen-VL processors patchify in the model's dtype: exactly the values the engine's cast gave afterwards,
-the processor still saved and reloaded as itself, float32 models untouched."""
+"""Qwen-VL and InternVL processors hand on their normalised pixels in the model's dtype: exactly the values
+the engine's cast gave afterwards, the processor still saved and reloaded as itself, float32 models
+untouched."""
 
 import json
 
@@ -9,60 +10,64 @@ from PIL import Image
 from transformers import AutoProcessor
 
 from docvlm.models import ModelSpec, load_model
-from docvlm.models.pixels_in_dtype import patchify_in_model_dtype
+from docvlm.models.pixels_in_dtype import normalised_in_model_dtype
+
+IMAGE_TEXT = {"qwen3_vl": "<|vision_start|><|image_pad|><|vision_end|>read",
+              "qwen2_5_vl": "<|vision_start|><|image_pad|><|vision_end|>read",
+              "internvl": "<IMG_CONTEXT>read"}
+IMAGE_KWARGS = {"internvl": {"crop_to_patches": True, "max_patches": 6}}  # as the adapter asks: several tiles
 
 
-def noise_page(width: int = 300, height: int = 420) -> Image.Image:
+def noise_page(width: int = 900, height: int = 1300) -> Image.Image:
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (height, width, 3), dtype=torch.uint8, generator=generator)
     return Image.fromarray(pixels.numpy())
 
 
-@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", sorted(IMAGE_TEXT))
 def test_pixels_are_the_cast_of_the_processors_own(tiny_models, family, tmp_path):
     processor = AutoProcessor.from_pretrained(tiny_models[family])
     original_class = type(processor.image_processor)
-    call = {"images": [noise_page()], "text": ["<|vision_start|><|image_pad|><|vision_end|>read"],
-            "return_tensors": "pt"}
+    call = {"images": [noise_page()], "text": [IMAGE_TEXT[family]], "return_tensors": "pt",
+            **IMAGE_KWARGS.get(family, {})}
     before = processor(**call)
     assert before["pixel_values"].dtype == torch.float32
-    assert patchify_in_model_dtype(processor.image_processor, torch.bfloat16)
-    assert patchify_in_model_dtype(processor.image_processor, torch.bfloat16)  # again: no second layer
+    assert normalised_in_model_dtype(processor.image_processor, torch.bfloat16)
+    assert normalised_in_model_dtype(processor.image_processor, torch.bfloat16)  # again: no second layer
     assert type(processor.image_processor).__mro__[1] is original_class
     after = processor(**call)
     assert after["pixel_values"].dtype == torch.bfloat16
     assert torch.equal(after["pixel_values"], before["pixel_values"].to(torch.bfloat16))
     assert after.keys() == before.keys()
     assert all(torch.equal(after[key], before[key]) for key in before if key != "pixel_values")
-    # another dtype later: the processor's own patchify under it, not the bf16 one's
-    assert patchify_in_model_dtype(processor.image_processor, torch.float16)
+    # another dtype later: the processor's own method under it, not the bf16 one's
+    assert normalised_in_model_dtype(processor.image_processor, torch.float16)
     assert torch.equal(processor(**call)["pixel_values"], before["pixel_values"].to(torch.float16))
-    # and a float32 model over it: the processor's own class again, float32 pixels
-    assert not patchify_in_model_dtype(processor.image_processor, torch.float32)
-    assert type(processor.image_processor) is original_class and torch.equal(processor(**call)["pixel_values"],
-                                                                             before["pixel_values"])
-    assert patchify_in_model_dtype(processor.image_processor, torch.bfloat16)
+    # a float32 model over it: the processor's own class again, float32 pixels
+    assert not normalised_in_model_dtype(processor.image_processor, torch.float32)
+    assert type(processor.image_processor) is original_class
+    assert torch.equal(processor(**call)["pixel_values"], before["pixel_values"])
     # saved and reloaded as the processor it is, with nothing of ours in its settings
+    assert normalised_in_model_dtype(processor.image_processor, torch.bfloat16)
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())
-    settings = saved.get("image_processor", saved)
-    assert settings["image_processor_type"] == original_class.__name__
+    assert saved.get("image_processor", saved)["image_processor_type"] == original_class.__name__
     assert type(AutoProcessor.from_pretrained(tmp_path).image_processor) is original_class
 
 
-def test_float32_models_and_processors_without_the_hook_are_left_alone(tiny_models):
-    processor = AutoProcessor.from_pretrained(tiny_models["qwen3_vl"])
-    cls = type(processor.image_processor)
-    assert not patchify_in_model_dtype(processor.image_processor, torch.float32)
-    assert type(processor.image_processor) is cls
-    internvl = AutoProcessor.from_pretrained(tiny_models["internvl"]).image_processor
-    internvl_class = type(internvl)
-    assert not patchify_in_model_dtype(internvl, torch.bfloat16) and type(internvl) is internvl_class
+def test_a_processor_without_the_method_is_left_alone():
+    class Plain:
+        pass
+
+    plain = Plain()
+    assert not normalised_in_model_dtype(plain, torch.bfloat16) and type(plain) is Plain
 
 
+@pytest.mark.parametrize("family", ["qwen3_vl", "internvl", "mllama"])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-def test_the_qwen_vl_adapter_patchifies_in_its_models_dtype(tiny_models, dtype):
-    loaded = load_model(ModelSpec(family="qwen3_vl", path=str(tiny_models["qwen3_vl"]), max_tiles=2, engine="hf",
+def test_the_adapters_ask_for_their_models_dtype_where_it_pays(tiny_models, family, dtype):
+    loaded = load_model(ModelSpec(family=family, path=str(tiny_models[family]), max_tiles=2, engine="hf",
                                   dtype=dtype), torch.device("cpu"))
-    image_processor = loaded.chat.processor.image_processor
-    assert getattr(type(image_processor), "patchify_dtype", torch.float32) == getattr(torch, dtype)
+    pixels_dtype = getattr(type(loaded.chat.processor.image_processor), "pixels_dtype", torch.float32)
+    # Llama-3.2-Vision pads its tiles into a float32 tensor after normalising: nothing to gain there
+    assert pixels_dtype == (torch.float32 if family == "mllama" else getattr(torch, dtype))

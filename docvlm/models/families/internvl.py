@@ -15,6 +15,7 @@ from transformers.models.got_ocr2.image_processing_got_ocr2 import GotOcr2ImageP
 from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
 
 from docvlm.models.adapter import FamilyAdapter, Replica, TinyModel
+from docvlm.models.pixels_in_dtype import normalised_in_model_dtype
 from docvlm.models.protocol import ModelSpec
 from docvlm.models.tiny_parts import (
     CHATML_SPECIALS,
@@ -57,6 +58,7 @@ class InternVL(FamilyAdapter):
                 f"{spec.path}: processor image_seq_length={self.processor.image_seq_length} but the model "
                 f"makes {tokens_per_tile} tokens a tile"
             )
+        normalised_in_model_dtype(self.processor.image_processor, self.model.dtype)  # tiles stacked in it
 
     def image_kwargs(self) -> dict[str, Any]:
         return {"crop_to_patches": True, "max_patches": self.max_patches}

@@ -18,7 +18,7 @@ from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoP
 
 from docvlm.models.adapter import PLANNED, FamilyAdapter, Replica, TinyModel
 from docvlm.models.packing import packed_vision_attention
-from docvlm.models.pixels_in_dtype import patchify_in_model_dtype
+from docvlm.models.pixels_in_dtype import normalised_in_model_dtype
 from docvlm.models.protocol import Conversations, ModelSpec
 from docvlm.models.tiny_parts import (
     CHATML_SPECIALS,
@@ -54,7 +54,7 @@ class QwenVLRotary(FamilyAdapter):
             "shortest_edge": image_processor.size["shortest_edge"],
             "longest_edge": spec.max_tiles * TOKENS_PER_TILE * unit * unit,
         }
-        patchify_in_model_dtype(image_processor, self.model.dtype)  # the same values, a third of the work
+        normalised_in_model_dtype(image_processor, self.model.dtype)  # patchified in it: the same values
 
     def image_kwargs(self) -> dict[str, Any]:
         return {"size": self.size}
