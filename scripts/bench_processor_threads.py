@@ -3,12 +3,16 @@ ms a page, with glibc's default allocator or keeping freed memory (docvlm/models
 
     python scripts/bench_processor_threads.py [--model qwen3_vl_8b] [--docs 32] [--threads 2] [--keep start|late|no]
                                               [--busy-thread] [--switch-interval MS] [--processes]
+                                              [--pixels model|float32] [--compare-pixels ROUNDS]
 
 `--keep start` applies it first, while the process has one thread (as the entry points do); `late`
 after the documents are made and the processor loaded (other threads have made arenas by then).
 `--busy-thread`: meanwhile another thread runs Python without pause, as the engine's thread does while
 it launches a prefill's kernels (its speed is printed against its speed alone): every torch op gives the
 GIL up and waits to get it back, up to Python's switch interval (`--switch-interval`, default 5 ms).
+`--pixels float32`: the processor's own float32 pixels, cast afterwards (as before pixels_in_dtype.py);
+`--compare-pixels N`: both, alternating for N rounds in this one process (threads; a fairer A/B on a
+noisy host than two processes).
 `--processes`: the workers are processes (spawned; each loads the replica's processor) instead of
 threads, and the staged tensors come back through shared memory, as a process pool would hand them to
 the engine: does the processor scale with workers once they share no interpreter lock?
@@ -29,7 +33,7 @@ import argparse  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Callable, Optional, Sequence  # noqa: E402
 
 import torch  # noqa: E402
 from bench_preprocess import per_document, workload_requests  # noqa: E402  (scripts/, this script's folder)
@@ -37,6 +41,7 @@ from bench_preprocess import per_document, workload_requests  # noqa: E402  (scr
 from docvlm.models import ModelSpec, Request  # noqa: E402
 from docvlm.models.chat import Chat  # noqa: E402
 from docvlm.models.loading import load_model  # noqa: E402
+from docvlm.models.pixels_in_dtype import normalised_in_model_dtype  # noqa: E402
 
 WORKER_CHAT: dict[str, Chat] = {}  # a process worker's replica chat, made by its initializer
 
@@ -51,6 +56,9 @@ def main() -> None:
     parser.add_argument("--busy-thread", action="store_true", help="a thread running Python meanwhile")
     parser.add_argument("--switch-interval", type=float, default=5.0, help="Python's switch interval, ms")
     parser.add_argument("--processes", action="store_true", help="worker processes instead of threads")
+    parser.add_argument("--pixels", choices=["model", "float32"], default="model",
+                        help="the processor's pixels in the model's dtype (docvlm's way) or its own float32")
+    parser.add_argument("--compare-pixels", type=int, default=0, metavar="ROUNDS")
     args = parser.parse_args()
     sys.setswitchinterval(args.switch_interval / 1000)
     requests = workload_requests(args.docs)
@@ -61,30 +69,46 @@ def main() -> None:
         def run(batch: Sequence[Request]) -> None:
             list(pool.map(staged, batch))
 
+        if args.compare_pixels:
+            return compare_pixels(run, requests, args.compare_pixels)
         with BusyThread(args.busy_thread) as busy:
             figures = per_document(run, requests, warm=2 * args.threads)
     beside = f", beside a busy thread (at {busy.share():.0%} of its speed alone)" if args.busy_thread else ""
     workers = "processes" if args.processes else "threads"
-    print(f"{args.model}, {args.threads} {workers}, freed memory kept: {args.keep}, switch interval "
-          f"{args.switch_interval:g} ms{beside}: {figures}")
+    print(f"{args.model}, {args.threads} {workers}, pixels {args.pixels}, freed memory kept: {args.keep}, switch "
+          f"interval {args.switch_interval:g} ms{beside}: {figures}")
+
+
+def compare_pixels(run: Callable[[Sequence[Request]], None], requests: Sequence[Request], rounds: int) -> None:
+    """The processor's float32 pixels and the model's dtype's, alternating in this process's thread pool."""
+    image_processor = WORKER_CHAT["chat"].processor.image_processor
+    for round_ in range(rounds):
+        for pixels, dtype in (("float32", torch.float32), ("model", torch.bfloat16)):
+            normalised_in_model_dtype(image_processor, dtype)
+            print(f"round {round_ + 1}, pixels {pixels:7s}: {per_document(run, requests)}", flush=True)
 
 
 def worker_pool(args: argparse.Namespace) -> Executor:
     """Threads sharing this process's replica chat, or spawned processes each loading their own."""
     if not args.processes:
-        WORKER_CHAT["chat"] = replica_chat(args.model, args.max_tiles)
+        set_up_worker(args.model, args.max_tiles, "no", args.pixels, threads=None)
         return ThreadPoolExecutor(args.threads, initializer=torch.set_num_threads, initargs=(1,))
     import torch.multiprocessing as multiprocessing  # its reductions send tensors through shared memory
 
     return ProcessPoolExecutor(args.threads, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=process_worker, initargs=(args.model, args.max_tiles, args.keep))
+                               initializer=set_up_worker, initargs=(args.model, args.max_tiles, args.keep, args.pixels))
 
 
-def process_worker(model: str, max_tiles: int, keep: str) -> None:
+def set_up_worker(model: str, max_tiles: int, keep: str, pixels: str, threads: Optional[int] = 1) -> None:
+    """The worker's replica chat (threads: one shared, made before the pool); a process keeps freed memory
+    as asked and runs one intra-op thread."""
     if keep != "no":
         keep_freed_memory()
-    torch.set_num_threads(1)
-    WORKER_CHAT["chat"] = replica_chat(model, max_tiles)
+    if threads:
+        torch.set_num_threads(threads)
+    chat = WORKER_CHAT["chat"] = replica_chat(model, max_tiles)
+    if pixels == "float32":
+        normalised_in_model_dtype(chat.processor.image_processor, torch.float32)  # the processor's own class
 
 
 def staged(request: Request) -> dict[str, Any]:
