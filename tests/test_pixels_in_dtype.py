@@ -4,6 +4,7 @@ untouched."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -55,12 +56,21 @@ def test_pixels_are_the_cast_of_the_processors_own(tiny_models, family, tmp_path
     assert type(AutoProcessor.from_pretrained(tmp_path).image_processor) is original_class
 
 
-def test_a_processor_without_the_method_is_left_alone():
+def test_a_processor_without_the_method_or_returning_arrays_is_left_alone():
     class Plain:
         pass
 
     plain = Plain()
     assert not normalised_in_model_dtype(plain, torch.bfloat16) and type(plain) is Plain
+
+    class Arrays:  # e.g. remote code normalising numpy arrays
+        def rescale_and_normalize(self, images):
+            return images * 2
+
+    arrays = Arrays()
+    assert normalised_in_model_dtype(arrays, torch.bfloat16)
+    assert arrays.rescale_and_normalize(np.ones(3, dtype=np.float32)).dtype == np.float32
+    assert arrays.rescale_and_normalize(torch.ones(3)).dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "internvl", "mllama"])

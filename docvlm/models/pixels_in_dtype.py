@@ -35,7 +35,9 @@ def normalised_in_model_dtype(image_processor: Any, dtype: torch.dtype) -> bool:
 @functools.cache
 def _in_dtype(cls: type, dtype: torch.dtype) -> type:
     def rescale_and_normalize(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return cls.rescale_and_normalize(self, *args, **kwargs).to(dtype)
+        pixels = cls.rescale_and_normalize(self, *args, **kwargs)
+        # a processor of other code (remote, older) may return arrays: those it keeps as they are
+        return pixels.to(dtype) if isinstance(pixels, torch.Tensor) and pixels.is_floating_point() else pixels
 
     return type(cls.__name__, (cls,), {"rescale_and_normalize": rescale_and_normalize, "pixels_dtype": dtype,
                                       "original_class": cls, "__module__": cls.__module__,
