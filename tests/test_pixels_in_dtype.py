@@ -2,7 +2,9 @@
 the engine's cast gave afterwards, the processor still saved and reloaded as itself, float32 models
 untouched."""
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -48,8 +50,12 @@ def test_pixels_are_the_cast_of_the_processors_own(tiny_models, family, tmp_path
     assert not normalised_in_model_dtype(processor.image_processor, torch.float32)
     assert type(processor.image_processor) is original_class
     assert torch.equal(processor(**call)["pixel_values"], before["pixel_values"])
-    # saved and reloaded as the processor it is, with nothing of ours in its settings
+    # saved and reloaded as the processor it is, with nothing of ours in its settings; pickled and copied
+    # with its dtype (as a process pool would send it)
     assert normalised_in_model_dtype(processor.image_processor, torch.bfloat16)
+    for again in (pickle.loads(pickle.dumps(processor)), copy.deepcopy(processor)):
+        assert type(again.image_processor).__mro__[1] is original_class
+        assert torch.equal(again(**call)["pixel_values"], after["pixel_values"])
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())
     assert saved.get("image_processor", saved)["image_processor_type"] == original_class.__name__

@@ -39,6 +39,17 @@ def _in_dtype(cls: type, dtype: torch.dtype) -> type:
         # a processor of other code (remote, older) may return arrays: those it keeps as they are
         return pixels.to(dtype) if isinstance(pixels, torch.Tensor) and pixels.is_floating_point() else pixels
 
+    def __reduce_ex__(self: Any, protocol: Any) -> tuple:
+        # this class has no importable name: pickled as the processor's own, made to cast again when loaded
+        return _unpickled, (cls, dtype, self.__dict__)
+
     return type(cls.__name__, (cls,), {"rescale_and_normalize": rescale_and_normalize, "pixels_dtype": dtype,
-                                      "original_class": cls, "__module__": cls.__module__,
-                                      "__qualname__": cls.__qualname__})
+                                      "original_class": cls, "__reduce_ex__": __reduce_ex__,
+                                      "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+def _unpickled(cls: type, dtype: torch.dtype, state: dict[str, Any]) -> Any:
+    image_processor = cls.__new__(cls)
+    image_processor.__dict__.update(state)
+    normalised_in_model_dtype(image_processor, dtype)
+    return image_processor
