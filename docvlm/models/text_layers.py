@@ -148,9 +148,9 @@ def cross_layer(layer: torch.nn.Module, hidden: torch.Tensor, pending: Optional[
     query = attn.q_norm(attn.q_proj(x).view(rows, tokens, -1, attn.head_dim).transpose(1, 2))
     image = cross_bias.shape[-1]
     out = cross_attention(query, keys[:, :, :image], values[:, :, :image], cross_bias[:rows], attn.scaling)
-    hidden = hidden + layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
-    mlp = layer.mlp(layer.post_attention_layernorm(hidden)) * cross_rows[:rows]
-    return hidden, layer.cross_attn_mlp_gate.tanh() * mlp
+    gated = layer.cross_attn_attn_gate.tanh() * attn.o_proj(out)
+    hidden, x = residual_norm(layer.post_attention_layernorm, hidden, gated)
+    return hidden, layer.cross_attn_mlp_gate.tanh() * (layer.mlp(x) * cross_rows[:rows])
 
 
 def cross_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
