@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -134,14 +134,22 @@ def fused_vision_rotary(model: torch.nn.Module, enabled: bool) -> Iterator[None]
     transformers module, looked up at each call) is `vision_rotary`; restored after."""
     modules = {sys.modules[type(m).__module__] for m in model.modules()} if enabled else set()
     patched = [module for module in modules if hasattr(module, "apply_rotary_pos_emb_vision")]
-    saved = [module.apply_rotary_pos_emb_vision for module in patched]
-    for module in patched:
-        module.apply_rotary_pos_emb_vision = vision_rotary
+    with functions_swapped(patched, "apply_rotary_pos_emb_vision", vision_rotary):
+        yield
+
+
+@contextmanager
+def functions_swapped(modules: list[Any], name: str, replacement: Any) -> Iterator[None]:
+    """Meanwhile, the function `name` of each Python module in `modules` (transformers' modeling code looks
+    such functions up at each call) is `replacement`; each module's own is restored after."""
+    saved = [(module, getattr(module, name)) for module in modules]
+    for module, _ in saved:
+        setattr(module, name, replacement)
     try:
         yield
     finally:
-        for module, original in zip(patched, saved):
-            module.apply_rotary_pos_emb_vision = original
+        for module, original in saved:
+            setattr(module, name, original)
 
 
 @contextmanager
@@ -161,11 +169,17 @@ def fused_kernels(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
             del module.forward  # back to the class's own
 
 
+def is_silu_gated_mlp(module: torch.nn.Module) -> bool:
+    """transformers' SiLU-gated MLP (down(SiLU(gate(x)) * up(x)), `silu_mul`'s arithmetic in the middle)."""
+    gated = all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+    return type(module).__name__.endswith("MLP") and gated and \
+        type(module.act_fn).__name__ in ("SiLU", "SiLUActivation")
+
+
 def _fused_forward(module: torch.nn.Module):
     if is_rms_norm(module):
         return lambda hidden: rms_norm(hidden, module.weight, module.variance_epsilon)
-    gated = all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
-    if type(module).__name__.endswith("MLP") and gated and type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):
+    if is_silu_gated_mlp(module):
         return lambda x: module.down_proj(silu_mul(module.gate_proj(x), module.up_proj(x)))
     return None
 

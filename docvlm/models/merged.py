@@ -37,9 +37,8 @@ def merge_layer(layer: torch.nn.Module) -> Optional[MergedLayer]:
     if qkv is None:
         return None
     gated = [getattr(mlp, name, None) for name in ("gate_proj", "up_proj")]
-    silu = type(getattr(mlp, "act_fn", None)).__name__ in ("SiLU", "SiLUActivation") and hasattr(mlp, "down_proj")
     unbiased = all(getattr(module, "bias", 0) is None for module in gated)  # what `mlp_output` computes
-    gate_up = _merge(gated) if silu and unbiased else None
+    gate_up = _merge(gated) if fused.is_silu_gated_mlp(mlp) and unbiased else None
     return MergedLayer(qkv[0], qkv[1], [p.out_features for p in projections], gate_up and gate_up[0])
 
 

@@ -88,8 +88,5 @@ def fused_prefill_rotary(apply_rotary: Callable, enabled: bool) -> Iterator[None
             return apply_rotary(query, key, cos, sin, unsqueeze_dim)
         return fused.text_rotary(query.transpose(1, 2), key.transpose(1, 2), cos, sin)
 
-    module.apply_rotary_pos_emb = rotary
-    try:
+    with fused.functions_swapped([module], "apply_rotary_pos_emb", rotary):
         yield
-    finally:
-        module.apply_rotary_pos_emb = apply_rotary
