@@ -1,6 +1,7 @@
 """Decode attention on this GPU: the Triton kernel against the two-matmul path, same inputs, same process.
 
     python scripts/bench_attention.py [--rows 16 48 64 96] [--columns 2700] [--vision-tiles 25]
+    python scripts/bench_attention.py --turn-sweep [--rows 64]
 
 InternVL3.5-8B's language model shapes (32 query heads, 8 KV heads, head dim 128), bf16, buffers
 sized as the static engine sizes them; rows' prompts differ by up to 15% (left padding), and the
@@ -15,6 +16,9 @@ through each backend against the two unmasked parts both ways the engine chooses
 two varlen flash calls, or two SDPA calls an image, per backend); then Qwen3-VL's
 (16 heads of 72, ~7,000 patches an image) per image per backend (as transformers' views, contiguous, and
 with the head dim zero-padded to 80/96/128, pad included) against one varlen flash call.
+`--turn-sweep`: only the follow-up turn's self-attention, at each `--rows`: the turn kernel under each
+launch (`attention.TurnLaunch`: query tokens a program, columns a step, warps, stages) against torch's
+SDPA backends given the same causal, left-padded bias (grouped-query heads, `enable_gqa`).
 """
 
 import argparse
@@ -25,7 +29,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from docvlm.models.attention import decode_attention, grouped_attention, turn_attention, turn_bias  # noqa: E402
+from docvlm.models.attention import TURN_LAUNCH, TurnLaunch, decode_attention, grouped_attention, turn_attention, turn_bias  # noqa: E402
 from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
 from docvlm.models import tile_attention  # noqa: E402
 from docvlm.models.tile_attention import tile_split  # noqa: E402
@@ -48,7 +52,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[16, 48, 64, 96])
     parser.add_argument("--columns", type=int, default=2700)
     parser.add_argument("--vision-tiles", type=int, default=25)
+    parser.add_argument("--turn-sweep", action="store_true", help="only the turn kernel's launches, per --rows")
     args = parser.parse_args()
+    if args.turn_sweep:
+        for rows in args.rows:
+            turn_sweep(rows)
+        return
     heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     print("rows | columns | matmuls ms | whole buffer ms | bounded ms | speed-up | matmul GB/s | bounded GB/s")
@@ -80,14 +89,8 @@ def main() -> None:
 def turn_kernel(rows: int = 16, start: int = 2300, tokens: int = 630) -> None:
     """A follow-up turn's self-attention (the extraction prompt after a first turn, Qwen3-VL / InternVL
     shapes): the Triton turn kernel against the matmuls, as TFLOP/s of the causal products."""
-    heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
-    capacity = round_up(start + tokens + 256, COLUMN_STEP)
-    query = torch.randn(rows, heads, tokens, dim, dtype=dtype, device="cuda")
-    keys = torch.randn(rows, kv_heads, capacity, dim, dtype=dtype, device="cuda")
-    values = torch.randn_like(keys)
-    bias = torch.zeros(rows, capacity, dtype=dtype, device="cuda")
-    bias[: rows // 2, : start // 10] = torch.finfo(dtype).min  # half the rows left-padded by 10%
-    flops = 4 * rows * heads * tokens * (start + tokens / 2) * dim
+    query, keys, values, bias, flops = turn_inputs(rows, start, tokens)
+    heads, kv_heads, dim = query.shape[1], keys.shape[1], query.shape[-1]
     print(f"turn attention, {rows} rows x {tokens} tokens after {start} columns, {heads} heads "
           f"({kv_heads} KV) of {dim}: way | ms | TFLOP/s")
     end = start + tokens
@@ -97,6 +100,47 @@ def turn_kernel(rows: int = 16, start: int = 2300, tokens: int = 630) -> None:
     for name, way in ways.items():
         ms = timed(way, repeats=10)
         print(f"{name} | {ms:.3f} | {flops / ms / 1e9:.0f}")
+
+
+def turn_inputs(rows: int, start: int, tokens: int) -> tuple[torch.Tensor, ...]:
+    """Query, KV buffers and key bias of a follow-up turn (Qwen3-VL / InternVL shapes; half the rows
+    left-padded by 10%), and the causal products' FLOPs."""
+    heads, kv_heads, dim, dtype = 32, 8, 128, torch.bfloat16
+    capacity = round_up(start + tokens + 256, COLUMN_STEP)
+    query = torch.randn(rows, heads, tokens, dim, dtype=dtype, device="cuda")
+    keys = torch.randn(rows, kv_heads, capacity, dim, dtype=dtype, device="cuda")
+    values = torch.randn_like(keys)
+    bias = torch.zeros(rows, capacity, dtype=dtype, device="cuda")
+    bias[: rows // 2, : start // 10] = torch.finfo(dtype).min
+    flops = 4 * rows * heads * tokens * (start + tokens / 2) * dim
+    return query, keys, values, bias, flops
+
+
+def turn_sweep(rows: int, start: int = 2300, tokens: int = 630) -> None:
+    """The turn kernel under each launch against SDPA's backends, on the same inputs (outputs checked
+    against the default launch)."""
+    from torch.nn.attention import SDPBackend
+
+    query, keys, values, bias, flops = turn_inputs(rows, start, tokens)
+    print(f"turn sweep, {rows} rows x {tokens} tokens after {start} columns: way | ms | TFLOP/s | max diff")
+    reference = turn_attention(query, keys, values, bias, start, 0.088)
+    launches = [TURN_LAUNCH] + [TurnLaunch(t, c, w, s) for t in (16, 32) for c in (32, 64, 128)
+                                for w in (4, 8) for s in (2, 3, 4)]
+    for launch in dict.fromkeys(launches):
+        try:
+            out = turn_attention(query, keys, values, bias, start, 0.088, launch)
+            ms = timed(lambda: turn_attention(query, keys, values, bias, start, 0.088, launch), repeats=10)
+        except Exception as err:  # a launch this GPU cannot take (shared memory, registers)
+            print(f"{launch} | failed: {str(err).splitlines()[0][:80]}")
+            continue
+        diff = (out.float() - reference.float()).abs().max().item()
+        print(f"{launch} | {ms:.3f} | {flops / ms / 1e9:.0f} | {diff:.3g}")
+    end = start + tokens
+    mask = turn_bias(bias, start, tokens)
+    per_backend("SDPA, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION],
+                lambda: torch.nn.functional.scaled_dot_product_attention(
+                    query, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=0.088, enable_gqa=True),
+                flops, repeats=10)
 
 
 def per_backend(label: str, backends: list, run: Callable[[], object], flops: float, repeats: int = 50) -> None:

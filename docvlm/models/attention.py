@@ -19,6 +19,7 @@ as strided views, a key bias (rows, columns): 0 attended, a large negative maske
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -40,7 +41,21 @@ TARGET_PROGRAMS = 2 * 132  # two waves of an H100's SMs: enough splits to keep e
 MAX_SPLITS = 16
 
 
-TURN_TOKENS = 16  # query tokens a turn-attention program takes (x the query heads of one KV head)
+@dataclass(frozen=True)
+class TurnLaunch:
+    """How the turn kernel is launched: query tokens a program takes (x the query heads of one KV head),
+    KV columns a step, Triton's warps and pipeline stages (None: Triton's defaults).
+    scripts/bench_attention.py --turn-sweep times the alternatives on a GPU."""
+    tokens: int = 16
+    columns: int = BLOCK_COLUMNS
+    warps: Optional[int] = None
+    stages: Optional[int] = None
+
+    def options(self) -> dict[str, int]:
+        return {key: value for key, value in (("num_warps", self.warps), ("num_stages", self.stages)) if value}
+
+
+TURN_LAUNCH = TurnLaunch()
 
 
 def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
@@ -118,10 +133,10 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
 
 
 def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
-                   start: int, scale: float) -> torch.Tensor:
+                   start: int, scale: float, launch: TurnLaunch = TURN_LAUNCH) -> torch.Tensor:
     """A turn's `tokens` new tokens per row, written at columns [start, start + tokens): each sees the
     columns `bias` leaves open up to its own. -> (rows, tokens, heads * dim)."""
-    return _turn(query, keys, values, bias, start, scale, causal=True)
+    return _turn(query, keys, values, bias, start, scale, causal=True, launch=launch)
 
 
 def image_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
@@ -132,12 +147,12 @@ def image_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
 
 
 def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
-          scale: float, causal: bool) -> torch.Tensor:
+          scale: float, causal: bool, launch: TurnLaunch = TURN_LAUNCH) -> torch.Tensor:
     rows, heads, tokens, dim = query.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
     out = torch.empty((rows, tokens, heads * dim), dtype=query.dtype, device=query.device)
-    block = triton.next_power_of_2(TURN_TOKENS * group)
+    block = triton.next_power_of_2(launch.tokens * group)
     masked_below = masked_bias(bias.dtype)
     _turn_kernel[(rows, kv_heads, triton.cdiv(tokens * group, block))](
         query, keys, values, bias, out,
@@ -145,7 +160,7 @@ def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: t
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
         bias.stride(0), tokens, start, scale * math.log2(math.e), masked_below,
-        GROUP=group, DIM=dim, BLOCK_M=block, BLOCK=BLOCK_COLUMNS, CAUSAL=causal,
+        GROUP=group, DIM=dim, BLOCK_M=block, BLOCK=launch.columns, CAUSAL=causal, **launch.options(),
     )
     return out
 
