@@ -14,10 +14,13 @@ as strided views, a key bias (rows, columns): 0 attended, a large negative maske
 - `turn_attention` (a follow-up turn's tokens, causal among themselves): the same walk with a block
   of query tokens a program (transformers' SDPA path repeated every layer's KV per query head);
   `image_attention` is that walk without the causal bound, for a turn's cross-attention to an image.
+  Its launch (query tokens a program, columns a step, warps, stages) is the fastest of a few on this
+  GPU, timed on the first call (fastest.py): which wins depends on the GPU and the head count.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +28,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from docvlm.models.fastest import fastest
 from docvlm.models.fused import runs_on
 
 try:
@@ -55,7 +59,11 @@ class TurnLaunch:
         return {key: value for key, value in (("num_warps", self.warps), ("num_stages", self.stages)) if value}
 
 
-TURN_LAUNCH = TurnLaunch()
+TURN_LAUNCH = TurnLaunch()  # the interpreter's (tests), and the first of the GPU's candidates
+# Candidates on a GPU: the classic flash-attention tilings for head dim 128 (64 or 128 query vectors a
+# program, 32-128 columns a step); each is compiled and timed once a process (a few seconds, in warm-up).
+TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(32, 64, 8, 3), TurnLaunch(32, 128, 8, 2), TurnLaunch(16, 128, 8, 2),
+                 TurnLaunch(32, 32, 4, 4))
 
 
 def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
@@ -133,9 +141,10 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
 
 
 def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
-                   start: int, scale: float, launch: TurnLaunch = TURN_LAUNCH) -> torch.Tensor:
+                   start: int, scale: float, launch: Optional[TurnLaunch] = None) -> torch.Tensor:
     """A turn's `tokens` new tokens per row, written at columns [start, start + tokens): each sees the
-    columns `bias` leaves open up to its own. -> (rows, tokens, heads * dim)."""
+    columns `bias` leaves open up to its own. -> (rows, tokens, heads * dim). `launch`: this one, not
+    the fastest of TURN_LAUNCHES."""
     return _turn(query, keys, values, bias, start, scale, causal=True, launch=launch)
 
 
@@ -147,7 +156,17 @@ def image_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tenso
 
 
 def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
-          scale: float, causal: bool, launch: TurnLaunch = TURN_LAUNCH) -> torch.Tensor:
+          scale: float, causal: bool, launch: Optional[TurnLaunch] = None) -> torch.Tensor:
+    if launch is not None or query.device.type != "cuda":
+        return _turn_launched(query, keys, values, bias, start, scale, causal, launch or TURN_LAUNCH)
+    ways = {str(each): functools.partial(_turn_launched, query, keys, values, bias, start, scale, causal, each)
+            for each in TURN_LAUNCHES}
+    key = (causal, query.shape[1], keys.shape[1], query.shape[-1], query.dtype, query.device)
+    return fastest("turn attention launch", key, ways, query.device)
+
+
+def _turn_launched(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
+                   scale: float, causal: bool, launch: TurnLaunch) -> torch.Tensor:
     rows, heads, tokens, dim = query.shape
     kv_heads = keys.shape[1]
     group = heads // kv_heads
