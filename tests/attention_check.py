@@ -6,7 +6,8 @@ import sys
 
 import torch
 
-from docvlm.models.attention import TURN_LAUNCHES, TurnLaunch, available, decode_attention, grouped_attention, turn_attention, turn_bias
+from docvlm.models.attention import (TURN_LAUNCH, TurnLaunch, available, decode_attention, grouped_attention, image_attention,
+                                     turn_attention, turn_bias, turn_ways)
 from docvlm.models.text_layers import cross_attention
 
 DECODE_CASES = [  # rows, heads, kv heads, head dim, buffer columns, attended columns, splits (None: automatic)
@@ -67,10 +68,14 @@ def check_cross(device: str, dtype: torch.dtype, cases=CROSS_CASES, tolerance: f
         out = cross_attention(query, keys, values, bias, 0.125)
         reference = grouped_attention(query, keys, values, bias, 0.125)
         _close(out, reference, dtype, tolerance, ("cross", rows, heads, kv_heads, dim, columns, tiles, tokens))
-        if available(query):  # the kernels skip padded tiles' columns whole
+        if available(query):  # the kernels skip padded tiles' columns whole (SDPA, a GPU's other way, reads them)
+            def kernel() -> torch.Tensor:
+                return (cross_attention(query, keys, values, bias, 0.125) if tokens == 1 else
+                        image_attention(query, keys, values, bias[:, 0, 0], 0.125, TURN_LAUNCH))
+            clean = kernel()
             unseen = (bias[: rows - 1, 0, 0] < 0).all(dim=0)
             keys[: rows - 1, :, unseen], values[: rows - 1, :, unseen] = float("nan"), float("nan")
-            assert torch.equal(cross_attention(query, keys, values, bias, 0.125)[: rows - 1], out[: rows - 1])
+            assert torch.equal(kernel()[: rows - 1], clean[: rows - 1])
 
 
 def check(device: str, dtype: torch.dtype, decode_cases=DECODE_CASES, turn_cases=TURN_CASES,
@@ -108,12 +113,15 @@ def check(device: str, dtype: torch.dtype, decode_cases=DECODE_CASES, turn_cases
         end = start + tokens
         reference = grouped_attention(query, keys[:, :, :end], values[:, :, :end], turn_bias(bias, start, tokens), 0.125)
         _close(out, reference, dtype, tolerance, ("turn", rows, heads, kv_heads, dim, start, tokens))
-        # every launch the GPU chooses among (one other under the interpreter: each costs a compile)
-        for launch in TURN_LAUNCHES if str(device) == "cuda" else (TurnLaunch(tokens=32, columns=32),):
-            launched = turn_attention(query, keys, values, bias, start, 0.125, launch)
-            _close(launched, reference, dtype, tolerance, ("turn", launch, rows, heads, kv_heads, dim, start, tokens))
-        keys[:, :, 40:47], values[:, :, 40:47] = float("nan"), float("nan")
-        assert torch.equal(turn_attention(query, keys, values, bias, start, 0.125), out)
+        # every way the GPU chooses among (under the interpreter one other launch: each costs a compile)
+        ways = turn_ways(query, keys, values, bias, start, 0.125, causal=True)
+        if str(device) != "cuda":
+            ways = {name: way for name, way in ways.items() if name in ("SDPA with the bias as a mask", str(TurnLaunch(32, 32, 4, 3)))}
+        for name, way in ways.items():
+            _close(way(), reference, dtype, tolerance, ("turn", name, rows, heads, kv_heads, dim, start, tokens))
+        clean = turn_attention(query, keys, values, bias, start, 0.125, TURN_LAUNCH)  # the kernel: never reads
+        keys[:, :, 40:47], values[:, :, 40:47] = float("nan"), float("nan")   # masked columns (SDPA does)
+        assert torch.equal(turn_attention(query, keys, values, bias, start, 0.125, TURN_LAUNCH), clean)
     print("ok")
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,10 +60,12 @@ class TurnLaunch:
 
 
 TURN_LAUNCH = TurnLaunch()  # the interpreter's (tests), and the first of the GPU's candidates
-# Candidates on a GPU: the classic flash-attention tilings for head dim 128 (64 or 128 query vectors a
-# program, 32-128 columns a step); each is compiled and timed once a process (a few seconds, in warm-up).
-TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(32, 64, 8, 3), TurnLaunch(32, 128, 8, 2), TurnLaunch(16, 128, 8, 2),
-                 TurnLaunch(32, 32, 4, 4))
+# Candidates on a GPU, each compiled and timed once a process (a few seconds, in warm-up): the best four
+# of 37 launches on an H200 (64 rows x 630 tokens after 2,300 columns, 32 heads of 128, 8 KV heads;
+# bench_attention.py --turn-sweep, 2026-12-06: 7.6-8.2 ms against the default's 9.4; 8 warps at 16
+# tokens x 128 columns: 14.3) and the default.
+TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(16, 128, 4, 2), TurnLaunch(32, 128, 8, 2), TurnLaunch(32, 32, 4, 3),
+                 TurnLaunch(32, 64, 4, 2))
 
 
 def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
@@ -149,20 +151,40 @@ def turn_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
 
 
 def image_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
-                    scale: float) -> torch.Tensor:
+                    scale: float, launch: Optional[TurnLaunch] = None) -> torch.Tensor:
     """Cross-attention of a turn's tokens to an image's KV (keys/values (rows, kv heads, columns, dim)):
     every token sees the columns `bias` (rows, columns) leaves open. -> (rows, tokens, heads * dim)."""
-    return _turn(query, keys, values, bias, keys.shape[2], scale, causal=False)
+    return _turn(query, keys, values, bias, keys.shape[2], scale, causal=False, launch=launch)
 
 
 def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
           scale: float, causal: bool, launch: Optional[TurnLaunch] = None) -> torch.Tensor:
     if launch is not None or query.device.type != "cuda":
         return _turn_launched(query, keys, values, bias, start, scale, causal, launch or TURN_LAUNCH)
-    ways = {str(each): functools.partial(_turn_launched, query, keys, values, bias, start, scale, causal, each)
-            for each in TURN_LAUNCHES}
     key = (causal, query.shape[1], keys.shape[1], query.shape[-1], query.dtype, query.device)
-    return fastest("turn attention launch", key, ways, query.device)
+    return fastest("turn attention", key, turn_ways(query, keys, values, bias, start, scale, causal), query.device)
+
+
+def turn_ways(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
+              scale: float, causal: bool) -> dict[str, Callable[[], torch.Tensor]]:
+    """The ways a GPU chooses among for a turn: the Triton kernel under each of TURN_LAUNCHES, and torch's
+    SDPA given the bias as a mask (cuDNN on an H200: 5.3 ms where the best launch took 7.6, the sweep
+    above; it reads a (rows, tokens, columns) mask the kernel does without)."""
+    ways: dict[str, Callable[[], torch.Tensor]] = {
+        str(each): functools.partial(_turn_launched, query, keys, values, bias, start, scale, causal, each)
+        for each in TURN_LAUNCHES}
+    ways["SDPA with the bias as a mask"] = functools.partial(_turn_sdpa, query, keys, values, bias, start, scale, causal)
+    return ways
+
+
+def _turn_sdpa(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
+               scale: float, causal: bool) -> torch.Tensor:
+    rows, heads, tokens, dim = query.shape
+    end = start + tokens if causal else start
+    mask = turn_bias(bias, start, tokens) if causal else bias[:, None, None, :end]
+    out = F.scaled_dot_product_attention(query, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=scale,
+                                         enable_gqa=heads != keys.shape[1])
+    return out.transpose(1, 2).reshape(rows, tokens, heads * dim)
 
 
 def _turn_launched(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
