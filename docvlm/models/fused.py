@@ -124,7 +124,7 @@ def _norm_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, norm: Op
     _norm_rotate_kernel[(rows * tokens,)](x, weight, cos, sin, out, tokens, heads, x.stride(0), x.stride(1),
                                           cos.stride(0), cos.stride(1), eps,
                                           NORM=norm is not None, HALF=dim // 2, HEADS=triton.next_power_of_2(heads),
-                                          BLOCK=triton.next_power_of_2(dim // 2))
+                                          BLOCK=triton.next_power_of_2(dim // 2), enable_fp_fusion=False)
     return out.transpose(1, 2)
 
 
@@ -262,6 +262,7 @@ if triton is not None:
         sin1 = tl.load(sin + angles, mask=half, other=0.0).to(tl.float32)
         sin2 = tl.load(sin + angles + HALF, mask=half, other=0.0).to(tl.float32)
         # x * cos + rotate_half(x) * sin, rotate_half(x) = (-second, first); each product rounded, then the sum
+        # (launched without fp fusion: a product must not become an FMA's exact term on the GPU)
         out1 = (first * cos1).to(dtype).to(tl.float32) + (-second * sin1).to(dtype).to(tl.float32)
         out2 = (second * cos2).to(dtype).to(tl.float32) + (first * sin2).to(dtype).to(tl.float32)
         target = out + (index * heads + head) * (2 * HALF) + column

@@ -11,7 +11,22 @@ k = (torch.randn(rows, tokens, kv, dim, generator=g) * 3).cuda().bfloat16()
 a = torch.randn(rows, tokens, dim // 2, generator=g) * 5
 emb = torch.cat([a, a], -1)
 cos, sin = emb.cos().cuda().bfloat16(), emb.sin().cuda().bfloat16()
+from docvlm.models import fused
+original = fused._norm_rotate_kernel
+class Fusion:  # the kernel launched with fp fusion on (Triton's default), as before the fix
+    def __getitem__(self, grid):
+        launch = original[grid]
+        return lambda *a, **kw: launch(*a, **{**kw, "enable_fp_fusion": True})
+fused._norm_rotate_kernel = Fusion()
+with_fusion = text_rotary(q, k, cos, sin)
+fused._norm_rotate_kernel = original
 got = text_rotary(q, k, cos, sin)
+exp0 = m.apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
+print("fusion on: kernel==transformers", [torch.equal(a, b) for a, b in zip(with_fusion, exp0)])
+print("fusion off: kernel==transformers", [torch.equal(a, b) for a, b in zip(got, exp0)])
+from docvlm.models.text_rotary import fused_reproduces
+for fam in (m.apply_rotary_pos_emb,):
+    print("engine check (fusion off):", fused_reproduces(fam, 128, torch.bfloat16, q.device))
 exp = m.apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
 def emul(x):  # each product rounded, then the sum, in torch fp32 ops
     x = x.transpose(1, 2).float(); c, s = cos[:, None].float(), sin[:, None].float()
