@@ -35,3 +35,23 @@ def test_half_precision_only():
     assert not available(torch.zeros(1, 4, 1, 16))  # fp32 uses the matmuls
     assert not available(torch.zeros(1, 4, 1, 16, dtype=torch.float16))  # so does a CPU (no interpreter)
     assert not available(torch.zeros(1, 4, 1, 24, dtype=torch.float16))  # and a head dim tl.dot cannot take
+
+
+def test_a_turn_offers_sdpa_only_while_its_mask_stays_small(monkeypatch):
+    """The SDPA way builds a (rows, tokens, columns) mask for a causal turn: offered up to
+    SDPA_MASK_BYTES, never for a turn whose mask would be larger (a long statement turn); an image
+    turn's mask is one row a conversation. Each set of ways is chosen for separately (fastest's key)."""
+    from docvlm.models import attention
+    from docvlm.models.attention import TURN_LAUNCHES, turn_ways
+
+    query = torch.zeros(4, 8, 10, 16, dtype=torch.float16)
+    keys = values = torch.zeros(4, 2, 64, 16, dtype=torch.float16)
+    bias = torch.zeros(4, 64, dtype=torch.float16)
+    sdpa = "SDPA with the bias as a mask"
+    assert list(turn_ways(query, keys, values, bias, 30, 0.25, causal=True)) == [str(each) for each in TURN_LAUNCHES] + [sdpa]
+    monkeypatch.setattr(attention, "SDPA_MASK_BYTES", 4 * 10 * 40 * 2 - 1)  # the causal mask: 4 x 10 x 40 x 2 bytes
+    assert sdpa not in turn_ways(query, keys, values, bias, 30, 0.25, causal=True)
+    assert sdpa in turn_ways(query, keys, values, bias, 64, 0.25, causal=False)  # 4 x 64 x 2 bytes
+    reference = attention.grouped_attention(query.float(), keys.float(), values.float(), bias[:, None, None].float(), 0.25)
+    out = turn_ways(query + 1, keys + 1, values + 2, bias, 64, 0.25, causal=False)[sdpa]()
+    assert out.shape == (4, 10, 8 * 16) and torch.allclose(out.float(), reference + 2)

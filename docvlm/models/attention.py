@@ -64,6 +64,7 @@ TURN_LAUNCH = TurnLaunch()  # the interpreter's (tests), and the first of the GP
 # of 37 launches on an H200 (64 rows x 630 tokens after 2,300 columns, 32 heads of 128, 8 KV heads;
 # bench_attention.py --turn-sweep, 2026-12-06: 7.6-8.2 ms against the default's 9.4; 8 warps at 16
 # tokens x 128 columns: 14.3) and the default.
+SDPA_MASK_BYTES = 256 * 2**20  # the largest mask the SDPA way builds (64 rows x 630 tokens x 2,930 columns: 236 MB)
 TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(16, 128, 4, 2), TurnLaunch(32, 128, 8, 2), TurnLaunch(32, 32, 4, 3),
                  TurnLaunch(32, 64, 4, 2))
 
@@ -161,19 +162,25 @@ def _turn(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: t
           scale: float, causal: bool, launch: Optional[TurnLaunch] = None) -> torch.Tensor:
     if launch is not None or query.device.type != "cuda":
         return _turn_launched(query, keys, values, bias, start, scale, causal, launch or TURN_LAUNCH)
-    key = (causal, query.shape[1], keys.shape[1], query.shape[-1], query.dtype, query.device)
-    return fastest("turn attention", key, turn_ways(query, keys, values, bias, start, scale, causal), query.device)
+    ways = turn_ways(query, keys, values, bias, start, scale, causal)
+    key = (causal, query.shape[1], keys.shape[1], query.shape[-1], query.dtype, query.device, tuple(ways))
+    return fastest("turn attention", key, ways, query.device)
 
 
 def turn_ways(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor, start: int,
               scale: float, causal: bool) -> dict[str, Callable[[], torch.Tensor]]:
     """The ways a GPU chooses among for a turn: the Triton kernel under each of TURN_LAUNCHES, and torch's
     SDPA given the bias as a mask (cuDNN on an H200: 5.3 ms where the best launch took 7.6, the sweep
-    above; it reads a (rows, tokens, columns) mask the kernel does without)."""
+    above) where that mask, (rows, tokens, columns) for a causal turn, stays under SDPA_MASK_BYTES: a
+    long statement turn's would take gigabytes the batch plan never reserved."""
     ways: dict[str, Callable[[], torch.Tensor]] = {
         str(each): functools.partial(_turn_launched, query, keys, values, bias, start, scale, causal, each)
         for each in TURN_LAUNCHES}
-    ways["SDPA with the bias as a mask"] = functools.partial(_turn_sdpa, query, keys, values, bias, start, scale, causal)
+    rows, _, tokens, _ = query.shape
+    mask_bytes = rows * (tokens if causal else 1) * (start + tokens if causal else start) * bias.element_size()
+    if mask_bytes <= SDPA_MASK_BYTES:
+        ways["SDPA with the bias as a mask"] = functools.partial(_turn_sdpa, query, keys, values, bias, start, scale,
+                                                                 causal)
     return ways
 
 
