@@ -118,3 +118,23 @@ def test_vision_rotary_swap_is_scoped_to_enabled_runs(tiny_models):
     assert modeling_qwen3_vl.apply_rotary_pos_emb_vision is original
     with fused_vision_rotary(engine.model, enabled=False):
         assert modeling_qwen3_vl.apply_rotary_pos_emb_vision is original
+
+
+def test_a_fused_rotary_that_cannot_run_leaves_the_familys_own(monkeypatch, caplog):
+    """The engine's one check of the fused text rotary: a kernel that raises on this GPU or Triton (a
+    launch option it does not know, shared memory) means the family's rotary runs, not a failed build."""
+    import logging
+
+    from transformers.models.qwen3 import modeling_qwen3
+
+    from docvlm.models import fused
+    from docvlm.models.text_rotary import fused_reproduces
+
+    def unrunnable(*args, **kwargs):
+        raise RuntimeError("out of resource: shared memory")
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # where the kernels would run
+    monkeypatch.setattr(fused, "text_rotary", unrunnable)
+    with caplog.at_level(logging.WARNING):
+        assert not fused_reproduces(modeling_qwen3.apply_rotary_pos_emb, 128, torch.float16, torch.device("cpu"))
+    assert "does not run here (out of resource: shared memory)" in caplog.text
