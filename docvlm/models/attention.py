@@ -14,8 +14,9 @@ as strided views, a key bias (rows, columns): 0 attended, a large negative maske
 - `turn_attention` (a follow-up turn's tokens, causal among themselves): the same walk with a block
   of query tokens a program (transformers' SDPA path repeated every layer's KV per query head);
   `image_attention` is that walk without the causal bound, for a turn's cross-attention to an image.
-  Its launch (query tokens a program, columns a step, warps, stages) is the fastest of a few on this
-  GPU, timed on the first call (fastest.py): which wins depends on the GPU and the head count.
+  On a GPU a turn runs the fastest here of a few launches of that kernel (query tokens a program,
+  columns a step, warps, stages) and torch's SDPA given the bias as a mask, timed on the first call
+  (fastest.py): which wins depends on the GPU and the head count.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ TURN_LAUNCH = TurnLaunch()  # the interpreter's (tests), and the first of the GP
 # of 37 launches on an H200 (64 rows x 630 tokens after 2,300 columns, 32 heads of 128, 8 KV heads;
 # bench_attention.py --turn-sweep, 2026-12-06: 7.6-8.2 ms against the default's 9.4; 8 warps at 16
 # tokens x 128 columns: 14.3) and the default.
-SDPA_MASK_BYTES = 256 * 2**20  # the largest mask the SDPA way builds (64 rows x 630 tokens x 2,930 columns: 236 MB)
 TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(16, 128, 4, 2), TurnLaunch(32, 128, 8, 2), TurnLaunch(32, 32, 4, 3),
                  TurnLaunch(32, 64, 4, 2))
+SDPA_MASK_BYTES = 256 * 2**20  # the largest mask the SDPA way builds (64 rows x 630 tokens x 2,930 columns: 236 MB)
 
 
 def grouped_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
