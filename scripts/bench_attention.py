@@ -18,7 +18,8 @@ two varlen flash calls, or two SDPA calls an image, per backend); then Qwen3-VL'
 with the head dim zero-padded to 80/96/128, pad included) against one varlen flash call.
 `--turn-sweep`: only the follow-up turn's self-attention, at each `--rows`: the turn kernel under each
 launch (`attention.TurnLaunch`: query tokens a program, columns a step, warps, stages) against torch's
-SDPA backends given the same causal, left-padded bias (grouped-query heads, `enable_gqa`).
+SDPA backends running the engine's SDPA way (`attention.turn_ways`: the causal, left-padded bias made into a
+mask each call, grouped-query heads).
 """
 
 import argparse
@@ -29,7 +30,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from docvlm.models.attention import TURN_LAUNCH, TurnLaunch, decode_attention, grouped_attention, turn_attention, turn_bias  # noqa: E402
+from docvlm.models.attention import (SDPA_WAY, TURN_LAUNCH, TurnLaunch, decode_attention, grouped_attention,  # noqa: E402
+                                     turn_attention, turn_bias, turn_ways)
 from docvlm.models.kv_buffers import COLUMN_STEP, round_up  # noqa: E402
 from docvlm.models import tile_attention  # noqa: E402
 from docvlm.models.tile_attention import tile_split  # noqa: E402
@@ -135,12 +137,12 @@ def turn_sweep(rows: int, start: int = 2300, tokens: int = 630) -> None:
             continue
         diff = (out.float() - reference.float()).abs().max().item()
         print(f"{launch} | {ms:.3f} | {flops / ms / 1e9:.0f} | {diff:.3g}")
-    end = start + tokens
-    mask = turn_bias(bias, start, tokens)
+    sdpa = turn_ways(query, keys, values, bias, start, 0.088, causal=True).get(SDPA_WAY)  # the engine's, mask made too
+    if sdpa is None:
+        print("SDPA | not offered: its mask would exceed attention.SDPA_MASK_BYTES")
+        return
     per_backend("SDPA, ", [SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.FLASH_ATTENTION],
-                lambda: torch.nn.functional.scaled_dot_product_attention(
-                    query, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=0.088, enable_gqa=True),
-                flops, repeats=10)
+                sdpa, flops, repeats=10)
 
 
 def per_backend(label: str, backends: list, run: Callable[[], object], flops: float, repeats: int = 50) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from docvlm.models.attention import (TURN_LAUNCH, TurnLaunch, available, decode_attention, grouped_attention, image_attention,
+from docvlm.models.attention import (SDPA_WAY, TURN_LAUNCH, TurnLaunch, available, decode_attention, grouped_attention, image_attention,
                                      turn_attention, turn_bias, turn_ways)
 from docvlm.models.text_layers import cross_attention
 
@@ -116,7 +116,7 @@ def check(device: str, dtype: torch.dtype, decode_cases=DECODE_CASES, turn_cases
         # every way the GPU chooses among (under the interpreter one other launch: each costs a compile)
         ways = turn_ways(query, keys, values, bias, start, 0.125, causal=True)
         if str(device) != "cuda":
-            ways = {name: way for name, way in ways.items() if name in ("SDPA with the bias as a mask", str(TurnLaunch(32, 32, 4, 3)))}
+            ways = {name: way for name, way in ways.items() if name in (SDPA_WAY, str(TurnLaunch(32, 32, 4, 3)))}
         for name, way in ways.items():
             _close(way(), reference, dtype, tolerance, ("turn", name, rows, heads, kv_heads, dim, start, tokens))
         clean = turn_attention(query, keys, values, bias, start, 0.125, TURN_LAUNCH)  # the kernel: never reads

@@ -42,12 +42,12 @@ def test_a_turn_offers_sdpa_only_while_its_mask_stays_small(monkeypatch):
     SDPA_MASK_BYTES, never for a turn whose mask would be larger (a long statement turn); an image
     turn's mask is one row a conversation. Each set of ways is chosen for separately (fastest's key)."""
     from docvlm.models import attention
-    from docvlm.models.attention import TURN_LAUNCHES, turn_ways
+    from docvlm.models.attention import SDPA_WAY, TURN_LAUNCHES, turn_ways
 
     query = torch.zeros(4, 8, 10, 16, dtype=torch.float16)
     keys = values = torch.zeros(4, 2, 64, 16, dtype=torch.float16)
     bias = torch.zeros(4, 64, dtype=torch.float16)
-    sdpa = "SDPA with the bias as a mask"
+    sdpa = SDPA_WAY
     assert list(turn_ways(query, keys, values, bias, 30, 0.25, causal=True)) == [str(each) for each in TURN_LAUNCHES] + [sdpa]
     monkeypatch.setattr(attention, "SDPA_MASK_BYTES", 4 * 10 * 40 * 2 - 1)  # the causal mask: 4 x 10 x 40 x 2 bytes
     assert sdpa not in turn_ways(query, keys, values, bias, 30, 0.25, causal=True)

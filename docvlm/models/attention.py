@@ -67,6 +67,7 @@ TURN_LAUNCH = TurnLaunch()  # the interpreter's (tests), and the first of the GP
 # tokens x 128 columns: 14.3) and the default.
 TURN_LAUNCHES = (TURN_LAUNCH, TurnLaunch(16, 128, 4, 2), TurnLaunch(32, 128, 8, 2), TurnLaunch(32, 32, 4, 3),
                  TurnLaunch(32, 64, 4, 2))
+SDPA_WAY = "SDPA with the bias as a mask"  # the name `turn_ways` gives torch's SDPA
 SDPA_MASK_BYTES = 256 * 2**20  # the largest mask the SDPA way builds (64 rows x 630 tokens x 2,930 columns: 236 MB)
 
 
@@ -180,8 +181,7 @@ def turn_ways(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bia
     rows, _, tokens, _ = query.shape
     mask_bytes = rows * (tokens if causal else 1) * (start + tokens if causal else start) * bias.element_size()
     if mask_bytes <= SDPA_MASK_BYTES:
-        ways["SDPA with the bias as a mask"] = functools.partial(_turn_sdpa, query, keys, values, bias, start, scale,
-                                                                 causal)
+        ways[SDPA_WAY] = functools.partial(_turn_sdpa, query, keys, values, bias, start, scale, causal)
     return ways
 
 
