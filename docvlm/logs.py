@@ -31,13 +31,3 @@ def setup_logging(rank: int, out_dir: Path, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    _quiet_library_bars(rank)
-
-
-def _quiet_library_bars(rank: int) -> None:
-    """transformers' own bars ("Loading weights") only on an interactive rank 0: elsewhere they are noise."""
-    if rank == 0 and sys.stderr.isatty():
-        return
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()

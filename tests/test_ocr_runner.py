@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 from docvlm.config import TokenBudgets
 from docvlm.inputs import discover
 from docvlm.models import ModelSpec, load_model
+from docvlm.paths import REPO_ROOT
 from docvlm.pipeline import stages
 from docvlm.pipeline.document_pipeline import DocumentPipeline
 from docvlm.pipeline.grounding import Grounding
@@ -37,6 +40,17 @@ def test_two_ranks_equal_one_rank_and_the_answers_are_right(docs_dir, tmp_path):
     evaluation = json.loads((tmp_path / "two" / "evaluation.json").read_text())
     assert evaluation["overall"]["type_accuracy"] == 1.0
     assert evaluation["overall"]["macro_f1"] >= 0.9
+
+
+def test_an_ocr_run_never_imports_transformers(tmp_path):
+    """model=ocr needs no model library: importing transformers would cost every rank ~6 s of start."""
+    generate_corpus(tmp_path / "data", {"RECEIPT": 1}, seed=3)
+    code = ("import atexit, runpy, sys; atexit.register(lambda: print('transformers imported:', 'transformers' in "
+            f"sys.modules)); sys.argv = ['launch.py', 'model=ocr', 'data.dir={tmp_path / 'data'}', "
+            f"'output.dir={tmp_path / 'out'}']; runpy.run_path('launch.py', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert "1 documents: 1 done" in proc.stdout, proc.stderr[-3000:]
+    assert "transformers imported: False" in proc.stdout
 
 
 def test_grounding_flags_values_the_page_does_not_show(docs_dir, tiny_models, monkeypatch):

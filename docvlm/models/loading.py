@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, ProcessorMixin
+from transformers.utils import logging as hf_logging
 
 from docvlm.models.patch_embedding import linear_patch_embeddings
 from docvlm.models.protocol import (
@@ -60,17 +61,15 @@ def load_model(cfg: ModelSpec, device: torch.device) -> VisionLanguageModel:
     engine = cfg.engine
     engine_class(engine)  # an unknown engine fails before any weights load
     device = torch.device(device)
+    hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
     if cfg.random_weights:
         return _random_weights(cfg, device, engine)
     if cfg.tiny:
         from docvlm.models.tiny import ensure_tiny_model
 
         ensure_tiny_model(cfg.family, path)
-    from transformers.utils import logging as hf_logging
-
     from docvlm.models.hf_engine import load_pretrained
 
-    hf_logging.disable_progress_bar()  # one bar per rank per load would drown docvlm's own progress
     model, processor = load_pretrained(cfg, path, device)
     return build_engine(engine, model, processor, cfg, device)
 

@@ -15,8 +15,6 @@ import torch
 from docvlm.config import RunConfig
 from docvlm.dist import DistContext
 from docvlm.inputs import LoadOptions
-from docvlm.models import check_model_path, load_model
-from docvlm.models.memory_plan import auto_batch_size
 from docvlm.pipeline.document_pipeline import DocumentPipeline
 from docvlm.pipeline.protocol import Pipeline
 from docvlm.pipeline.stages import StageContext
@@ -39,6 +37,8 @@ def uses_model(run_cfg: RunConfig) -> bool:
 def check_model(run_cfg: RunConfig) -> None:
     """A missing model is a clear error before any GPU work (the OCR engine needs none)."""
     if uses_model(run_cfg):
+        from docvlm.models import check_model_path  # here: transformers is imported only for a VLM run
+
         check_model_path(run_cfg.model)
 
 
@@ -56,6 +56,8 @@ def build_pipeline(run_cfg: RunConfig, ctx: DistContext, schema: Schema, prompts
 
 def _vlm_pipeline(run_cfg: RunConfig, ctx: DistContext, schema: Schema, prompts: Prompts, progress: Progress,
                   watchdog: Watchdog, route_types: Optional[dict[str, str]], load_options: LoadOptions) -> Pipeline:
+    from docvlm.models import load_model  # here: an OCR run never imports transformers (~6 s a rank)
+
     processing = run_cfg.processing
     model = load_model(run_cfg.model, ctx.device)
     stage_ctx = StageContext(model, schema, prompts, processing.max_new_tokens, processing.force_length)
@@ -72,6 +74,8 @@ def batch_sizes(stage_ctx: StageContext, device: torch.device, configured: Optio
     memory for its own conversation (detection + extraction turn; header turn + rows turn)."""
     if configured:
         return configured, configured
+    from docvlm.models.memory_plan import auto_batch_size
+
     model, budgets = stage_ctx.model, stage_ctx.budgets
     return (auto_batch_size(device, model, budgets.detect, max_tiles, stage_ctx.read_later_tokens),
             auto_batch_size(device, model, budgets.bank_headers, max_tiles, stage_ctx.bank_later_tokens))
