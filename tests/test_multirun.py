@@ -26,7 +26,7 @@ WRAPPER = """\
 import os, sys
 sys.path.insert(0, {repo!r})
 import torch.distributed as torch_dist
-import docvlm.pipeline.build
+import docvlm.models.loading
 import launch
 
 inits = []
@@ -37,13 +37,13 @@ def counting_init(*args, **kwargs):
 torch_dist.init_process_group = counting_init
 
 loads = []
-real_load = docvlm.pipeline.build.load_model
+real_load = docvlm.models.loading.load_model
 def flaky_load(*args, **kwargs):
     loads.append(1)
     if os.environ["RANK"] == "1" and len(loads) == int(os.environ.get("DOCVLM_TEST_FAIL_LOAD", 0)):
         raise RuntimeError("injected fault on rank 1")
     return real_load(*args, **kwargs)
-docvlm.pipeline.build.load_model = flaky_load
+docvlm.models.loading.load_model = flaky_load  # build.py looks it up at each load
 
 real_leave = launch._leave_process_group
 def leave():  # before the ranks part: torchrun stops the others as soon as one exits non-zero
