@@ -173,9 +173,14 @@ def check_decoder_layer(device: str, dtype: torch.dtype, generator: torch.Genera
             again = self_layer(layer, hidden, pending, cos, sin, keys, values, attend, positions, merged)
         unchanged = layer(hidden + pending, attention_mask=causal[None, None], position_embeddings=(cos, sin))
     assert fused_reproduces(modeling_qwen3.apply_rotary_pos_emb, dim, dtype, hidden.device)
-    eps = torch.finfo(dtype).eps  # other kernels (attention, products) round differently: tens of roundings
-    torch.testing.assert_close(after_attention + mlp, expected, atol=50 * eps, rtol=20 * eps)
-    torch.testing.assert_close(again[0] + again[1], expected, atol=50 * eps, rtol=20 * eps)
+    # Other kernels (attention, products) sum in other orders: an output that is a difference of terms as
+    # large as the layer's largest outputs (~60 here) carries their roundings. Measured, in units of eps x
+    # that scale: 0.70 and 1.15 (interpreter, fp16, two seeds), 0.87 (H100, bf16); a wrong position, mask
+    # or weight is off by many units.
+    eps = torch.finfo(dtype).eps
+    scale = expected.float().abs().max().item()
+    torch.testing.assert_close(after_attention + mlp, expected, atol=2 * eps * scale, rtol=0)
+    torch.testing.assert_close(again[0] + again[1], expected, atol=2 * eps * scale, rtol=0)
     assert torch.equal(unchanged[0] if isinstance(unchanged, tuple) else unchanged, expected)
     key = layer.self_attn.k_norm(layer.self_attn.k_proj(layer.input_layernorm(hidden + pending)).view(rows, tokens, 2, dim))
     _, rotated = modeling_qwen3.apply_rotary_pos_emb(key.transpose(1, 2), key.transpose(1, 2), cos, sin)
